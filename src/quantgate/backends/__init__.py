@@ -1,0 +1,33 @@
+"""Backends behind one interface, registered by name and imported lazily.
+
+Adding a backend: subclass :class:`quantgate.backends.base.Backend` in its own module and add a
+``"name": "module:Class"`` line below; the registry names it in ``backend:``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from quantgate.backends.base import Backend
+from quantgate.errors import ConfigError
+from quantgate.schema_base import did_you_mean
+
+BACKENDS: dict[str, str] = {
+    "llama_cpp": "quantgate.backends.llama_cpp:LlamaCppBackend",
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered as ``name`` (imported on first use: no torch/vLLM at collection)."""
+    if name not in BACKENDS:
+        raise ConfigError(
+            f"unknown backend {name!r}{did_you_mean(name, BACKENDS)}; known: {', '.join(BACKENDS)}"
+        )
+    module_name, attr = BACKENDS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise TypeError(f"backend {name!r} -> {BACKENDS[name]} is not a Backend subclass")
+    return cls
+
+
+__all__ = ["BACKENDS", "Backend", "backend_class"]

@@ -1,0 +1,62 @@
+"""The interface every backend implements (llama-cpp-python today; transformers, vLLM next)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from quantgate.artifacts import Artifact
+from quantgate.registry import BackendSettings
+
+
+class Backend(ABC):
+    """One loaded artifact. Loaded once per session and shared by every test of its pair.
+
+    Args:
+        artifact: the checked file to load.
+        settings: context size, batch size, threads, seed.
+    """
+
+    name: str = ""
+
+    def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
+        self.artifact = artifact
+        self.settings = settings
+
+    @property
+    @abstractmethod
+    def n_vocab(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def bos_token_id(self) -> int | None:
+        """The BOS id if the model's tokenizer adds one (llama_vocab_get_add_bos), else None."""
+
+    @abstractmethod
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        """Token ids of ``text``; ``add_special`` adds BOS where the model wants one."""
+
+    @abstractmethod
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Raw logits, float32 ``[len(tokens), n_vocab]``, from an empty context.
+
+        Row ``j`` is the distribution of the token after ``tokens[j]``.
+        """
+
+    @abstractmethod
+    def generate(self, prompt: Sequence[int], max_new_tokens: int,
+                 stop_ids: Sequence[int] = ()) -> list[int]:
+        """Greedy continuation (temperature 0, top_k 1): deterministic for a given artifact."""
+
+    @abstractmethod
+    def process_prompt(self, tokens: Sequence[int]) -> None:
+        """Evaluate ``tokens`` as one prompt from an empty context (llama-bench ``pp``)."""
+
+    @abstractmethod
+    def decode_one_by_one(self, tokens: Sequence[int]) -> None:
+        """Evaluate ``tokens`` one at a time from an empty context (llama-bench ``tg``)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Free the model (GPU memory for GPU backends)."""

@@ -1,0 +1,114 @@
+"""llama-cpp-python, in process: GGUF files on CPU (and GPU offload where built for it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import cached_property
+
+import numpy as np
+
+from quantgate.artifacts import Artifact
+from quantgate.backends.base import Backend
+from quantgate.errors import ArtifactError
+from quantgate.registry import BackendSettings
+
+
+class LlamaCppBackend(Backend):
+    """Two contexts on one mmapped model file.
+
+    ``_scoring`` keeps logits for every position (``logits_all``), which perplexity and KLD need.
+    ``_serving`` keeps only the last row, like llama-bench and llama-cli, so throughput is not
+    charged for an output projection over every prompt token.
+    """
+
+    name = "llama_cpp"
+
+    def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
+        super().__init__(artifact, settings)
+        self._scoring = self._load(logits_all=True)
+
+    def _load(self, logits_all: bool):  # -> llama_cpp.Llama
+        from llama_cpp import Llama
+
+        threads = self.settings.n_threads or os.cpu_count() or 1
+        try:
+            return Llama(
+                model_path=str(self.artifact.path),
+                n_ctx=self.settings.n_ctx,
+                n_batch=self.settings.n_batch,
+                n_ubatch=self.settings.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                logits_all=logits_all,
+                seed=self.settings.seed,
+                verbose=False,
+            )
+        except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
+            raise ArtifactError(f"{self.artifact.label}: llama.cpp could not load "
+                                f"{self.artifact.path}: {exc}") from None
+
+    @cached_property
+    def _serving(self):  # -> llama_cpp.Llama
+        return self._load(logits_all=False)
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self._scoring.n_vocab())
+
+    @property
+    def bos_token_id(self) -> int | None:
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self._scoring.model)
+        return int(self._scoring.token_bos()) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return list(self._scoring.tokenize(text.encode("utf-8"), add_bos=add_special,
+                                           special=False))
+
+    def _check_fits(self, n: int) -> None:
+        if n > self.settings.n_ctx:
+            raise ValueError(f"{n} tokens do not fit n_ctx={self.settings.n_ctx}")
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        self._check_fits(len(tokens))
+        llm = self._scoring
+        llm.reset()
+        llm.eval(list(tokens))
+        return np.array(llm.scores[: len(tokens)], dtype=np.float32)
+
+    def generate(self, prompt: Sequence[int], max_new_tokens: int,
+                 stop_ids: Sequence[int] = ()) -> list[int]:
+        self._check_fits(len(prompt) + max_new_tokens)
+        llm = self._serving
+        llm.reset()
+        llm.eval(list(prompt))
+        out: list[int] = []
+        eos = {int(llm.token_eos()), *stop_ids}
+        for _ in range(max_new_tokens):
+            # greedy: argmax of the last row (temperature 0, top_k 1)
+            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            if token in eos:
+                break
+            out.append(token)
+            llm.eval([token])
+        return out
+
+    def process_prompt(self, tokens: Sequence[int]) -> None:
+        self._check_fits(len(tokens))
+        llm = self._serving
+        llm.reset()
+        llm.eval(list(tokens))
+
+    def decode_one_by_one(self, tokens: Sequence[int]) -> None:
+        self._check_fits(len(tokens))
+        llm = self._serving
+        llm.reset()
+        for token in tokens:
+            llm.eval([token])
+
+    def close(self) -> None:
+        for llm in (self.__dict__.pop("_serving", None), self.__dict__.pop("_scoring", None)):
+            if llm is not None:
+                llm.close()

@@ -1,0 +1,109 @@
+"""The on-disk cache: where artifacts and results live, keyed by what changes them.
+
+Writers take a file lock and publish with an atomic rename, so two pytest-xdist workers never
+build the same thing twice and nobody ever reads a half-written file. A failed build leaves
+only a ``*.partial-*`` file, which is deleted and never reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from quantgate.errors import QuantgateError
+
+CACHE_ENV = "QUANTGATE_CACHE"
+
+
+def cache_root() -> Path:
+    """``$QUANTGATE_CACHE``, or ``~/.cache/quantgate``; created on first use."""
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "quantgate").expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise QuantgateError(
+            f"cache dir {root} is not writable ({exc.strerror}); set {CACHE_ENV} to a writable dir"
+        ) from None
+    return root
+
+
+def cache_key(**parts: Any) -> str:
+    """A short stable hash over everything that changes a cached result."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """sha256 of a file, memoized in a sidecar keyed by size and mtime (large GGUFs hash once)."""
+    stat = path.stat()
+    sidecar = path.with_name(path.name + ".sha256")
+    stamp = f"{stat.st_size}:{stat.st_mtime_ns}"
+    if sidecar.exists():
+        with contextlib.suppress(ValueError):
+            saved_stamp, digest = sidecar.read_text().split()
+            if saved_stamp == stamp:
+                return digest
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    digest = h.hexdigest()
+    with contextlib.suppress(OSError):
+        sidecar.write_text(f"{stamp} {digest}\n")
+    return digest
+
+
+@contextlib.contextmanager
+def locked(target: Path) -> Iterator[None]:
+    """Hold an inter-process lock for building ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        yield
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """Return ``target``, building it with ``build(partial_path)`` if it does not exist yet.
+
+    ``build`` writes to the partial path; only a build that returns normally is renamed into
+    place. Any exception removes the partial file, so a crash or a full disk is never reused.
+    """
+    if target.exists():
+        return target
+    with locked(target):
+        if target.exists():  # another worker built it while we waited for the lock
+            return target
+        partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+        try:
+            build(partial)
+            if not partial.exists():
+                raise QuantgateError(f"building {target.name} produced no file at {partial}")
+            os.replace(partial, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+    return target
+
+
+def read_json(path: Path) -> Any | None:
+    """A cached JSON document, or None if absent or unreadable (then it is recomputed)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    partial.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    os.replace(partial, path)

@@ -1,0 +1,87 @@
+"""Pure data: quant types users name in the registry, and the metrics thresholds can gate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class LlamaQuantType:
+    """A llama.cpp quantization preset, as ``llama-quantize`` names it."""
+
+    name: str
+    #: ``LLAMA_FTYPE_MOSTLY_*`` in llama.h (read from llama_cpp at quantize time).
+    ftype_attr: str
+    #: llama-quantize refuses these without an importance matrix (tools/quantize/quantize.cpp).
+    needs_imatrix: bool = False
+
+
+def _qt(name: str, needs_imatrix: bool = False) -> LlamaQuantType:
+    return LlamaQuantType(name, f"LLAMA_FTYPE_MOSTLY_{name}", needs_imatrix)
+
+
+# Names as listed by `llama-quantize --help` (llama.cpp tools/quantize/quantize.cpp QUANT_OPTIONS).
+LLAMA_QUANT_TYPES: dict[str, LlamaQuantType] = {
+    qt.name: qt
+    for qt in [
+        _qt("F16"), _qt("BF16"), _qt("Q8_0"),
+        _qt("Q6_K"),
+        _qt("Q5_K_M"), _qt("Q5_K_S"), _qt("Q5_1"), _qt("Q5_0"),
+        _qt("Q4_K_M"), _qt("Q4_K_S"), _qt("Q4_1"), _qt("Q4_0"),
+        _qt("Q3_K_L"), _qt("Q3_K_M"), _qt("Q3_K_S"),
+        _qt("Q2_K"), _qt("Q2_K_S", needs_imatrix=True),
+        _qt("IQ4_NL"), _qt("IQ4_XS"),
+        _qt("IQ3_M"), _qt("IQ3_S"), _qt("IQ3_XS"), _qt("IQ3_XXS"),
+        _qt("IQ2_M"), _qt("IQ2_S", needs_imatrix=True),
+        _qt("IQ2_XS", needs_imatrix=True), _qt("IQ2_XXS", needs_imatrix=True),
+        _qt("IQ1_M", needs_imatrix=True), _qt("IQ1_S", needs_imatrix=True),
+        _qt("TQ1_0"), _qt("TQ2_0"),
+    ]
+}  # fmt: skip
+
+
+class Direction(str, Enum):
+    """Whether the threshold is an upper bound (``max``) or a lower bound (``min``)."""
+
+    MAX = "max"
+    MIN = "min"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    gate: str
+    direction: Direction
+    unit: str
+    description: str
+
+
+# Every key a thresholds/ file may set. A misspelt key is an error, never silently ignored.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("ppl_increase_pct", "perplexity", Direction.MAX, "%",
+               "PPL rise over the baseline: (PPL_c / PPL_b - 1) * 100"),
+        Metric("ln_ppl_ratio", "perplexity", Direction.MAX, "nats",
+               "ln(PPL_c / PPL_b): the mean per-token NLL increase"),
+        Metric("kld_mean", "kld", Direction.MAX, "nats",
+               "mean KL(P_baseline || P_compressed) over the scored tokens"),
+        Metric("kld_p99", "kld", Direction.MAX, "nats",
+               "99th percentile of the per-token KL divergence"),
+        Metric("top1_agreement_pct", "kld", Direction.MIN, "%",
+               "share of scored tokens whose argmax equals the baseline's"),
+        Metric("pp_tps_ratio", "throughput", Direction.MIN, "x",
+               "prompt-processing tokens/s of the compressed model / the baseline's, same run"),
+        Metric("tg_tps_ratio", "throughput", Direction.MIN, "x",
+               "generation tokens/s of the compressed model / the baseline's, same run"),
+        Metric("size_ratio", "footprint", Direction.MAX, "x",
+               "file size of the compressed artifact / the baseline's"),
+        Metric("peak_rss_mib", "footprint", Direction.MAX, "MiB",
+               "peak resident memory of a process that loads the artifact and evaluates a prompt"),
+    ]
+}  # fmt: skip
+
+GATES: tuple[str, ...] = ("perplexity", "kld", "throughput", "footprint")
+# The gates a canary (`expect: fail`) must fail unless its entry lists others.
+QUALITY_GATES: tuple[str, ...] = ("perplexity", "kld")

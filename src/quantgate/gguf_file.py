@@ -1,0 +1,79 @@
+"""Checks a GGUF file before llama.cpp sees it, so a bad file is a clear one-line error.
+
+llama.cpp itself only says "failed to load model"; here a wrong magic, a truncated header or
+tensor data past the end of the file is named as such.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantgate.errors import ArtifactError
+
+GGUF_MAGIC = b"GGUF"
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    path: Path
+    file_size: int
+    n_params: int
+    tensor_bytes: int
+    architecture: str
+    n_layers: int | None
+
+    @property
+    def bits_per_weight(self) -> float:
+        """llama.cpp's convention: tensor bytes * 8 / parameter count."""
+        return self.tensor_bytes * 8 / self.n_params
+
+
+def inspect_gguf(path: Path, what: str) -> GGUFInfo:
+    """Validate ``path`` and return its size facts.
+
+    Args:
+        path: the GGUF file.
+        what: who asked, for the message (e.g. ``"smollm2 baseline"``).
+
+    Raises:
+        ArtifactError: missing, not GGUF, truncated or unparseable.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        raise ArtifactError(f"{what}: file not found: {path}") from None
+    if magic != GGUF_MAGIC:
+        raise ArtifactError(
+            f"{what}: {path} is not a GGUF file (magic {magic!r}, expected {GGUF_MAGIC!r}); "
+            "re-download or re-convert it"
+        )
+    from gguf import GGUFReader  # heavy-ish import, only when a file is checked
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # gguf-py raises bare ValueError/IndexError on short files
+        raise ArtifactError(
+            f"{what}: {path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
+            "delete it and re-create it"
+        ) from None
+    n_params = 0
+    tensor_bytes = 0
+    for t in reader.tensors:
+        end = t.data_offset + t.n_bytes
+        if end > size:
+            raise ArtifactError(
+                f"{what}: {path} is truncated: tensor {t.name} ends at byte {end} but the file "
+                f"has {size}; delete it and re-create it"
+            )
+        n_params += int(t.n_elements)
+        tensor_bytes += int(t.n_bytes)
+    if n_params == 0:
+        raise ArtifactError(f"{what}: {path} holds no tensors")
+    arch_field = reader.get_field("general.architecture")
+    arch = arch_field.contents() if arch_field is not None else "unknown"
+    layers_field = reader.get_field(f"{arch}.block_count")
+    n_layers = int(layers_field.contents()) if layers_field is not None else None
+    return GGUFInfo(path, size, n_params, tensor_bytes, str(arch), n_layers)

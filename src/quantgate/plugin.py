@@ -1,0 +1,187 @@
+"""The pytest plugin: options, markers, parametrization from the registry, and the session
+fixture. Only wiring: the work happens in quantgate.session and the modules it uses."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from quantgate import progress
+from quantgate.errors import QuantgateError
+from quantgate.registry import Registry, load_registry
+from quantgate.report import ROW_PROPERTY, write_summary
+from quantgate.session import GateSession
+from quantgate.thresholds import Thresholds
+
+_REGISTRY = pytest.StashKey[Registry]()
+_ROWS = pytest.StashKey[list]()
+
+
+def _names(value: str) -> list[str]:
+    return [v for v in (s.strip() for s in value.split(",")) if v]
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise pytest.UsageError(f"--threads: expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise pytest.UsageError(f"--threads: expected a positive integer, got {value!r}")
+    return n
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("quantgate", "quantgate: regression gate for compressed LLMs")
+    group.addoption("--model", action="append", default=[], metavar="KEY",
+                    help="run only these model keys from the registry (repeat or comma-separate). "
+                         "Default: all")
+    group.addoption("--compression", action="append", default=[], metavar="NAME",
+                    help="run only these compression names (repeat or comma-separate). "
+                         "Default: all")
+    group.addoption("--registry", default="fixtures/models.yaml", metavar="PATH",
+                    help="registry of models and compressions, relative to rootdir. "
+                         "Default: %(default)r")
+    group.addoption("--thresholds", default="thresholds", metavar="DIR",
+                    help="threshold files (default.yaml, <model>.yaml), relative to rootdir. "
+                         "Default: %(default)r")
+    group.addoption("--reports-dir", default="reports", metavar="DIR",
+                    help="where junit.xml, report.html, benchmark.json and summary.json go, "
+                         "relative to rootdir. Default: %(default)r")
+    group.addoption("--threads", default=None, type=_positive_int, metavar="N",
+                    help="threads for every backend, overriding the registry. "
+                         "Default: the registry's, else all cores")
+
+
+def _rooted(config: pytest.Config, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else Path(config.rootpath) / p
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # tryfirst: junitxml, pytest-html and pytest-benchmark read these options in their own
+    # pytest_configure, so the defaults must be set before they run.
+    reports = _rooted(config, config.getoption("reports_dir"))
+    if not hasattr(config, "workerinput"):
+        try:
+            reports.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise pytest.UsageError(f"--reports-dir {reports}: not writable ({exc.strerror})")
+    if config.option.xmlpath is None:
+        config.option.xmlpath = str(reports / "junit.xml")
+    if getattr(config.option, "htmlpath", "missing") is None:
+        config.option.htmlpath = str(reports / "report.html")
+        config.option.self_contained_html = True
+    if getattr(config.option, "benchmark_json", "missing") is None:
+        config.option.benchmark_json = str(reports / "benchmark.json")
+
+    registry_path = _rooted(config, config.getoption("registry"))
+    try:
+        registry = load_registry(registry_path)
+        # validate the selection and thresholds now: a typo is a usage error, not N errors
+        registry.pairs(_flat(config, "model"), _flat(config, "compression"))
+        Thresholds(_rooted(config, config.getoption("thresholds")), registry)
+    except QuantgateError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_REGISTRY] = registry
+    config.stash[_ROWS] = []
+    for mark, description in registry.marks.items():
+        config.addinivalue_line("markers", f"{mark}: {description}")
+
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def to_terminal(line: str) -> None:
+        # the terminal reporter is registered after this hook runs: look it up per line
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if capman is None or reporter is None or hasattr(config, "workerinput"):
+            progress._stderr(line)
+            return
+        with capman.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    progress.sink = to_terminal
+
+
+def _flat(config: pytest.Config, option: str) -> list[str]:
+    return [n for v in config.getoption(option) for n in _names(v)]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "pair" not in metafunc.fixturenames:
+        return
+    config = metafunc.config
+    pairs = config.stash[_REGISTRY].pairs(_flat(config, "model"), _flat(config, "compression"))
+    metafunc.parametrize(
+        "pair",
+        [pytest.param(p, id=p.id, marks=[getattr(pytest.mark, m) for m in p.marks])
+         for p in pairs],
+        scope="session",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Canaries: tests of a gate listed in the entry's expect_fail_on become strict xfails that
+    only a GateFailure satisfies (a crash, a missing file or NaN still fails the run)."""
+    from quantgate.errors import GateFailure
+
+    for item in items:
+        pair = getattr(item, "callspec", None) and item.callspec.params.get("pair")
+        gate_mark = item.get_closest_marker("quality_gate")
+        if pair is None or gate_mark is None:
+            continue
+        gate = gate_mark.args[0]
+        if pair.is_canary_for(gate):
+            item.add_marker(pytest.mark.xfail(
+                strict=True, raises=GateFailure,
+                reason=f"canary: {pair.id} is declared expect: fail on the {gate} gate",
+            ))
+
+
+@pytest.fixture(scope="session")
+def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
+    """The session's GateSession: artifacts, loaded backends, thresholds, verdicts."""
+    registry = pytestconfig.stash[_REGISTRY]
+    thresholds = Thresholds(_rooted(pytestconfig, pytestconfig.getoption("thresholds")), registry)
+    session = GateSession(registry, thresholds, n_threads=pytestconfig.getoption("threads"))
+    yield session
+    session.close()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = getattr(report, "config", None) or _CONFIG.get("config")
+    if config is None or report.when != "call":
+        return
+    for name, value in report.user_properties:
+        if name == ROW_PROPERTY:
+            config.stash[_ROWS].append(json.loads(value))
+
+
+_CONFIG: dict[str, pytest.Config] = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG["config"] = session.config
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or _ROWS not in config.stash:
+        return
+    rows = config.stash[_ROWS]
+    if rows:
+        path = _rooted(config, config.getoption("reports_dir")) / "summary.json"
+        write_summary(path, rows)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    registry = config.stash.get(_REGISTRY, None)
+    if registry is None:
+        return []
+    cache = os.environ.get("QUANTGATE_CACHE", "~/.cache/quantgate")
+    return [f"quantgate: registry {registry.path} ({len(registry.models)} models), cache {cache}"]

@@ -1,0 +1,184 @@
+"""Perplexity and KLD of a compressed model against its baseline, cached on disk.
+
+The baseline's log-probabilities over the scored tokens are computed once and kept as float16
+(``[n_scored, n_vocab]``, like llama-perplexity's ``--kl-divergence-base`` file keeps uint16), so
+every variant is compared with them without re-running the baseline. A variant's result is a
+small JSON keyed by both artifacts' sha256 and every setting, so a re-run only reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quantgate import progress
+from quantgate.backends.base import Backend
+from quantgate.cache import build_once, cache_key, cache_root, read_json, write_json_atomic
+from quantgate.errors import DataError, EvaluationError
+from quantgate.perplexity import (
+    first_scored,
+    kl_divergence_rows,
+    kld_stats,
+    make_chunks,
+    perplexity,
+    scored_logprobs,
+)
+from quantgate.quantize import llama_cpp_version
+from quantgate.registry import PerplexitySettings
+
+#: Bump when the computation below changes, so old cache entries are not reused.
+METHOD_VERSION = 1
+
+
+def read_text(path: Path) -> str:
+    """The evaluation text. Raises DataError if missing or blank."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"evaluation text not found: {path}; fix evaluation.perplexity.text")
+    if not text.strip():
+        raise DataError(f"evaluation text {path} is empty; point evaluation.perplexity.text "
+                        "at a non-empty file")
+    return text
+
+
+@dataclass(frozen=True)
+class BaselineScores:
+    label: str
+    key: str
+    ppl: float
+    n_scored: int
+    tokens_sha: str
+    logprobs_path: Path
+
+    def logprobs(self) -> np.ndarray:
+        return np.load(self.logprobs_path, mmap_mode="r")
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    ppl: float
+    ppl_baseline: float
+    n_scored: int
+    n_chunks: int
+    kld_mean: float
+    kld_p99: float
+    top1_agreement_pct: float
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The gated values (names from quantgate.constants.METRICS)."""
+        return {
+            "ppl_increase_pct": (self.ppl / self.ppl_baseline - 1.0) * 100.0,
+            "ln_ppl_ratio": math.log(self.ppl / self.ppl_baseline),
+            "kld_mean": self.kld_mean,
+            "kld_p99": self.kld_p99,
+            "top1_agreement_pct": self.top1_agreement_pct,
+        }
+
+
+class QualityEvaluator:
+    """Runs the llama-perplexity protocol on a text for a baseline and its variants."""
+
+    def __init__(self, settings: PerplexitySettings, text_path: Path) -> None:
+        self.settings = settings
+        self.text_path = text_path
+        self.text = read_text(text_path)
+        self.text_sha = hashlib.sha256(self.text.encode()).hexdigest()
+
+    def _chunks(self, backend: Backend) -> list[list[int]]:
+        tokens = backend.tokenize(self.text, add_special=True)
+        try:
+            return make_chunks(tokens, self.settings.n_ctx, backend.bos_token_id,
+                               self.settings.max_chunks)
+        except DataError as exc:
+            raise DataError(f"{self.text_path}: {exc}") from None
+
+    def _settings_key(self, backend: Backend) -> dict[str, object]:
+        return {
+            "text": self.text_sha, "n_ctx": self.settings.n_ctx,
+            "max_chunks": self.settings.max_chunks, "n_batch": backend.settings.n_batch,
+            "backend": backend.name, "llama_cpp": llama_cpp_version(), "method": METHOD_VERSION,
+        }
+
+    def baseline(self, backend: Backend) -> BaselineScores:
+        """Score the baseline once; later calls (and later runs) read the cache."""
+        label = backend.artifact.label
+        key = cache_key(artifact=backend.artifact.sha256, **self._settings_key(backend))
+        folder = cache_root() / "baselines" / key
+        meta_path = folder / "meta.json"
+        npy = folder / "logprobs.npy"
+
+        def build(partial: Path) -> None:
+            chunks = self._chunks(backend)
+            first = first_scored(self.settings.n_ctx)
+            per_chunk = self.settings.n_ctx - 1 - first
+            out = np.lib.format.open_memmap(
+                partial, mode="w+", dtype=np.float16,
+                shape=(len(chunks) * per_chunk, backend.n_vocab),
+            )
+            nll_all = []
+            with progress.step(f"{label}: baseline log-probs, {len(chunks)} chunks x "
+                               f"{self.settings.n_ctx} tokens"):
+                for i, chunk in enumerate(chunks):
+                    logp, nll = scored_logprobs(backend.logits(chunk), chunk, label)
+                    out[i * per_chunk : (i + 1) * per_chunk] = logp
+                    nll_all.append(nll)
+                    progress.say(f"{label}: chunk {i + 1}/{len(chunks)}, running PPL "
+                                 f"{perplexity(np.concatenate(nll_all)):.4f}")
+            out.flush()
+            del out
+            nll = np.concatenate(nll_all)
+            write_json_atomic(meta_path, {
+                "ppl": perplexity(nll), "n_scored": len(nll),
+                "tokens_sha": _tokens_sha(chunks),
+            })
+
+        build_once(npy, build)
+        meta = read_json(meta_path)
+        if meta is None:
+            raise EvaluationError(f"{label}: baseline cache {folder} has no meta.json; delete it")
+        return BaselineScores(label, key, meta["ppl"], meta["n_scored"], meta["tokens_sha"], npy)
+
+    def compare(self, base: BaselineScores, backend: Backend) -> QualityResult:
+        """PPL, KLD and top-1 agreement of ``backend``'s model against ``base``."""
+        label = backend.artifact.label
+        key = cache_key(artifact=backend.artifact.sha256, baseline=base.key,
+                        **self._settings_key(backend))
+        result_path = cache_root() / "results" / "quality" / f"{key}.json"
+        cached = read_json(result_path)
+        if cached is not None:
+            return QualityResult(**cached)
+        chunks = self._chunks(backend)
+        if _tokens_sha(chunks) != base.tokens_sha:
+            raise EvaluationError(
+                f"{label}: its tokenizer splits {self.text_path} differently from "
+                f"{base.label}'s; KLD needs identical token ids"
+            )
+        first = first_scored(self.settings.n_ctx)
+        per_chunk = self.settings.n_ctx - 1 - first
+        base_logp = base.logprobs()
+        nll_all, kld_all, top1_all = [], [], []
+        with progress.step(f"{label}: PPL and KLD vs {base.label}, {len(chunks)} chunks"):
+            for i, chunk in enumerate(chunks):
+                logp, nll = scored_logprobs(backend.logits(chunk), chunk, label)
+                ref = np.asarray(base_logp[i * per_chunk : (i + 1) * per_chunk])
+                nll_all.append(nll)
+                kld_all.append(kl_divergence_rows(ref, logp))
+                top1_all.append(ref.argmax(axis=-1) == logp.argmax(axis=-1))
+        stats = kld_stats(np.concatenate(kld_all), np.concatenate(top1_all))
+        result = QualityResult(
+            ppl=perplexity(np.concatenate(nll_all)), ppl_baseline=base.ppl,
+            n_scored=stats.n_tokens, n_chunks=len(chunks), kld_mean=stats.kld_mean,
+            kld_p99=stats.kld_p99, top1_agreement_pct=stats.top1_agreement_pct,
+        )
+        write_json_atomic(result_path, asdict(result))
+        return result
+
+
+def _tokens_sha(chunks: list[list[int]]) -> str:
+    return hashlib.sha256(np.asarray(chunks, dtype=np.int64).tobytes()).hexdigest()

@@ -1,0 +1,55 @@
+"""Producing GGUF variants with llama.cpp's own quantizer (``llama_model_quantize``).
+
+This is the code path of the ``llama-quantize`` tool, called in process through
+llama-cpp-python, so a variant here is byte-for-byte what users ship.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+from quantgate import progress
+from quantgate.constants import LLAMA_QUANT_TYPES
+from quantgate.errors import ArtifactError, ConfigError
+
+
+def llama_cpp_version() -> str:
+    import llama_cpp
+
+    return str(llama_cpp.__version__)
+
+
+def llama_quantize(src: Path, out: Path, quant_type: str, what: str,
+                   n_threads: int | None = None) -> None:
+    """Write ``src`` re-typed as ``quant_type`` to ``out``.
+
+    Requantizing an already-quantized file is allowed (``allow_requantize``): the embedded
+    default's F16 baseline is made this way from its Q4_1 file.
+
+    Raises:
+        ConfigError: a type that needs an importance matrix.
+        ArtifactError: llama.cpp returned an error (the partial output is the caller's to drop).
+    """
+    import llama_cpp
+
+    qt = LLAMA_QUANT_TYPES[quant_type]
+    if qt.needs_imatrix:
+        raise ConfigError(
+            f"{what}: {quant_type} needs an importance matrix (llama.cpp imatrix) and this "
+            "registry entry has none; imatrix input is not supported yet: choose another type"
+        )
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, qt.ftype_attr)
+    params.nthread = n_threads or os.cpu_count() or 1
+    params.allow_requantize = True
+    with progress.step(f"{what}: llama_model_quantize {src.name} -> {quant_type}"):
+        rc = llama_cpp.llama_model_quantize(
+            str(src).encode(), str(out).encode(), ctypes.byref(params)
+        )
+    if rc != 0:
+        raise ArtifactError(
+            f"{what}: llama_model_quantize to {quant_type} failed (code {rc}); "
+            "see llama.cpp's log above, check free disk space"
+        )

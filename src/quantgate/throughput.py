@@ -1,0 +1,76 @@
+"""Tokens/s the llama-bench way, and the memory a variant needs.
+
+llama-bench (tools/llama-bench/llama-bench.cpp) times ``pp N`` as one prompt of N random
+tokens from an empty context, and ``tg N`` as N single-token decodes from an empty context,
+tokens/s = N / mean time. The same protocol runs here, for the baseline and each variant in the
+same session, so the gate compares ratios measured under the same machine load.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from quantgate.artifacts import Artifact
+from quantgate.backends.base import Backend
+from quantgate.errors import EvaluationError
+from quantgate.registry import BackendSettings, ThroughputSettings
+
+
+def random_tokens(n_vocab: int, n: int, seed: int) -> list[int]:
+    """Random ids, as llama-bench feeds (content does not change the cost of a forward pass)."""
+    return [int(t) for t in np.random.default_rng(seed).integers(0, n_vocab, n)]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One timed unit: the callable, and how many tokens one call processes."""
+
+    kind: str  # "pp" or "tg"
+    n_tokens: int
+    run: Callable[[], None]
+
+
+def workloads(backend: Backend, settings: ThroughputSettings, seed: int) -> dict[str, Workload]:
+    prompt = random_tokens(backend.n_vocab, settings.n_prompt, seed)
+    gen = random_tokens(backend.n_vocab, settings.n_gen, seed + 1)
+    return {
+        "pp": Workload("pp", settings.n_prompt, lambda: backend.process_prompt(prompt)),
+        "tg": Workload("tg", settings.n_gen, lambda: backend.decode_one_by_one(gen)),
+    }
+
+
+def tokens_per_second(workload: Workload, settings: ThroughputSettings) -> float:
+    """Mean-time tokens/s over ``settings.rounds`` after warm-up (no pytest-benchmark: used for
+    the baseline, measured in the same session as the variants)."""
+    for _ in range(settings.warmup_rounds):
+        workload.run()
+    times = []
+    for _ in range(settings.rounds):
+        start = time.perf_counter()
+        workload.run()
+        times.append(time.perf_counter() - start)
+    mean = float(np.mean(times))
+    if not mean > 0:
+        raise EvaluationError(f"{workload.kind}: timing gave {mean} s; the timer is broken")
+    return workload.n_tokens / mean
+
+
+def peak_rss_mib(artifact: Artifact, settings: BackendSettings) -> float:
+    """Peak RSS of a fresh process that loads ``artifact`` and evaluates a short prompt.
+
+    A child process, because the test process holds several models at once.
+    """
+    cmd = [sys.executable, "-m", "quantgate.rss_probe", str(artifact.path),
+           str(settings.n_ctx), str(settings.n_threads or 0)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EvaluationError(f"{artifact.label}: memory probe failed: {last}")
+    return float(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mib"])
