@@ -1,7 +1,7 @@
 """Perplexity and KL-divergence gates: WikiText-2 raw test, the llama-perplexity protocol.
 
-    pytest tests/test_perplexity.py -m smoke
-    pytest tests/test_perplexity.py -m gguf --model llama31 --compression Q4_K_M
+pytest tests/test_perplexity.py -m smoke
+pytest tests/test_perplexity.py -m gguf --model llama31 --compression Q4_K_M
 """
 
 import pytest
@@ -11,9 +11,12 @@ import pytest
 def test_perplexity(pair, quantgate, record_property):
     result = quantgate.quality(pair)
     m = result.metrics
-    quantgate.check(pair, "perplexity",
-                    {"ppl_increase_pct": m["ppl_increase_pct"], "ln_ppl_ratio": m["ln_ppl_ratio"]},
-                    record_property)
+    quantgate.check(
+        pair,
+        "perplexity",
+        {"ppl_increase_pct": m["ppl_increase_pct"], "ln_ppl_ratio": m["ln_ppl_ratio"]},
+        record_property,
+    )
     record_property("ppl", f"{result.ppl:.6g}")
     record_property("ppl_baseline", f"{result.ppl_baseline:.6g}")
 
@@ -21,5 +24,9 @@ def test_perplexity(pair, quantgate, record_property):
 @pytest.mark.quality_gate("kld")
 def test_kl_divergence(pair, quantgate, record_property):
     m = quantgate.quality(pair).metrics
-    quantgate.check(pair, "kld", {k: m[k] for k in ("kld_mean", "kld_p99", "top1_agreement_pct")},
-                    record_property)
+    quantgate.check(
+        pair,
+        "kld",
+        {k: m[k] for k in ("kld_mean", "kld_p99", "top1_agreement_pct")},
+        record_property,
+    )

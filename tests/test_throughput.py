@@ -19,17 +19,29 @@ def test_throughput(pair, kind, quantgate, benchmark, record_property):
     if benchmark.disabled:  # --benchmark-disable or xdist: time it ourselves, same protocol
         tps = tokens_per_second(workload, settings)
     else:
-        benchmark.pedantic(workload.run, rounds=settings.rounds,
-                           warmup_rounds=settings.warmup_rounds, iterations=1)
+        benchmark.pedantic(
+            workload.run, rounds=settings.rounds, warmup_rounds=settings.warmup_rounds, iterations=1
+        )
         tps = workload.n_tokens / benchmark.stats.stats.mean
-    benchmark.extra_info.update({
-        "model": pair.model_key, "compression": pair.compression_name, "kind": kind,
-        "n_tokens": workload.n_tokens, "tokens_per_s": tps, "baseline_tokens_per_s": baseline_tps,
-        "threads": backend.settings.n_threads or "all",
-    })
+    benchmark.extra_info.update(
+        {
+            "model": pair.model_key,
+            "compression": pair.compression_name,
+            "kind": kind,
+            "n_tokens": workload.n_tokens,
+            "tokens_per_s": tps,
+            "baseline_tokens_per_s": baseline_tps,
+            "threads": backend.settings.n_threads or "all",
+        }
+    )
     record_property(f"{kind}_tokens_per_s", f"{tps:.1f}")
-    quantgate.check(pair, "throughput", {f"{kind}_tps_ratio": tps / baseline_tps},
-                    record_property, baselines={f"{kind}_tps_ratio": baseline_tps})
+    quantgate.check(
+        pair,
+        "throughput",
+        {f"{kind}_tps_ratio": tps / baseline_tps},
+        record_property,
+        baselines={f"{kind}_tps_ratio": baseline_tps},
+    )
 
 
 @pytest.mark.quality_gate("footprint")
@@ -41,9 +53,12 @@ def test_footprint(pair, quantgate, record_property):
     record_property("bits_per_weight", f"{variant.info.bits_per_weight:.3f}")
     record_property("baseline_bits_per_weight", f"{baseline.info.bits_per_weight:.3f}")
     quantgate.check(
-        pair, "footprint",
-        {"size_ratio": variant.info.file_size / baseline.info.file_size,
-         "peak_rss_mib": peak_rss_mib(variant, settings)},
+        pair,
+        "footprint",
+        {
+            "size_ratio": variant.info.file_size / baseline.info.file_size,
+            "peak_rss_mib": peak_rss_mib(variant, settings),
+        },
         record_property,
         baselines={"size_ratio": 1.0, "peak_rss_mib": quantgate.baseline_rss_mib(pair.model_key)},
     )

@@ -40,8 +40,9 @@ class ArtifactStore:
     def _requantized(self, label: str, src: Artifact, quant_type: str) -> Path:
         key = cache_key(input=src.sha256, quant_type=quant_type, llama_cpp=llama_cpp_version())
         target = cache_root() / "artifacts" / key / f"{label}.{quant_type}.gguf"
-        return build_once(target, lambda partial: llama_quantize(src.path, partial, quant_type,
-                                                                  label))
+        return build_once(
+            target, lambda partial: llama_quantize(src.path, partial, quant_type, label)
+        )
 
     def baseline(self, model_key: str) -> Artifact:
         label = f"{model_key}-baseline"

@@ -25,6 +25,8 @@ def _qt(name: str, needs_imatrix: bool = False) -> LlamaQuantType:
 LLAMA_QUANT_TYPES: dict[str, LlamaQuantType] = {
     qt.name: qt
     for qt in [
+        # F32 is no compression: an upcast, used as a known-slower variant to prove the speed gate
+        LlamaQuantType("F32", "LLAMA_FTYPE_ALL_F32"),
         _qt("F16"), _qt("BF16"), _qt("Q8_0"),
         _qt("Q6_K"),
         _qt("Q5_K_M"), _qt("Q5_K_S"), _qt("Q5_1"), _qt("Q5_0"),

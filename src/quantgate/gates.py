@@ -46,8 +46,12 @@ class Outcome:
         return f"{self.verdict:>9}: {text}"
 
 
-def judge(gate: str, measured: dict[str, float], thresholds: dict[str, Threshold],
-          baselines: dict[str, float] | None = None) -> list[Outcome]:
+def judge(
+    gate: str,
+    measured: dict[str, float],
+    thresholds: dict[str, Threshold],
+    baselines: dict[str, float] | None = None,
+) -> list[Outcome]:
     """Outcomes for every measured metric of ``gate``.
 
     Raises:
@@ -59,8 +63,9 @@ def judge(gate: str, measured: dict[str, float], thresholds: dict[str, Threshold
             raise ValueError(f"metric {metric} belongs to gate {METRICS[metric].gate}, not {gate}")
         if not math.isfinite(value):
             raise EvaluationError(f"{metric} measured as {value}: the evaluation is broken")
-        outcomes.append(Outcome(metric, value, thresholds.get(metric),
-                                (baselines or {}).get(metric)))
+        outcomes.append(
+            Outcome(metric, value, thresholds.get(metric), (baselines or {}).get(metric))
+        )
     return outcomes
 
 

@@ -24,8 +24,9 @@ import numpy as np
 from quantgate.errors import DataError, EvaluationError
 
 
-def make_chunks(tokens: Sequence[int], n_ctx: int, bos: int | None,
-                max_chunks: int = 0) -> list[list[int]]:
+def make_chunks(
+    tokens: Sequence[int], n_ctx: int, bos: int | None, max_chunks: int = 0
+) -> list[list[int]]:
     """Chunks of ``n_ctx`` tokens, each starting with BOS where the model adds one.
 
     Raises:
@@ -59,8 +60,9 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))
 
 
-def scored_logprobs(logits: np.ndarray, chunk: Sequence[int], what: str) -> tuple[np.ndarray,
-                                                                                  np.ndarray]:
+def scored_logprobs(
+    logits: np.ndarray, chunk: Sequence[int], what: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Log-probabilities of the scored rows of one chunk and the NLL of each scored token.
 
     Raises:

@@ -37,24 +37,48 @@ def _positive_int(value: str) -> int:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("quantgate", "quantgate: regression gate for compressed LLMs")
-    group.addoption("--model", action="append", default=[], metavar="KEY",
-                    help="run only these model keys from the registry (repeat or comma-separate). "
-                         "Default: all")
-    group.addoption("--compression", action="append", default=[], metavar="NAME",
-                    help="run only these compression names (repeat or comma-separate). "
-                         "Default: all")
-    group.addoption("--registry", default="fixtures/models.yaml", metavar="PATH",
-                    help="registry of models and compressions, relative to rootdir. "
-                         "Default: %(default)r")
-    group.addoption("--thresholds", default="thresholds", metavar="DIR",
-                    help="threshold files (default.yaml, <model>.yaml), relative to rootdir. "
-                         "Default: %(default)r")
-    group.addoption("--reports-dir", default="reports", metavar="DIR",
-                    help="where junit.xml, report.html, benchmark.json and summary.json go, "
-                         "relative to rootdir. Default: %(default)r")
-    group.addoption("--threads", default=None, type=_positive_int, metavar="N",
-                    help="threads for every backend, overriding the registry. "
-                         "Default: the registry's, else all cores")
+    group.addoption(
+        "--model",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="run only these model keys from the registry (repeat or comma-separate). Default: all",
+    )
+    group.addoption(
+        "--compression",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only these compression names (repeat or comma-separate). Default: all",
+    )
+    group.addoption(
+        "--registry",
+        default="fixtures/models.yaml",
+        metavar="PATH",
+        help="registry of models and compressions, relative to rootdir. Default: %(default)r",
+    )
+    group.addoption(
+        "--thresholds",
+        default="thresholds",
+        metavar="DIR",
+        help="threshold files (default.yaml, <model>.yaml), relative to rootdir. "
+        "Default: %(default)r",
+    )
+    group.addoption(
+        "--reports-dir",
+        default="reports",
+        metavar="DIR",
+        help="where junit.xml, report.html, benchmark.json and summary.json go, "
+        "relative to rootdir. Default: %(default)r",
+    )
+    group.addoption(
+        "--threads",
+        default=None,
+        type=_positive_int,
+        metavar="N",
+        help="threads for every backend, overriding the registry. "
+        "Default: the registry's, else all cores",
+    )
 
 
 def _rooted(config: pytest.Config, value: str) -> Path:
@@ -71,7 +95,9 @@ def pytest_configure(config: pytest.Config) -> None:
         try:
             reports.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise pytest.UsageError(f"--reports-dir {reports}: not writable ({exc.strerror})")
+            raise pytest.UsageError(
+                f"--reports-dir {reports}: not writable ({exc.strerror})"
+            ) from None
     if config.option.xmlpath is None:
         config.option.xmlpath = str(reports / "junit.xml")
     if getattr(config.option, "htmlpath", "missing") is None:
@@ -118,8 +144,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     pairs = config.stash[_REGISTRY].pairs(_flat(config, "model"), _flat(config, "compression"))
     metafunc.parametrize(
         "pair",
-        [pytest.param(p, id=p.id, marks=[getattr(pytest.mark, m) for m in p.marks])
-         for p in pairs],
+        [pytest.param(p, id=p.id, marks=[getattr(pytest.mark, m) for m in p.marks]) for p in pairs],
         scope="session",
     )
 
@@ -136,10 +161,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         gate = gate_mark.args[0]
         if pair.is_canary_for(gate):
-            item.add_marker(pytest.mark.xfail(
-                strict=True, raises=GateFailure,
-                reason=f"canary: {pair.id} is declared expect: fail on the {gate} gate",
-            ))
+            item.add_marker(
+                pytest.mark.xfail(
+                    strict=True,
+                    raises=GateFailure,
+                    reason=f"canary: {pair.id} is declared expect: fail on the {gate} gate",
+                )
+            )
 
 
 @pytest.fixture(scope="session")

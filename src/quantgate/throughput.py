@@ -67,8 +67,14 @@ def peak_rss_mib(artifact: Artifact, settings: BackendSettings) -> float:
 
     A child process, because the test process holds several models at once.
     """
-    cmd = [sys.executable, "-m", "quantgate.rss_probe", str(artifact.path),
-           str(settings.n_ctx), str(settings.n_threads or 0)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "quantgate.rss_probe",
+        str(artifact.path),
+        str(settings.n_ctx),
+        str(settings.n_threads or 0),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]

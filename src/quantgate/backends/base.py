@@ -46,8 +46,9 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def generate(self, prompt: Sequence[int], max_new_tokens: int,
-                 stop_ids: Sequence[int] = ()) -> list[int]:
+    def generate(
+        self, prompt: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()
+    ) -> list[int]:
         """Greedy continuation (temperature 0, top_k 1): deterministic for a given artifact."""
 
     @abstractmethod

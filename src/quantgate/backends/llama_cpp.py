@@ -45,8 +45,9 @@ class LlamaCppBackend(Backend):
                 verbose=False,
             )
         except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
-            raise ArtifactError(f"{self.artifact.label}: llama.cpp could not load "
-                                f"{self.artifact.path}: {exc}") from None
+            raise ArtifactError(
+                f"{self.artifact.label}: llama.cpp could not load {self.artifact.path}: {exc}"
+            ) from None
 
     @cached_property
     def _serving(self):  # -> llama_cpp.Llama
@@ -64,8 +65,9 @@ class LlamaCppBackend(Backend):
         return int(self._scoring.token_bos()) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        return list(self._scoring.tokenize(text.encode("utf-8"), add_bos=add_special,
-                                           special=False))
+        return list(
+            self._scoring.tokenize(text.encode("utf-8"), add_bos=add_special, special=False)
+        )
 
     def _check_fits(self, n: int) -> None:
         if n > self.settings.n_ctx:
@@ -78,8 +80,9 @@ class LlamaCppBackend(Backend):
         llm.eval(list(tokens))
         return np.array(llm.scores[: len(tokens)], dtype=np.float32)
 
-    def generate(self, prompt: Sequence[int], max_new_tokens: int,
-                 stop_ids: Sequence[int] = ()) -> list[int]:
+    def generate(
+        self, prompt: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()
+    ) -> list[int]:
         self._check_fits(len(prompt) + max_new_tokens)
         llm = self._serving
         llm.reset()

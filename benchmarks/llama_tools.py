@@ -1,0 +1,61 @@
+"""Find or build llama.cpp's reference tools (llama-perplexity, llama-bench).
+
+Order: ``$QUANTGATE_LLAMA_BIN`` (a directory), then ``PATH``, then a build from the vendored
+llama.cpp inside the llama-cpp-python sdist of the installed version, cached under
+``$QUANTGATE_CACHE/tools`` (about 5 min on 2 cores, once). Building from the same sdist as the
+in-process library means both sides run the same ggml kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from quantgate import progress
+from quantgate.cache import cache_root, locked
+from quantgate.quantize import llama_cpp_version
+
+TOOLS = ("llama-perplexity", "llama-bench")
+
+
+def tool(name: str) -> Path:
+    """Path to a llama.cpp tool, building it if needed."""
+    if env := os.environ.get("QUANTGATE_LLAMA_BIN"):
+        candidate = Path(env) / name
+        if candidate.is_file():
+            return candidate
+    if found := shutil.which(name):
+        return Path(found)
+    version = llama_cpp_version()
+    build_dir = cache_root() / "tools" / f"llama.cpp-{version}"
+    binary = build_dir / "build" / "bin" / name
+    if binary.is_file():
+        return binary
+    with locked(build_dir):
+        if not binary.is_file():
+            _build(version, build_dir)
+    return binary
+
+
+def _build(version: str, build_dir: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="quantgate-sdist-") as tmp:
+        with progress.step(f"pip download llama-cpp-python=={version} sdist"):
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
+                            ":all:", "-q", "-d", tmp, f"llama-cpp-python=={version}"], check=True)
+        (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
+        with tarfile.open(sdist) as tar:
+            tar.extractall(tmp, filter="data")
+        src = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
+        build_dir.mkdir(parents=True, exist_ok=True)
+        out = build_dir / "build"
+        with progress.step(f"cmake build {', '.join(TOOLS)} (llama.cpp from the {version} sdist)"):
+            subprocess.run(["cmake", "-S", str(src), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release",
+                            "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+                            "-DLLAMA_BUILD_SERVER=OFF"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["cmake", "--build", str(out), "-j", str(os.cpu_count() or 1),
+                            "--target", *TOOLS], check=True, stdout=subprocess.DEVNULL)

@@ -1,0 +1,128 @@
+"""Helpers for the project's own tests: run the real gate in a child pytest and read its reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+# Everything here runs offline: without this, huggingface_hub retries an unreachable Hub for
+# about a minute per file before giving up.
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
+
+
+@dataclass
+class GateRun:
+    returncode: int
+    output: str
+    reports: Path
+
+    def outcomes(self) -> dict[str, str]:
+        """JUnit testcase name -> passed / failed / error / xfailed / skipped."""
+        tree = ET.parse(self.reports / "junit.xml")
+        out = {}
+        for case in tree.iter("testcase"):
+            status = "passed"
+            for child in case:
+                if child.tag in ("failure", "error"):
+                    status = "failed" if child.tag == "failure" else "error"
+                elif child.tag == "skipped":
+                    status = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
+            out[case.get("name")] = status
+        return out
+
+    def summary(self) -> dict[tuple[str, str], dict]:
+        """(pair, metric) -> summary.json row."""
+        doc = json.loads((self.reports / "summary.json").read_text())
+        return {(r["pair"], r["metric"]): r for r in doc["rows"]}
+
+
+def run_gate(
+    *args: str, reports: Path, env: dict[str, str] | None = None, timeout: int = 1800
+) -> GateRun:
+    """``pytest ARGS`` in the repo as a user would run it, reports to ``reports``."""
+    # path options take the `--opt=PATH` form: pytest picks its rootdir from positional-looking
+    # paths before plugins are loaded, so `--opt PATH` with an existing PATH would move it
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--reports-dir={reports}",
+        *args,
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **OFFLINE, **(env or {})},
+    )
+    return GateRun(proc.returncode, proc.stdout + proc.stderr, reports)
+
+
+@pytest.fixture
+def gate_run(tmp_path):
+    def run(*args: str, **kw) -> GateRun:
+        return run_gate(*args, reports=tmp_path / "reports", **kw)
+
+    return run
+
+
+@pytest.fixture
+def registry_copy(tmp_path):
+    """Write a registry derived from fixtures/models.yaml; returns its path.
+
+    ``edit(doc)`` changes the parsed YAML; relative paths keep pointing into fixtures/.
+    """
+
+    def make(edit) -> Path:
+        doc = yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
+        doc["evaluation"]["perplexity"]["text"] = str(
+            REPO / "fixtures" / doc["evaluation"]["perplexity"]["text"]
+        )
+        edit(doc)
+        path = tmp_path / "models.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def thresholds_copy(tmp_path):
+    """A copy of thresholds/, with optional extra files {name: yaml text}."""
+
+    def make(files: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> Path:
+        out = tmp_path / "thresholds"
+        out.mkdir(exist_ok=True)
+        for f in (REPO / "thresholds").glob("*.yaml"):
+            if f.name not in drop:
+                (out / f.name).write_text(f.read_text())
+        for name, text in (files or {}).items():
+            (out / name).write_text(text)
+        return out
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def smollm2_artifacts():
+    """The real embedded default: its baseline and one variant, built (or read) from the cache."""
+    from quantgate.artifacts import ArtifactStore
+    from quantgate.registry import load_registry
+
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    store = ArtifactStore(registry)
+    pairs = {p.compression_name: p for p in registry.pairs(["smollm2"])}
+    return store.baseline("smollm2"), store.variant(pairs["Q2_K"])

@@ -1,0 +1,78 @@
+"""The cache: build once, never reuse a partial file, one builder across processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from quantgate.cache import build_once, cache_key, cache_root, sha256_file
+from quantgate.errors import QuantgateError
+
+
+def test_failed_build_leaves_nothing_and_is_retried(tmp_path):
+    target = tmp_path / "a" / "model.gguf"
+
+    def broken(partial: Path) -> None:
+        partial.write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        build_once(target, broken)
+    assert not target.exists()
+    assert not [p for p in target.parent.iterdir() if ".partial-" in p.name]
+    build_once(target, lambda partial: partial.write_bytes(b"whole"))
+    assert target.read_bytes() == b"whole"
+
+
+def _slow_builder(target: str, log: str) -> None:
+    def build(partial: Path) -> None:
+        with open(log, "a") as f:
+            f.write("built\n")
+        time.sleep(0.5)
+        partial.write_bytes(b"x" * 1000)
+
+    build_once(Path(target), build)
+    assert Path(target).read_bytes() == b"x" * 1000  # never a half-written file
+
+
+def test_two_processes_build_once(tmp_path):
+    target, log = tmp_path / "v.gguf", tmp_path / "log"
+    procs = [
+        mp.get_context("spawn").Process(target=_slow_builder, args=(str(target), str(log)))
+        for _ in range(2)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert log.read_text() == "built\n"
+
+
+def test_builder_that_writes_nothing_is_an_error(tmp_path):
+    with pytest.raises(QuantgateError, match="produced no file"):
+        build_once(tmp_path / "x", lambda partial: None)
+
+
+def test_sha256_sidecar_tracks_changes(tmp_path):
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"abc")
+    assert sha256_file(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    f.write_bytes(b"abcd")  # size changes: the sidecar is stale and ignored
+    assert sha256_file(f) == "88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"
+
+
+def test_cache_key_is_order_independent_and_sensitive():
+    assert cache_key(a=1, b="x") == cache_key(b="x", a=1)
+    assert cache_key(a=1, b="x") != cache_key(a=2, b="x")
+
+
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("QUANTGATE_CACHE", str(blocker / "cache"))
+    with pytest.raises(QuantgateError, match=r"is not writable .* set QUANTGATE_CACHE"):
+        cache_root()

@@ -1,0 +1,180 @@
+"""Every gate proven both ways on the real SmolLM2-135M: it passes a good compression and fails
+a damaged one. Each test runs the user-facing gate (tests/test_*.py) in a child pytest, exactly
+as `pytest -m smoke` does, and reads its JUnit XML and summary.json."""
+
+from __future__ import annotations
+
+import pytest
+
+from .damage import damaged_copy
+
+pytestmark = pytest.mark.real_model
+
+PPL = "tests/test_perplexity.py"
+SPEED = "tests/test_throughput.py"
+
+
+def add_compression(name: str, entry: dict):
+    def edit(doc):
+        doc["models"]["smollm2"]["compressions"][name] = entry
+
+    return edit
+
+
+def test_q8_0_passes_every_gate(gate_run):
+    run = gate_run("-m", "smoke", "--compression", "Q8_0")
+    assert run.returncode == 0, run.output
+    assert set(run.outcomes().values()) == {"passed"} and len(run.outcomes()) == 5
+    rows = run.summary()
+    assert rows["smollm2-Q8_0", "ppl_increase_pct"]["verdict"] == "pass"
+    assert 0 <= rows["smollm2-Q8_0", "ppl_increase_pct"]["value"] < 1.0
+    assert rows["smollm2-Q8_0", "kld_mean"]["value"] < 0.01
+    assert rows["smollm2-Q8_0", "top1_agreement_pct"]["value"] > 90
+    assert rows["smollm2-Q8_0", "tg_tps_ratio"]["baseline"] > 0  # the baseline's tokens/s
+
+
+def test_q2_k_canary_is_caught_as_strict_xfail(gate_run):
+    run = gate_run(PPL, "--model", "smollm2", "--compression", "Q2_K")
+    assert run.returncode == 0, run.output
+    assert run.outcomes() == {
+        "test_perplexity[smollm2-Q2_K]": "xfailed",
+        "test_kl_divergence[smollm2-Q2_K]": "xfailed",
+    }
+    rows = run.summary()
+    assert rows["smollm2-Q2_K", "ppl_increase_pct"]["verdict"] == "FAIL"
+    assert rows["smollm2-Q2_K", "ppl_increase_pct"]["value"] > 20
+    assert rows["smollm2-Q2_K", "kld_mean"]["verdict"] == "FAIL"
+    assert rows["smollm2-Q2_K", "kld_mean"]["expect"] == "fail"
+
+
+def test_q2_k_fails_the_run_when_not_declared_a_canary(gate_run, registry_copy):
+    registry = registry_copy(
+        add_compression("Q2_K", {"method": "llama_quantize", "quant_type": "Q2_K"})
+    )
+    run = gate_run(PPL, f"--registry={registry}", "--model", "smollm2", "--compression", "Q2_K")
+    assert run.returncode == 1
+    assert run.outcomes() == {
+        "test_perplexity[smollm2-Q2_K]": "failed",
+        "test_kl_divergence[smollm2-Q2_K]": "failed",
+    }
+    assert "smollm2-Q2_K: perplexity gate failed on 2 metric(s)" in run.output
+    assert "FAIL: ppl_increase_pct = " in run.output and "FAIL: kld_mean = " in run.output
+
+
+def test_a_canary_that_passes_fails_the_run(gate_run, registry_copy):
+    registry = registry_copy(
+        add_compression(
+            "Q8_0", {"method": "llama_quantize", "quant_type": "Q8_0", "expect": "fail"}
+        )
+    )
+    run = gate_run(PPL, f"--registry={registry}", "--model", "smollm2", "--compression", "Q8_0")
+    assert run.returncode == 1
+    assert "XPASS(strict)" in run.output
+
+
+@pytest.fixture(scope="module")
+def damaged(smollm2_artifacts, tmp_path_factory):
+    baseline, _ = smollm2_artifacts
+    folder = tmp_path_factory.mktemp("damaged")
+    return {
+        # values of the FFN down-projections of 6 blocks permuted: loads and runs, badly
+        "scrambled": damaged_copy(
+            baseline.path, folder / "scrambled.gguf", r"blk\.([0-5])\.ffn_down\.weight", "shuffle"
+        ),
+        # the final norm set to NaN: every logit is NaN
+        "nan": damaged_copy(baseline.path, folder / "nan.gguf", r"output_norm\.weight", "nan"),
+    }
+
+
+def test_scrambled_weights_fail_perplexity_and_kld(gate_run, registry_copy, damaged):
+    registry = registry_copy(
+        add_compression(
+            "scrambled", {"method": "prebuilt", "source": {"path": str(damaged["scrambled"])}}
+        )
+    )
+    run = gate_run(
+        PPL, f"--registry={registry}", "--model", "smollm2", "--compression", "scrambled"
+    )
+    assert run.returncode == 1
+    assert run.outcomes() == {
+        "test_perplexity[smollm2-scrambled]": "failed",
+        "test_kl_divergence[smollm2-scrambled]": "failed",
+    }
+    assert run.summary()["smollm2-scrambled", "ppl_increase_pct"]["value"] > 20
+
+
+def test_nan_logits_are_an_error_even_for_a_canary(gate_run, registry_copy, damaged):
+    # declared a canary on purpose: a crash must not count as the expected failure
+    registry = registry_copy(
+        add_compression(
+            "nan", {"method": "prebuilt", "source": {"path": str(damaged["nan"])}, "expect": "fail"}
+        )
+    )
+    run = gate_run(PPL, f"--registry={registry}", "--model", "smollm2", "--compression", "nan")
+    assert run.returncode == 1
+    assert set(run.outcomes().values()) == {"failed"}
+    assert (
+        "EvaluationError: smollm2-nan: 255 of 255 scored positions have NaN/inf logits"
+        in run.output
+    )
+
+
+def test_slower_bigger_variant_fails_speed_and_size(gate_run, registry_copy):
+    # F32 doubles the bytes read per generated token: about half the baseline's tg tokens/s
+    registry = registry_copy(
+        add_compression("F32", {"method": "llama_quantize", "quant_type": "F32"})
+    )
+    run = gate_run(SPEED, f"--registry={registry}", "--model", "smollm2", "--compression", "F32")
+    outcomes = run.outcomes()
+    assert run.returncode == 1
+    assert outcomes["test_throughput[smollm2-F32-tg]"] == "failed"
+    assert outcomes["test_footprint[smollm2-F32]"] == "failed"
+    rows = run.summary()
+    assert rows["smollm2-F32", "tg_tps_ratio"]["value"] < 0.8
+    assert rows["smollm2-F32", "size_ratio"]["value"] == pytest.approx(2.0, abs=0.05)
+
+
+def test_truncated_prebuilt_gguf_is_named(gate_run, registry_copy, smollm2_artifacts, tmp_path):
+    _, q2k = smollm2_artifacts
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(q2k.path.read_bytes()[:10_000_000])
+    registry = registry_copy(
+        add_compression("cut", {"method": "prebuilt", "source": {"path": str(cut)}})
+    )
+    run = gate_run(PPL, f"--registry={registry}", "--model", "smollm2", "--compression", "cut")
+    assert run.returncode == 1
+    assert set(run.outcomes().values()) == {"failed"}
+    assert f"ArtifactError: smollm2-cut: {cut} is truncated" in run.output
+
+
+def test_missing_prebuilt_artifact_is_named(gate_run, registry_copy, tmp_path):
+    registry = registry_copy(
+        add_compression(
+            "gone", {"method": "prebuilt", "source": {"path": str(tmp_path / "gone.gguf")}}
+        )
+    )
+    run = gate_run(PPL, f"--registry={registry}", "--model", "smollm2", "--compression", "gone")
+    assert run.returncode == 1
+    assert "models.smollm2.compressions.gone: file not found:" in run.output
+
+
+def test_empty_text_is_a_data_error(gate_run, registry_copy, tmp_path):
+    empty = tmp_path / "empty.raw"
+    empty.write_text("\n \n")
+
+    def edit(doc):
+        doc["evaluation"]["perplexity"]["text"] = str(empty)
+
+    run = gate_run(
+        PPL, f"--registry={registry_copy(edit)}", "--model", "smollm2", "--compression", "Q8_0"
+    )
+    assert run.returncode == 1
+    assert f"DataError: evaluation text {empty} is empty" in run.output
+
+
+def test_second_run_reuses_every_cached_artifact_and_score(gate_run):
+    gate_run(PPL, "-m", "smoke")  # warm (or already warm)
+    run = gate_run(PPL, "-m", "smoke")
+    assert run.returncode == 0
+    for work in ("pip download", "llama_model_quantize", "baseline log-probs", "PPL and KLD vs"):
+        assert work not in run.output

@@ -1,0 +1,48 @@
+"""GGUF checks before llama.cpp sees a file: bad magic, truncation, missing file."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantgate.errors import ArtifactError
+from quantgate.gguf_file import inspect_gguf
+
+pytestmark = pytest.mark.real_model
+
+
+def test_real_variant_facts(smollm2_artifacts):
+    baseline, q2k = smollm2_artifacts
+    assert baseline.info.architecture == "llama" and baseline.info.n_layers == 30
+    assert baseline.info.n_params == q2k.info.n_params > 100_000_000
+    assert 15.9 < baseline.info.bits_per_weight < 16.1  # F16 (norms stay F32)
+    assert q2k.info.bits_per_weight < 6
+
+
+@pytest.mark.parametrize(
+    "keep",
+    [
+        # cut inside the tensor data: the header parses, a tensor runs past the end
+        0.5,
+        # cut inside the header
+        0.00001,
+    ],
+)
+def test_truncated_gguf_is_named(smollm2_artifacts, tmp_path, keep):
+    _, q2k = smollm2_artifacts
+    data = q2k.path.read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(ArtifactError, match=r"smollm2-cut: .*cut\.gguf is truncated"):
+        inspect_gguf(cut, "smollm2-cut")
+
+
+def test_not_a_gguf(tmp_path):
+    f = tmp_path / "model.safetensors"
+    f.write_bytes(b"\x00\x01junk")
+    with pytest.raises(ArtifactError, match=r"is not a GGUF file \(magic b'\\x00\\x01ju'"):
+        inspect_gguf(f, "m")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ArtifactError, match="m: file not found"):
+        inspect_gguf(tmp_path / "none.gguf", "m")

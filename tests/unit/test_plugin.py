@@ -1,0 +1,126 @@
+"""The pytest plugin as users meet it: options, selection by marks, usage errors (no model runs)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+
+def collected(run) -> list[str]:
+    return re.findall(r"^(tests/\S+::\S+)$", run.output, flags=re.M)
+
+
+def test_help_lists_the_options_with_defaults(gate_run):
+    run = gate_run("--help")
+    assert run.returncode == 0
+    assert "quantgate: regression gate for compressed LLMs" in run.output
+    for option in (
+        "--model=KEY",
+        "--compression=NAME",
+        "--registry=PATH",
+        "--thresholds=DIR",
+        "--reports-dir=DIR",
+        "--threads=N",
+    ):
+        assert option in run.output
+    assert "Default: 'fixtures/models.yaml'" in run.output
+
+
+def test_smoke_selects_only_the_embedded_default(gate_run):
+    ids = collected(gate_run("--collect-only", "-q", "-m", "smoke"))
+    assert ids and all("[smollm2-" in i for i in ids)
+    assert {re.search(r"\[smollm2-([^\]-]+)", i).group(1) for i in ids} == {
+        "Q8_0",
+        "Q6_K",
+        "Q4_K_M",
+        "Q2_K",
+    }
+
+
+def test_gguf_with_model_selects_that_model_offline(gate_run):
+    run = gate_run(
+        "--collect-only", "-q", "-m", "gguf", "--model", "llama31", env={"HF_HUB_OFFLINE": "1"}
+    )
+    ids = collected(run)
+    assert run.returncode == 0
+    assert ids and all("[llama31-" in i for i in ids)
+    assert any("llama31-Q4_K_M-bartowski" in i for i in ids)
+
+
+def test_model_and_compression_select_exactly_one_pair(gate_run):
+    ids = collected(
+        gate_run(
+            "--collect-only", "-q", "-m", "gguf", "--model", "smollm2", "--compression", "Q8_0"
+        )
+    )
+    assert sorted(ids) == sorted(
+        [
+            "tests/test_perplexity.py::test_perplexity[smollm2-Q8_0]",
+            "tests/test_perplexity.py::test_kl_divergence[smollm2-Q8_0]",
+            "tests/test_throughput.py::test_throughput[smollm2-Q8_0-pp]",
+            "tests/test_throughput.py::test_throughput[smollm2-Q8_0-tg]",
+            "tests/test_throughput.py::test_footprint[smollm2-Q8_0]",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # unknown model key: a usage error listing the known ones
+        (
+            ("--model", "llama3"),
+            "ERROR: unknown --model 'llama3' (did you mean 'llama31'?); known in",
+        ),
+        # unknown compression name
+        (("--compression", "Q4_K"), "ERROR: unknown --compression 'Q4_K'"),
+        # a missing registry file
+        (("--registry", "nope.yaml"), "nope.yaml not found; pass --registry PATH"),
+        # a bad --threads value is quoted
+        (("--threads", "two"), "--threads: expected a positive integer, got 'two'"),
+    ],
+)
+def test_bad_options_are_usage_errors(gate_run, args, message):
+    run = gate_run("--collect-only", "-q", *args)
+    assert run.returncode == 4, run.output
+    assert message in run.output
+
+
+def test_misspelt_threshold_key_is_a_usage_error(gate_run, thresholds_copy):
+    tdir = thresholds_copy({"smollm2.yaml": "defaults: {kld_man: 0.1}\n"})
+    run = gate_run("--collect-only", "-q", f"--thresholds={tdir}")
+    assert run.returncode == 4
+    assert (
+        "smollm2.yaml: defaults: unknown threshold key 'kld_man' (did you mean 'kld_mean'?)"
+        in run.output
+    )
+
+
+def test_unknown_quant_type_in_registry_is_a_usage_error(gate_run, registry_copy):
+    def edit(doc):
+        doc["models"]["smollm2"]["compressions"]["Q8_0"]["quant_type"] = "Q8_K_M"
+
+    run = gate_run("--collect-only", "-q", f"--registry={registry_copy(edit)}")
+    assert run.returncode == 4
+    assert (
+        "models.smollm2.compressions.Q8_0.quant_type: 'Q8_K_M' is not a llama.cpp quant "
+        "type" in run.output
+    )
+
+
+def test_hub_model_offline_errors_and_never_passes(gate_run):
+    run = gate_run(
+        "tests/test_perplexity.py::test_perplexity",
+        "--model",
+        "qwen25",
+        "--compression",
+        "Q8_0",
+        env={"HF_HUB_OFFLINE": "1"},
+    )
+    assert run.returncode == 1
+    assert (
+        "cannot fetch hf://Qwen/Qwen2.5-7B-Instruct-GGUF/qwen2.5-7b-instruct-fp16.gguf@main: "
+        "HF_HUB_OFFLINE is set" in run.output
+    )
+    assert run.outcomes() == {"test_perplexity[qwen25-Q8_0]": "failed"}

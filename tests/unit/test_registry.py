@@ -1,0 +1,145 @@
+"""Registry schema: fixtures/models.yaml as shipped, and every way an entry can be wrong."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from quantgate.errors import ConfigError
+from quantgate.registry import load_registry
+
+from .conftest import REPO
+
+
+def write(tmp_path, doc) -> object:
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(doc) if not isinstance(doc, str) else doc)
+    return path
+
+
+def shipped() -> dict:
+    return yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
+
+
+def test_shipped_registry_loads_with_ids_and_marks():
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    pairs = {p.id: p for p in registry.pairs()}
+    assert "smollm2-Q8_0" in pairs and "llama31-Q4_K_M" in pairs
+    assert pairs["smollm2-Q8_0"].marks == ["gguf", "smoke"]
+    assert pairs["smollm2-Q2_K"].marks == ["gguf", "smoke", "canary"]
+    assert pairs["smollm2-Q2_K"].is_canary_for("perplexity")
+    assert not pairs["smollm2-Q2_K"].is_canary_for("throughput")
+    assert not pairs["smollm2-Q8_0"].is_canary_for("perplexity")
+
+
+def test_selection_by_model_and_compression():
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    assert [p.id for p in registry.pairs(["smollm2"], ["Q8_0"])] == ["smollm2-Q8_0"]
+    assert {p.model_key for p in registry.pairs(["llama31"])} == {"llama31"}
+
+
+@pytest.mark.parametrize(
+    ("option", "bad", "expected"),
+    [
+        # a typo in --model suggests the close key and lists the known ones
+        ("models", "smolm2", "unknown --model 'smolm2' (did you mean 'smollm2'?); known in"),
+        # a typo in --compression does the same for compression names
+        ("compressions", "Q8_O", "unknown --compression 'Q8_O' (did you mean 'Q8_0'?)"),
+    ],
+)
+def test_unknown_selection_names_the_known_ones(option, bad, expected):
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    with pytest.raises(ConfigError, match=r"^" + re.escape(expected)):
+        registry.pairs(**{option: [bad]})
+
+
+def _edit(doc, path, value):
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    if value is _DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return doc
+
+
+_DELETE = object()
+Q8 = ("models", "smollm2", "compressions", "Q8_0")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        # unknown key in a compression: named, with the valid keys and a suggestion
+        (
+            (*Q8, "quant_typ"),
+            "Q8_0",
+            "models.smollm2.compressions.Q8_0: unknown key 'quant_typ' "
+            "(did you mean 'quant_type'?); valid keys:",
+        ),
+        # unknown quant type: lists the valid llama.cpp names
+        (
+            (*Q8, "quant_type"),
+            "Q9_0",
+            "models.smollm2.compressions.Q8_0.quant_type: 'Q9_0' is not a llama.cpp quant type",
+        ),
+        # a required field missing
+        (
+            ("models", "smollm2", "format"),
+            _DELETE,
+            "models.smollm2.format: required key is missing",
+        ),
+        # a source with two kinds at once
+        (
+            ("models", "smollm2", "baseline", "source", "path"),
+            "x.gguf",
+            "a source needs exactly one of pypi_wheel, path, hf",
+        ),
+        # an unknown gate in expect_fail_on
+        (
+            ("models", "smollm2", "compressions", "Q2_K", "expect_fail_on"),
+            ["perplexty"],
+            "unknown gate 'perplexty' (did you mean 'perplexity'?)",
+        ),
+        # a mark nobody declared (strict markers would reject it later, with less context)
+        (
+            (*Q8, "marks"),
+            ["smok"],
+            "mark 'smok' is not declared under marks: (did you mean 'smoke'?)",
+        ),
+        # a bad sha256
+        (
+            ("models", "smollm2", "baseline", "source", "sha256"),
+            "abc",
+            "String should match pattern",
+        ),
+        # prebuilt without a source
+        ((*Q8, "method"), "prebuilt", "method prebuilt needs source and no quant_type"),
+    ],
+)
+def test_schema_errors_are_one_line_and_name_the_entry(tmp_path, path, value, message):
+    path_file = write(tmp_path, _edit(shipped(), path, value))
+    with pytest.raises(ConfigError) as exc:
+        load_registry(path_file)
+    text = str(exc.value)
+    assert "\n" not in text
+    assert text.startswith(str(path_file))
+    assert message in text
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"models\.yaml:3: invalid YAML"):
+        load_registry(write(tmp_path, "marks: {}\nmodels: [unclosed\n"))
+
+
+def test_missing_registry_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found; pass --registry PATH"):
+        load_registry(tmp_path / "nope.yaml")
+
+
+def test_relative_paths_resolve_next_to_the_registry(tmp_path):
+    registry = load_registry(write(tmp_path, shipped()))
+    assert registry.resolve("data/x.raw") == tmp_path / "data" / "x.raw"

@@ -1,0 +1,96 @@
+"""thresholds/: precedence and validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantgate.errors import ConfigError
+from quantgate.registry import load_registry
+from quantgate.thresholds import Thresholds
+
+from .conftest import REPO
+
+
+@pytest.fixture
+def registry():
+    return load_registry(REPO / "fixtures" / "models.yaml")
+
+
+def make_dir(tmp_path, files):
+    d = tmp_path / "thresholds"
+    d.mkdir()
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
+
+
+def test_precedence_most_specific_wins(tmp_path, registry):
+    d = make_dir(
+        tmp_path,
+        {
+            "default.yaml": "defaults: {kld_mean: 1.0, kld_p99: 1.0, ppl_increase_pct: 1.0,"
+            " top1_agreement_pct: 1.0}\n"
+            "compressions: {Q8_0: {kld_p99: 2.0, ppl_increase_pct: 2.0,"
+            " top1_agreement_pct: 2.0}}\n",
+            "smollm2.yaml": "defaults: {ppl_increase_pct: 3.0, top1_agreement_pct: 3.0}\n"
+            "compressions: {Q8_0: {top1_agreement_pct: 4.0}}\n",
+        },
+    )
+    t = Thresholds(d, registry).for_pair("smollm2", "Q8_0")
+    # layer 1: default.yaml defaults
+    assert (t["kld_mean"].value, t["kld_mean"].origin) == (1.0, "default.yaml:defaults")
+    # layer 2: default.yaml compressions.Q8_0
+    assert (t["kld_p99"].value, t["kld_p99"].origin) == (2.0, "default.yaml:compressions.Q8_0")
+    # layer 3: smollm2.yaml defaults beats default.yaml compressions
+    assert (t["ppl_increase_pct"].value, t["ppl_increase_pct"].origin) == (
+        3.0,
+        "smollm2.yaml:defaults",
+    )
+    # layer 4: smollm2.yaml compressions.Q8_0 beats everything
+    assert t["top1_agreement_pct"].value == 4.0
+    # another model only sees default.yaml
+    assert Thresholds(d, registry).for_pair("llama31", "Q8_0")["top1_agreement_pct"].value == 2.0
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        # misspelt metric key: named, suggested, valid keys listed
+        (
+            {"default.yaml": "defaults: {kld_maen: 0.1}\n"},
+            "default.yaml: defaults: unknown threshold key 'kld_maen' "
+            "(did you mean 'kld_mean'?); valid:",
+        ),
+        # misspelt top-level key
+        (
+            {"default.yaml": "default: {kld_mean: 0.1}\n"},
+            "unknown key 'default' (did you mean 'defaults'?)",
+        ),
+        # wrong type
+        (
+            {"default.yaml": "defaults: {kld_mean: low}\n"},
+            "default.yaml: defaults.kld_mean: expected a number, got 'low'",
+        ),
+        # a bool is not a number here
+        ({"default.yaml": "defaults: {kld_mean: true}\n"}, "expected a number, got True"),
+        # a compression name no registry entry has (would silently never apply)
+        (
+            {"default.yaml": "compressions: {Q8_O: {kld_mean: 0.1}}\n"},
+            "compressions.Q8_O: no such compression in the registry (did you mean 'Q8_0'?)",
+        ),
+        # a model file for a model the registry does not know
+        ({"default.yaml": "{}\n", "smolm2.yaml": "{}\n"}, "smolm2.yaml: no model 'smolm2' in"),
+        # no default.yaml at all
+        ({"smollm2.yaml": "{}\n"}, "default.yaml not found; pass --thresholds DIR"),
+    ],
+)
+def test_bad_threshold_files_are_one_line_errors(tmp_path, registry, files, message):
+    with pytest.raises(ConfigError) as exc:
+        Thresholds(make_dir(tmp_path, files), registry)
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_shipped_thresholds_are_valid(registry):
+    t = Thresholds(REPO / "thresholds", registry)
+    assert t.for_pair("smollm2", "Q8_0")["ppl_increase_pct"].value == 1.0
