@@ -28,9 +28,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 def llama_bench(path: Path, n_prompt: int, n_gen: int, threads: int, rounds: int) -> dict:
     out = subprocess.run(
-        [str(tool("llama-bench")), "-m", str(path), "-p", str(n_prompt), "-n", str(n_gen),
-         "-t", str(threads), "-r", str(rounds), "-fa", "0", "-o", "json"],
-        capture_output=True, text=True, check=True,
+        [
+            str(tool("llama-bench")),
+            "-m",
+            str(path),
+            "-p",
+            str(n_prompt),
+            "-n",
+            str(n_gen),
+            "-t",
+            str(threads),
+            "-r",
+            str(rounds),
+            "-fa",
+            "0",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     tps = {}
     for row in json.loads(out):
@@ -51,23 +68,30 @@ def main() -> int:
     tp: ThroughputSettings = registry.evaluation_for(opts.model).throughput
     tp = tp.model_copy(update={"rounds": opts.rounds})
     artifacts = [session.artifacts.baseline(opts.model)] + [
-        session.artifacts.variant(p) for p in registry.pairs([opts.model])]
+        session.artifacts.variant(p) for p in registry.pairs([opts.model])
+    ]
     rows = []
     for artifact in artifacts:
         backend = session.backend(artifact, opts.model)
-        ours = {k: tokens_per_second(w, tp)
-                for k, w in workloads(backend, tp, session.settings(opts.model).seed).items()}
+        ours = {
+            k: tokens_per_second(w, tp)
+            for k, w in workloads(backend, tp, session.settings(opts.model).seed).items()
+        }
         session.close()  # free the cores' caches before llama-bench runs
         theirs = llama_bench(artifact.path, tp.n_prompt, tp.n_gen, opts.threads, opts.rounds)
         for kind, n in (("pp", tp.n_prompt), ("tg", tp.n_gen)):
             rows.append((artifact.label, f"{kind}{n}", ours[kind], theirs[kind]))
     print(f"\nthreads {opts.threads}, {opts.rounds} rounds each, run back to back")
-    print(f"| {'artifact':<18} | {'test':<6} | {'quantgate t/s':>13} | {'llama-bench t/s':>15} "
-          f"| {'ratio':>6} |")
+    print(
+        f"| {'artifact':<18} | {'test':<6} | {'quantgate t/s':>13} | {'llama-bench t/s':>15} "
+        f"| {'ratio':>6} |"
+    )
     print(f"|{'-' * 20}|{'-' * 8}|{'-' * 15}|{'-' * 17}|{'-' * 8}|")
     for label, test, ours_tps, theirs_tps in rows:
-        print(f"| {label:<18} | {test:<6} | {ours_tps:>13.1f} | {theirs_tps:>15.1f} "
-              f"| {ours_tps / theirs_tps:>6.2f} |")
+        print(
+            f"| {label:<18} | {test:<6} | {ours_tps:>13.1f} | {theirs_tps:>15.1f} "
+            f"| {ours_tps / theirs_tps:>6.2f} |"
+        )
     return 0
 
 

@@ -52,15 +52,26 @@ def main() -> int:
     ppl_settings = registry.evaluation_for(opts.model).perplexity
     text = registry.resolve(ppl_settings.text)
     n_batch = session.settings(opts.model).n_batch
-    common = ["-f", str(text), "-c", str(ppl_settings.n_ctx), "-b", str(n_batch), "-fa", "off",
-              "-t", str(opts.threads)]
+    common = [
+        "-f",
+        str(text),
+        "-c",
+        str(ppl_settings.n_ctx),
+        "-b",
+        str(n_batch),
+        "-fa",
+        "off",
+        "-t",
+        str(opts.threads),
+    ]
     if ppl_settings.max_chunks:
         common += ["--chunks", str(ppl_settings.max_chunks)]
 
     base = session.artifacts.baseline(opts.model)
     ours = session.evaluator(opts.model).baseline(session.baseline_backend(opts.model))
-    ref = grab(r"Final estimate: PPL = ([0-9.]+)", llama_perplexity(["-m", str(base.path),
-                                                                      *common]))
+    ref = grab(
+        r"Final estimate: PPL = ([0-9.]+)", llama_perplexity(["-m", str(base.path), *common])
+    )
     rel = (ours.ppl / ref - 1) * 100
     rows = [("baseline PPL", base.path.name, f"{ours.ppl:.4f}", f"{ref:.4f}", f"{rel:+.3f} %")]
 
@@ -71,22 +82,41 @@ def main() -> int:
         for name in filter(None, opts.variants.split(",")):
             pair = pairs[name]
             result = session.quality(pair)
-            out = llama_perplexity(["-m", str(session.artifacts.variant(pair).path), *common,
-                                    "--kl-divergence-base", str(kld_base), "--kl-divergence"])
+            out = llama_perplexity(
+                [
+                    "-m",
+                    str(session.artifacts.variant(pair).path),
+                    *common,
+                    "--kl-divergence-base",
+                    str(kld_base),
+                    "--kl-divergence",
+                ]
+            )
             for label, value, pattern in [
                 ("mean KLD", result.kld_mean, r"Mean\s+KLD:\s+([0-9.]+)"),
                 ("99% KLD", result.kld_p99, r"99\.0%\s+KLD:\s+([0-9.]+)"),
                 ("same top-1 %", result.top1_agreement_pct, r"Same top p:\s+([0-9.]+)"),
             ]:
                 theirs = grab(pattern, out)
-                rows.append((f"{name} {label}", pair.id, f"{value:.5f}", f"{theirs:.5f}",
-                             f"{value - theirs:+.5f}"))
+                rows.append(
+                    (
+                        f"{name} {label}",
+                        pair.id,
+                        f"{value:.5f}",
+                        f"{theirs:.5f}",
+                        f"{value - theirs:+.5f}",
+                    )
+                )
     session.close()
 
-    print(f"\ntext {text.name}, n_ctx {ppl_settings.n_ctx}, n_batch {n_batch}, "
-          f"threads {opts.threads}, {ours.n_scored} scored tokens")
-    print(f"| {'metric':<22} | {'artifact':<34} | {'quantgate':>10} | {'llama-perplexity':>16} "
-          f"| {'difference':>11} |")
+    print(
+        f"\ntext {text.name}, n_ctx {ppl_settings.n_ctx}, n_batch {n_batch}, "
+        f"threads {opts.threads}, {ours.n_scored} scored tokens"
+    )
+    print(
+        f"| {'metric':<22} | {'artifact':<34} | {'quantgate':>10} | {'llama-perplexity':>16} "
+        f"| {'difference':>11} |"
+    )
     print(f"|{'-' * 24}|{'-' * 36}|{'-' * 12}|{'-' * 18}|{'-' * 13}|")
     for r in rows:
         print(f"| {r[0]:<22} | {r[1]:<34} | {r[2]:>10} | {r[3]:>16} | {r[4]:>11} |")

@@ -45,8 +45,22 @@ def tool(name: str) -> Path:
 def _build(version: str, build_dir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="quantgate-sdist-") as tmp:
         with progress.step(f"pip download llama-cpp-python=={version} sdist"):
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary",
-                            ":all:", "-q", "-d", tmp, f"llama-cpp-python=={version}"], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    "-q",
+                    "-d",
+                    tmp,
+                    f"llama-cpp-python=={version}",
+                ],
+                check=True,
+            )
         (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
         with tarfile.open(sdist) as tar:
             tar.extractall(tmp, filter="data")
@@ -54,8 +68,23 @@ def _build(version: str, build_dir: Path) -> None:
         build_dir.mkdir(parents=True, exist_ok=True)
         out = build_dir / "build"
         with progress.step(f"cmake build {', '.join(TOOLS)} (llama.cpp from the {version} sdist)"):
-            subprocess.run(["cmake", "-S", str(src), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release",
-                            "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                            "-DLLAMA_BUILD_SERVER=OFF"], check=True, stdout=subprocess.DEVNULL)
-            subprocess.run(["cmake", "--build", str(out), "-j", str(os.cpu_count() or 1),
-                            "--target", *TOOLS], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [
+                    "cmake",
+                    "-S",
+                    str(src),
+                    "-B",
+                    str(out),
+                    "-DCMAKE_BUILD_TYPE=Release",
+                    "-DLLAMA_CURL=OFF",
+                    "-DLLAMA_BUILD_TESTS=OFF",
+                    "-DLLAMA_BUILD_SERVER=OFF",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            subprocess.run(
+                ["cmake", "--build", str(out), "-j", str(os.cpu_count() or 1), "--target", *TOOLS],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
