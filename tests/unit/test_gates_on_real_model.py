@@ -31,6 +31,10 @@ def test_q8_0_passes_every_gate(gate_run):
     assert rows["smollm2-Q8_0", "kld_mean"]["value"] < 0.01
     assert rows["smollm2-Q8_0", "top1_agreement_pct"]["value"] > 90
     assert rows["smollm2-Q8_0", "tg_tps_ratio"]["baseline"] > 0  # the baseline's tokens/s
+    # a child process holding the Q8_0 weights: less than the F16 baseline's, far below the
+    # parent pytest's (ru_maxrss would report the parent's after fork+exec)
+    rss = rows["smollm2-Q8_0", "peak_rss_mib"]
+    assert 50 < rss["value"] < rss["baseline"] < 600
 
 
 def test_q2_k_canary_is_caught_as_strict_xfail(gate_run):
@@ -132,6 +136,12 @@ def test_slower_bigger_variant_fails_speed_and_size(gate_run, registry_copy):
     rows = run.summary()
     assert rows["smollm2-F32", "tg_tps_ratio"]["value"] < 0.8
     assert rows["smollm2-F32", "size_ratio"]["value"] == pytest.approx(2.0, abs=0.05)
+    # twice the weights in memory: over smollm2's 300 MiB bound, well above the baseline's
+    assert rows["smollm2-F32", "peak_rss_mib"]["verdict"] == "FAIL"
+    assert (
+        rows["smollm2-F32", "peak_rss_mib"]["value"]
+        > 1.5 * rows["smollm2-F32", "peak_rss_mib"]["baseline"]
+    )
 
 
 def test_truncated_prebuilt_gguf_is_named(gate_run, registry_copy, smollm2_artifacts, tmp_path):
