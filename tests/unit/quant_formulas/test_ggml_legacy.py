@@ -201,9 +201,15 @@ def test_power_of_two_scaling_is_exact(fmt, x, k):
     base = fmt.quantize(x)
     d16, m16 = scales(fmt, base)
     smallest_normal = 2.0**-14
-    for v in (d16, m16) if m16 is not None else (d16,):
-        nz = v[v != 0]
-        assume((np.abs(nz) * min(1, alpha) >= smallest_normal).all())
+    xb = x.reshape(-1, 32)
+    # the exact values the scales encode: a zero must be a real zero, not an fp16 underflow
+    exact = [(d16, np.abs(xb).max(axis=1))]
+    if m16 is not None:
+        exact.append((m16, xb.min(axis=1)))
+    for stored, source in exact:
+        real_zero = (stored == 0) & ((source == 0) | (np.abs(xb).max(axis=1) == 0))
+        normal = np.abs(stored) * min(1, alpha) >= smallest_normal
+        assume((real_zero | normal).all())
     scaled = fmt.dequantize(fmt.quantize(x * alpha))
     np.testing.assert_array_equal(scaled, fmt.dequantize(base) * alpha)
 
