@@ -46,10 +46,18 @@ class Backend(ABC):
         """
 
     @abstractmethod
+    def detokenize(self, tokens: Sequence[int]) -> str: ...
+
+    @abstractmethod
     def generate(
-        self, prompt: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()
+        self,
+        prompt: Sequence[int],
+        max_new_tokens: int,
+        stop_ids: Sequence[int] = (),
+        stop_text: Sequence[str] = (),
     ) -> list[int]:
-        """Greedy continuation (temperature 0, top_k 1): deterministic for a given artifact."""
+        """Greedy continuation (temperature 0, top_k 1): deterministic for a given artifact.
+        Stops at EOS, at a token in ``stop_ids``, or once the text holds a ``stop_text``."""
 
     @abstractmethod
     def process_prompt(self, tokens: Sequence[int]) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 
 from quantgate.artifacts import Artifact
 from quantgate.backends.base import Backend
-from quantgate.errors import ArtifactError
+from quantgate.errors import ArtifactError, EvaluationError
+from quantgate.perplexity import log_softmax
 from quantgate.registry import BackendSettings
 
 
@@ -27,6 +28,10 @@ class LlamaCppBackend(Backend):
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         super().__init__(artifact, settings)
         self._scoring = self._load(logits_all=True)
+        #: tokens run through the model by score_continuations (the KV-reuse benchmark reads it)
+        self.tokens_evaluated = 0
+        #: tokens run through the model by score_continuations (the KV-reuse benchmark reads it)
+        self.tokens_evaluated = 0
 
     def _load(self, logits_all: bool):  # -> llama_cpp.Llama
         from llama_cpp import Llama
@@ -80,8 +85,50 @@ class LlamaCppBackend(Backend):
         llm.eval(list(tokens))
         return np.array(llm.scores[: len(tokens)], dtype=np.float32)
 
+    def score_continuations(
+        self, context: Sequence[int], continuations: Sequence[Sequence[int]]
+    ) -> list[tuple[float, bool]]:
+        """Sum of log-probs of each continuation after ``context``, and whether it is the greedy
+        continuation. The context is evaluated once; each continuation reuses its KV cache
+        (llama.cpp keeps the cache up to ``n_tokens`` and ``eval`` drops what lies beyond).
+
+        Raises:
+            EvaluationError: NaN/inf logits.
+        """
+        if not context:
+            raise ValueError("an empty context has nothing to condition on: prepend BOS/EOS")
+        self._check_fits(len(context) + max((len(c) for c in continuations), default=0) - 1)
+        llm = self._scoring
+        llm.reset()
+        llm.eval(list(context))
+        self.tokens_evaluated += len(context)
+        n = len(context)
+        results = []
+        for cont in continuations:
+            if not cont:
+                raise ValueError("an empty continuation has no log-likelihood")
+            llm.n_tokens = n  # rewind to the end of the shared context
+            if len(cont) > 1:
+                llm.eval(list(cont[:-1]))
+                self.tokens_evaluated += len(cont) - 1
+            rows = np.asarray(llm.scores[n - 1 : n - 1 + len(cont)], dtype=np.float32)
+            if not np.isfinite(rows).all():
+                raise EvaluationError(f"{self.artifact.label}: NaN/inf logits while scoring")
+            logp = log_softmax(rows)
+            target = np.asarray(cont)
+            picked = logp[np.arange(len(cont)), target]
+            results.append((float(picked.sum()), bool((logp.argmax(axis=1) == target).all())))
+        return results
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._scoring.detokenize(list(tokens), special=False).decode("utf-8", "replace")
+
     def generate(
-        self, prompt: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()
+        self,
+        prompt: Sequence[int],
+        max_new_tokens: int,
+        stop_ids: Sequence[int] = (),
+        stop_text: Sequence[str] = (),
     ) -> list[int]:
         self._check_fits(len(prompt) + max_new_tokens)
         llm = self._serving
@@ -89,14 +136,25 @@ class LlamaCppBackend(Backend):
         llm.eval(list(prompt))
         out: list[int] = []
         eos = {int(llm.token_eos()), *stop_ids}
+        stops = [s for s in stop_text if s]
         for _ in range(max_new_tokens):
-            # greedy: argmax of the last row (temperature 0, top_k 1)
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            # greedy: argmax of the last row (temperature 0, top_k 1). The serving context keeps
+            # no scores (llama-cpp-python only copies logits when logits_all is on): read
+            # llama.cpp's buffer for the last token directly.
+            token = int(np.argmax(self._last_logits(llm)))
             if token in eos:
                 break
             out.append(token)
+            if stops and any(s in self.detokenize(out) for s in stops):
+                break
             llm.eval([token])
         return out
+
+    def _last_logits(self, llm) -> np.ndarray:
+        import llama_cpp
+
+        ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
     def process_prompt(self, tokens: Sequence[int]) -> None:
         self._check_fits(len(tokens))

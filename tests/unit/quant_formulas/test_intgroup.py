@@ -39,7 +39,9 @@ def test_codes_zero_points_and_error_bound(bits, group, data):
 @pytest.mark.parametrize(("bits", "group"), CASES, ids=lambda c: str(c))
 @given(data=st.data())
 def test_zero_is_exact_and_idempotent(bits, group, data):
-    """0 is always representable (q = z gives ŵ = 0), and re-quantizing ŵ gives ŵ back."""
+    """0 is always representable (q = z gives ŵ = 0), and re-quantizing ŵ moves no weight by more
+    than one step s. Not exactly idempotent: the scale is rounded to fp16, so the largest ŵ may
+    fall short of the group's max and the second pass picks a slightly different scale."""
     x = data.draw(weights(group, max_blocks=2, magnitude=10.0))
     x[0] = 0.0
     try:
@@ -48,8 +50,9 @@ def test_zero_is_exact_and_idempotent(bits, group, data):
         reject()
     deq = g.dequantize()
     assert deq[0] == 0.0
+    step = float(g.scale.astype(np.float32).max())
     np.testing.assert_allclose(
-        intgroup.quantize(deq, bits, group).dequantize(), deq, atol=1e-6 * (1 + np.abs(x).max())
+        intgroup.quantize(deq, bits, group).dequantize(), deq, atol=step * (1 + 1e-3)
     )
 
 

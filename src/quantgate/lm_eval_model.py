@@ -1,0 +1,173 @@
+"""An lm-eval model backed by the in-process llama-cpp-python backend.
+
+lm-eval's own ``gguf`` model is an HTTP client whose prompt log-probs come back shifted by one
+against llama-cpp-python's server; this one scores in process. Registered as
+``quantgate-llama-cpp``, so lm-eval's CLI can use it too::
+
+    lm_eval --model quantgate-llama-cpp --model_args model_path=/path/model.gguf,n_ctx=2048 \\
+        --tasks hellaswag
+
+(the CLI needs ``import quantgate.lm_eval_model`` first: ``python -m quantgate.lm_eval_cli``).
+
+Tokenization follows lm-eval's HF model: no BOS unless the GGUF says the model adds one,
+trailing spaces of a context move to its continuation, the continuation is the tail of the
+tokenized ``context + continuation``. Requests sharing a context are scored with one pass over
+the context (KV cache reuse), which matters for multiple-choice tasks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+from lm_eval import utils
+from lm_eval.api.model import TemplateLM
+from lm_eval.api.registry import register_model
+from tqdm import tqdm
+
+from quantgate.artifacts import Artifact
+from quantgate.backends.llama_cpp import LlamaCppBackend
+from quantgate.cache import sha256_file
+from quantgate.gguf_file import inspect_gguf
+from quantgate.registry import BackendSettings
+
+MODEL_NAME = "quantgate-llama-cpp"
+
+
+@register_model(MODEL_NAME)
+class LlamaCppLM(TemplateLM):
+    """Args (lm-eval ``--model_args``): model_path, n_ctx, n_batch, n_threads, seed,
+    max_gen_toks (default 256)."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        n_threads: int | None = None,
+        seed: int = 1234,
+        max_gen_toks: int = 256,
+        backend: LlamaCppBackend | None = None,
+        **_ignored: object,
+    ) -> None:
+        super().__init__()
+        if backend is None:
+            if not model_path:
+                raise ValueError(f"{MODEL_NAME}: pass model_args model_path=/path/to/model.gguf")
+            path = Path(model_path)
+            artifact = Artifact(path.stem, path, sha256_file(path), inspect_gguf(path, path.stem))
+            backend = LlamaCppBackend(
+                artifact,
+                BackendSettings(
+                    n_ctx=int(n_ctx),
+                    n_batch=int(n_batch),
+                    n_threads=int(n_threads) if n_threads else os.cpu_count(),
+                    seed=int(seed),
+                ),
+            )
+        self.backend = backend
+        self._max_gen_toks = int(max_gen_toks)
+        llm = backend._scoring
+        self._eot = int(llm.token_eos())
+        self._bos = backend.bos_token_id  # None unless the model adds BOS
+
+    # -- TemplateLM plumbing -------------------------------------------------------------------
+    @property
+    def eot_token_id(self) -> int:
+        return self._eot
+
+    @property
+    def prefix_token_id(self) -> int:
+        return self._bos if self._bos is not None else self._eot
+
+    @property
+    def max_length(self) -> int:
+        return self.backend.settings.n_ctx
+
+    def tok_encode(
+        self, string: str, add_special_tokens: bool | None = None, **kwargs: object
+    ) -> list[int]:
+        add_bos = (
+            bool(add_special_tokens) if add_special_tokens is not None else (self._bos is not None)
+        )
+        # special=True: chat-template markers like <|im_start|> are single tokens, as in HF
+        return list(
+            self.backend._scoring.tokenize(string.encode("utf-8"), add_bos=add_bos, special=True)
+        )
+
+    def tok_decode(self, tokens: list[int]) -> str:
+        return self.backend.detokenize(tokens)
+
+    # -- scoring -------------------------------------------------------------------------------
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: object):
+        """Group requests by context tokens; each group's context is evaluated once."""
+        groups: OrderedDict[tuple[int, ...], list[int]] = OrderedDict()
+        prepared = []
+        for i, (_, context_enc, continuation_enc) in enumerate(requests):
+            ctx, cont = self._truncate(list(context_enc), list(continuation_enc))
+            prepared.append((ctx, cont))
+            groups.setdefault(tuple(ctx), []).append(i)
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood")
+        for ctx, members in groups.items():
+            scored = self.backend.score_continuations(list(ctx), [prepared[i][1] for i in members])
+            for i, res in zip(members, scored, strict=True):
+                results[i] = res
+                self.cache_hook.add_partial("loglikelihood", requests[i][0], res)
+            bar.update(len(members))
+        bar.close()
+        return results
+
+    def _truncate(self, ctx: list[int], cont: list[int]) -> tuple[list[int], list[int]]:
+        """As lm-eval's HF model: keep the last n_ctx + 1 tokens of context + continuation."""
+        whole = (ctx + cont)[-(self.max_length + 1) :]
+        keep_ctx = len(whole) - len(cont)
+        if keep_ctx < 1:
+            raise ValueError(
+                f"{MODEL_NAME}: a continuation of {len(cont)} tokens does not fit "
+                f"n_ctx={self.max_length}"
+            )
+        return whole[:keep_ctx], whole[keep_ctx:]
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        out = []
+        for (string,) in tqdm(
+            [r.args for r in requests], disable=disable_tqdm, desc="loglikelihood_rolling"
+        ):
+            windows = map(
+                utils.make_disjoint_window,
+                utils.get_rolling_token_windows(
+                    token_list=self.tok_encode(string, add_special_tokens=False),
+                    prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length,
+                    context_len=1,
+                ),
+            )
+            total = 0.0
+            for ctx, cont in windows:
+                ((logprob, _),) = self.backend.score_continuations(ctx, [cont])
+                total += logprob
+            out.append(total)
+            self.cache_hook.add_partial("loglikelihood_rolling", (string,), total)
+        return out
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy (temperature 0): lm-eval's ``until`` strings and ``max_gen_toks`` honoured."""
+        out = []
+        for context, gen_kwargs in tqdm(
+            [r.args for r in requests], disable=disable_tqdm, desc="generate_until"
+        ):
+            kwargs = dict(gen_kwargs)
+            until = kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            max_new = int(kwargs.get("max_gen_toks", self._max_gen_toks))
+            prompt = self.tok_encode(context)[-(self.max_length - max_new) :]
+            tokens = self.backend.generate(prompt, max_new, stop_text=until)
+            text = self.backend.detokenize(tokens)
+            for stop in until:
+                if stop and stop in text:
+                    text = text[: text.index(stop)]
+            out.append(text)
+            self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+        return out

@@ -1,0 +1,78 @@
+"""The lm-eval model over the in-process llama.cpp backend, on the real SmolLM2 baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quantgate.perplexity import log_softmax
+
+pytestmark = pytest.mark.real_model
+
+
+class Request:
+    """The part of lm-eval's Instance the model reads."""
+
+    def __init__(self, *args):
+        self.args = args
+
+
+@pytest.fixture(scope="module")
+def lm(smollm2_artifacts):
+    from quantgate.lm_eval_model import LlamaCppLM
+
+    baseline, _ = smollm2_artifacts
+    return LlamaCppLM(model_path=str(baseline.path), n_ctx=512, n_threads=2)
+
+
+def test_registered_with_lm_eval():
+    from lm_eval.api.registry import get_model
+
+    from quantgate.lm_eval_model import MODEL_NAME, LlamaCppLM
+
+    assert get_model(MODEL_NAME) is LlamaCppLM
+
+
+def test_shared_context_scores_equal_full_passes(lm):
+    """Reusing the context's KV cache gives the same log-likelihoods as scoring each
+    context + continuation from scratch, with fewer tokens evaluated."""
+    context = "A man is sitting on a roof. He"
+    endings = [
+        " is using wrap to wrap a pair of skis.",
+        " is ripping level tiles off.",
+        " is holding a rubik's cube.",
+        " starts pulling up roofing on a roof.",
+    ]
+    before = lm.backend.tokens_evaluated
+    results = lm.loglikelihood([Request(context, e) for e in endings], disable_tqdm=True)
+    evaluated = lm.backend.tokens_evaluated - before
+    naive_tokens = 0
+    for ending, (logprob, _) in zip(endings, results, strict=True):
+        ctx, cont = lm._encode_pair(context, ending)
+        logp = log_softmax(lm.backend.logits(ctx + cont))
+        expected = sum(logp[len(ctx) - 1 + i, t] for i, t in enumerate(cont))
+        assert logprob == pytest.approx(float(expected), abs=1e-4)
+        naive_tokens += len(ctx) + len(cont)
+    assert evaluated < 0.6 * naive_tokens
+
+
+def test_greedy_flag_and_rolling(lm):
+    ((logprob, greedy),) = lm.loglikelihood(
+        [Request("The capital of France is", " Paris")], disable_tqdm=True
+    )
+    assert greedy and -3 < logprob < 0
+    (total,) = lm.loglikelihood_rolling([Request("The cat sat on the mat.")], disable_tqdm=True)
+    assert np.isfinite(total) and total < 0
+
+
+def test_generate_until_honours_stop_and_length(lm):
+    (text,) = lm.generate_until(
+        [Request("The capital of France is", {"until": ["."], "max_gen_toks": 20})],
+        disable_tqdm=True,
+    )
+    assert text == " Paris"
+    (text,) = lm.generate_until(
+        [Request("The capital of France is", {"until": ["\n\n\n"], "max_gen_toks": 3})],
+        disable_tqdm=True,
+    )
+    assert len(lm.tok_encode(text)) <= 3
