@@ -58,12 +58,24 @@ def decode(b: np.ndarray) -> np.ndarray:
 
 
 def quantize(w: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per-tensor scaled FP8: codes (uint8) and the float32 scale."""
+    """Per-tensor scaled FP8: codes (uint8) and the float32 scale.
+
+    Raises:
+        QuantizationError: NaN/inf, or a tensor so small (amax < 448·2^−126 ≈ 5.3e−36) that its
+            scale is not a normal float32 (it would underflow and divide by zero).
+    """
     w = np.asarray(w, dtype=np.float32)
     if not np.isfinite(w).all():
         raise QuantizationError("FP8: NaN/inf weights cannot be quantized")
     amax = float(np.abs(w).max()) if w.size else 0.0
-    scale = np.float32(amax / FP8_MAX) if amax > 0 else np.float32(1.0)
+    if amax == 0:
+        return encode(np.zeros_like(w)), 1.0
+    scale = np.float32(amax / FP8_MAX)
+    if scale < np.finfo(np.float32).tiny:
+        raise QuantizationError(
+            f"FP8: amax {amax:g} gives a scale below float32's normal range; the tensor is "
+            "numerically zero: store it as zeros"
+        )
     return encode(cast(w / scale)), float(scale)
 
 

@@ -24,6 +24,14 @@ K_SCALE_SIZE = 12
 F32 = np.float32
 
 
+class _KQuant(BlockFormat):
+    """Quantizes with ggml's reference C (see the module docstring); numpy does the rest."""
+
+    @classmethod
+    def quantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
+        return ggml_c.quantize(cls.name, blocks)
+
+
 @dataclass(frozen=True)
 class Q4KBlocks:
     d: np.ndarray  # [n] float16 super-block scale of the scales
@@ -33,7 +41,7 @@ class Q4KBlocks:
     q: np.ndarray  # [n, 256] 4-bit codes, in weight order
 
 
-class Q4_K(BlockFormat):
+class Q4_K(_KQuant):
     name = "Q4_K"
     block_size = QK_K
     type_size = 2 + 2 + K_SCALE_SIZE + QK_K // 2  # d, dmin: fp16; scales: 12; qs: 256 nibbles
@@ -70,10 +78,6 @@ class Q4_K(BlockFormat):
         return np.concatenate([fp16_bytes(b.d), fp16_bytes(b.dmin), scales, qs], axis=1)
 
     @classmethod
-    def quantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        return ggml_c.quantize(cls.name, blocks)
-
-    @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
         b = cls.unpack(blocks)
         d, dmin = b.d.astype(F32)[:, None], b.dmin.astype(F32)[:, None]
@@ -94,7 +98,7 @@ class Q6KBlocks:
     q: np.ndarray  # [n, 256] 6-bit codes in [0, 63], in weight order
 
 
-class Q6_K(BlockFormat):
+class Q6_K(_KQuant):
     name = "Q6_K"
     block_size = QK_K
     type_size = QK_K // 2 + QK_K // 4 + QK_K // 16 + 2  # ql: 4 bits, qh: 2 bits, scales, d
@@ -145,10 +149,6 @@ class Q6_K(BlockFormat):
             ],
             axis=1,
         )
-
-    @classmethod
-    def quantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
-        return ggml_c.quantize(cls.name, blocks)
 
     @classmethod
     def dequantize_blocks(cls, blocks: np.ndarray) -> np.ndarray:
