@@ -18,11 +18,11 @@ venv: $(STAMP)
 
 ## The smoke gate on the embedded default (SmolLM2-135M and its variants); writes reports/.
 smoke: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
 
 ## The project's own tests (tests/unit); its reports go to reports/unit/.
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/unit --reports-dir=reports/unit
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest tests/unit --reports-dir=reports/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks conftest.py

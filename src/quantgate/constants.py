@@ -84,6 +84,28 @@ METRICS: dict[str, Metric] = {
     ]
 }  # fmt: skip
 
-GATES: tuple[str, ...] = ("perplexity", "kld", "throughput", "footprint")
+GATES: tuple[str, ...] = ("perplexity", "kld", "throughput", "footprint", "retention")
 # The gates a canary (`expect: fail`) must fail unless its entry lists others.
 QUALITY_GATES: tuple[str, ...] = ("perplexity", "kld")
+
+#: Benchmark retention D_i = (1 - B_compressed / B_baseline) * 100 is gated per benchmark as
+#: D_<benchmark name> (and D_overall, the mean), in %, as an upper bound. Higher-is-better
+#: metrics only: a lower-is-better metric would need D_i = (B_c / B_b - 1) * 100 (not offered).
+RETENTION_PREFIX = "D_"
+OVERALL = "overall"
+
+
+def metric(name: str) -> Metric:
+    """The catalog entry of a metric, including the per-benchmark retention metrics."""
+    if name in METRICS:
+        return METRICS[name]
+    if name.startswith(RETENTION_PREFIX):
+        bench = name.removeprefix(RETENTION_PREFIX)
+        return Metric(
+            name,
+            "retention",
+            Direction.MAX,
+            "%",
+            f"score lost on {bench}: (1 - B_compressed / B_baseline) * 100",
+        )
+    raise KeyError(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from quantgate.constants import METRICS, Direction
+from quantgate.constants import Direction, metric
 from quantgate.errors import EvaluationError, GateFailure
 from quantgate.thresholds import Threshold
 
@@ -27,7 +27,7 @@ class Outcome:
     def passed(self) -> bool:
         if self.threshold is None:
             return True
-        if METRICS[self.metric].direction is Direction.MAX:
+        if metric(self.metric).direction is Direction.MAX:
             return self.value <= self.threshold.value
         return self.value >= self.threshold.value
 
@@ -36,7 +36,7 @@ class Outcome:
         return "not gated" if not self.gated else ("pass" if self.passed else "FAIL")
 
     def line(self) -> str:
-        m = METRICS[self.metric]
+        m = metric(self.metric)
         text = f"{self.metric} = {self.value:.6g} {m.unit}"
         if self.threshold is not None:
             op = "<=" if m.direction is Direction.MAX else ">="
@@ -58,14 +58,12 @@ def judge(
         EvaluationError: a NaN or infinite measurement (never judged, never a pass).
     """
     outcomes = []
-    for metric, value in measured.items():
-        if METRICS[metric].gate != gate:
-            raise ValueError(f"metric {metric} belongs to gate {METRICS[metric].gate}, not {gate}")
+    for name, value in measured.items():
+        if metric(name).gate != gate:
+            raise ValueError(f"metric {name} belongs to gate {metric(name).gate}, not {gate}")
         if not math.isfinite(value):
-            raise EvaluationError(f"{metric} measured as {value}: the evaluation is broken")
-        outcomes.append(
-            Outcome(metric, value, thresholds.get(metric), (baselines or {}).get(metric))
-        )
+            raise EvaluationError(f"{name} measured as {value}: the evaluation is broken")
+        outcomes.append(Outcome(name, value, thresholds.get(name), (baselines or {}).get(name)))
     return outcomes
 
 

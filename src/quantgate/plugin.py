@@ -12,7 +12,7 @@ import pytest
 
 from quantgate import progress
 from quantgate.errors import QuantgateError
-from quantgate.registry import Registry, load_registry
+from quantgate.registry import Pair, Registry, load_registry
 from quantgate.report import ROW_PROPERTY, write_summary
 from quantgate.session import GateSession
 from quantgate.thresholds import Thresholds
@@ -70,6 +70,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="where junit.xml, report.html, benchmark.json and summary.json go, "
         "relative to rootdir. Default: %(default)r",
+    )
+    group.addoption(
+        "--baseline",
+        choices=("live", "pinned"),
+        default="live",
+        help="retention baseline: the baseline model run on the same items (live) or the "
+        "registry's pinned_baseline scores (pinned). Default: %(default)r",
     )
     group.addoption(
         "--threads",
@@ -142,10 +149,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     config = metafunc.config
     pairs = config.stash[_REGISTRY].pairs(_flat(config, "model"), _flat(config, "compression"))
+
+    def marks(p: Pair) -> list[pytest.MarkDecorator]:
+        return [getattr(pytest.mark, m) for m in p.marks]
+
+    if "bench" in metafunc.fixturenames:  # one test per (pair, benchmark)
+        metafunc.parametrize(
+            ("pair", "bench"),
+            [
+                pytest.param(p, b, id=f"{p.id}-{b}", marks=marks(p))
+                for p in pairs
+                for b in p.model.benchmarks
+            ],
+            scope="session",
+        )
+        return
     metafunc.parametrize(
-        "pair",
-        [pytest.param(p, id=p.id, marks=[getattr(pytest.mark, m) for m in p.marks]) for p in pairs],
-        scope="session",
+        "pair", [pytest.param(p, id=p.id, marks=marks(p)) for p in pairs], scope="session"
     )
 
 
@@ -160,7 +180,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if pair is None or gate_mark is None:
             continue
         gate = gate_mark.args[0]
-        if pair.is_canary_for(gate):
+        if gate in pair.compression.skip:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"models.{pair.model_key}.compressions.{pair.compression_name} has "
+                    f"skip: [{gate}] in the registry"
+                )
+            )
+            continue
+        bench = item.callspec.params.get("bench", "overall" if gate == "retention" else None)
+        if pair.is_canary_for(gate, bench):
             item.add_marker(
                 pytest.mark.xfail(
                     strict=True,
@@ -175,7 +204,14 @@ def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
     """The session's GateSession: artifacts, loaded backends, thresholds, verdicts."""
     registry = pytestconfig.stash[_REGISTRY]
     thresholds = Thresholds(_rooted(pytestconfig, pytestconfig.getoption("thresholds")), registry)
-    session = GateSession(registry, thresholds, n_threads=pytestconfig.getoption("threads"))
+    session = GateSession(
+        registry,
+        thresholds,
+        n_threads=pytestconfig.getoption("threads"),
+        root=Path(pytestconfig.rootpath),
+        reports_dir=_rooted(pytestconfig, pytestconfig.getoption("reports_dir")),
+        baseline_mode=pytestconfig.getoption("baseline"),
+    )
     yield session
     session.close()
 

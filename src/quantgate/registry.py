@@ -88,6 +88,8 @@ class Compression(StrictModel):
     #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
     expect: Literal["pass", "fail"] = "pass"
     expect_fail_on: list[str] = Field(default_factory=lambda: list(QUALITY_GATES))
+    #: gates not run for this pair (reported as skipped, with the registry as the reason)
+    skip: list[str] = Field(default_factory=list)
     description: str = ""
 
     @field_validator("quant_type")
@@ -95,10 +97,12 @@ class Compression(StrictModel):
     def _quant_type_known(cls, v: str | None) -> str | None:
         return v if v is None else _check_quant_type(v)
 
-    @field_validator("expect_fail_on")
+    @field_validator("expect_fail_on", "skip")
     @classmethod
     def _gates_known(cls, v: list[str]) -> list[str]:
-        for gate in v:
+        # "retention.<benchmark>" narrows a retention canary to one benchmark (checked against
+        # the model's benchmarks in load_registry)
+        for gate in (g.split(".", 1)[0] if g.startswith("retention.") else g for g in v):
             if gate not in GATES:
                 raise ValueError(
                     f"unknown gate {gate!r}{did_you_mean(gate, GATES)}; valid: {', '.join(GATES)}"
@@ -137,9 +141,26 @@ class ThroughputSettings(StrictModel):
     warmup_rounds: int = Field(1, ge=0)
 
 
+class Benchmark(StrictModel):
+    """One lm-eval task and the metric whose retention is gated (key: the benchmark's name,
+    used in test ids and as ``D_<name>`` in thresholds/)."""
+
+    #: an lm-eval task name: upstream (loaded from the Hub) or a YAML under task_paths
+    task: str
+    #: the metric as lm-eval names it (acc, acc_norm, exact_match, ...), higher is better
+    metric: str
+    num_fewshot: int | None = Field(None, ge=0)
+    limit: int | None = Field(None, ge=1)
+    apply_chat_template: bool = False
+    #: the published baseline score (0-1), used instead of a live run with --baseline pinned
+    pinned_baseline: float | None = Field(None, gt=0)
+
+
 class Evaluation(StrictModel):
     perplexity: PerplexitySettings
     throughput: ThroughputSettings = ThroughputSettings()
+    #: folders of local lm-eval task YAMLs, relative to the registry file
+    task_paths: list[str] = Field(default_factory=list)
 
 
 class ModelEntry(StrictModel):
@@ -150,6 +171,8 @@ class ModelEntry(StrictModel):
     marks: list[str] = Field(default_factory=list)
     backend_settings: BackendSettings = BackendSettings()
     evaluation: Evaluation | None = None
+    #: benchmarks whose retention is gated, by name (the name is used in ids and thresholds)
+    benchmarks: dict[str, Benchmark] = Field(default_factory=dict)
     compressions: dict[str, Compression]
 
     @field_validator("compressions")
@@ -188,8 +211,13 @@ class Pair:
         )
         return list(seen)
 
-    def is_canary_for(self, gate: str) -> bool:
-        return self.compression.expect == "fail" and gate in self.compression.expect_fail_on
+    def is_canary_for(self, gate: str, benchmark: str | None = None) -> bool:
+        """Whether this pair must fail ``gate`` (for retention: on ``benchmark``, or on
+        ``overall`` for the D_overall test)."""
+        if self.compression.expect != "fail":
+            return False
+        listed = self.compression.expect_fail_on
+        return gate in listed or (benchmark is not None and f"{gate}.{benchmark}" in listed)
 
 
 @dataclass(frozen=True)
@@ -209,6 +237,11 @@ class Registry:
         """A path written in the registry, relative to the registry file."""
         p = Path(relative).expanduser()
         return p if p.is_absolute() else (self.path.parent / p)
+
+    @property
+    def benchmark_names(self) -> set[str]:
+        """Every benchmark any model declares (thresholds/ may name these as D_<name>)."""
+        return {name for m in self.models.values() for name in m.benchmarks}
 
     def evaluation_for(self, model_key: str) -> Evaluation:
         return self.models[model_key].evaluation or self.data.evaluation
@@ -264,6 +297,15 @@ def load_registry(path: Path) -> Registry:
     except ValidationError as exc:
         raise ConfigError(one_line(exc, str(path))) from None
     for key, entry in data.models.items():
+        for name, comp in entry.compressions.items():
+            for item in comp.expect_fail_on:
+                bench = item.removeprefix("retention.")
+                if item.startswith("retention.") and bench not in {*entry.benchmarks, "overall"}:
+                    raise ConfigError(
+                        f"{path}: models.{key}.compressions.{name}.expect_fail_on: {item!r} "
+                        f"names no benchmark of models.{key}{did_you_mean(bench, entry.benchmarks)}"
+                        f"; declared: {', '.join(entry.benchmarks) or 'none'}"
+                    )
         for name, comp in {"": None, **entry.compressions}.items():
             used = [entry.format, *entry.marks] if comp is None else comp.marks
             where = f"models.{key}" + (f".compressions.{name}" if name else "")

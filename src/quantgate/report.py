@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from quantgate import __version__
-from quantgate.constants import METRICS
+from quantgate.constants import RETENTION_PREFIX, metric
 from quantgate.gates import Outcome
 from quantgate.registry import Pair
 
@@ -30,7 +30,7 @@ SCHEMA_VERSION = 1
 
 
 def outcome_row(pair: Pair, gate: str, outcome: Outcome) -> dict[str, Any]:
-    metric = METRICS[outcome.metric]
+    info = metric(outcome.metric)
     return {
         "model": pair.model_key,
         "compression": pair.compression_name,
@@ -38,14 +38,22 @@ def outcome_row(pair: Pair, gate: str, outcome: Outcome) -> dict[str, Any]:
         "gate": gate,
         "metric": outcome.metric,
         "value": outcome.value,
-        "unit": metric.unit,
+        "unit": info.unit,
         "baseline": outcome.baseline,
         "threshold": outcome.threshold.value if outcome.threshold else None,
-        "direction": metric.direction.value,
+        "direction": info.direction.value,
         "threshold_origin": outcome.threshold.origin if outcome.threshold else None,
         "verdict": outcome.verdict,
-        "expect": "fail" if pair.is_canary_for(gate) else "pass",
+        "expect": "fail" if pair.is_canary_for(gate, _benchmark_of(outcome.metric)) else "pass",
     }
+
+
+def _benchmark_of(metric_name: str) -> str | None:
+    return (
+        metric_name.removeprefix(RETENTION_PREFIX)
+        if metric_name.startswith(RETENTION_PREFIX)
+        else None
+    )
 
 
 def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:

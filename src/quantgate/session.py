@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from quantgate.artifacts import Artifact, ArtifactStore
 from quantgate.backends import Backend, backend_class
+from quantgate.errors import ConfigError, EvaluationError
 from quantgate.gates import enforce, judge
 from quantgate.quality import QualityEvaluator, QualityResult
 from quantgate.registry import BackendSettings, Pair, Registry
 from quantgate.report import ROW_PROPERTY, outcome_row
+from quantgate.retention import BenchmarkResult, TaskIndex, run_benchmark
 from quantgate.thresholds import Thresholds
 from quantgate.throughput import tokens_per_second, workloads
 
@@ -35,11 +38,19 @@ class GateSession:
         thresholds: Thresholds,
         n_threads: int | None = None,
         max_loaded: int = 2,
+        root: Path | None = None,
+        reports_dir: Path | None = None,
+        baseline_mode: str = "live",
     ) -> None:
         self.registry = registry
         self.thresholds = thresholds
         self.n_threads = n_threads
         self.max_loaded = max_loaded
+        #: where relative data paths of local lm-eval tasks start (the pytest rootdir)
+        self.root = root or registry.path.parent.parent
+        self.reports_dir = reports_dir
+        self.baseline_mode = baseline_mode
+        self._tasks: TaskIndex | None = None
         self.artifacts = ArtifactStore(registry)
         self._backends: OrderedDict[str, Backend] = OrderedDict()
         self._evaluators: dict[str, QualityEvaluator] = {}
@@ -114,6 +125,59 @@ class GateSession:
                 self.artifacts.baseline(model_key), self.settings(model_key)
             )
         return self._baseline_rss[model_key]
+
+    def task_index(self) -> TaskIndex:
+        if self._tasks is None:
+            folders = [self.registry.resolve(p) for p in self.registry.data.evaluation.task_paths]
+            self._tasks = TaskIndex(folders, self.root)
+        return self._tasks
+
+    def retention(self, pair: Pair, name: str) -> tuple[float, BenchmarkResult]:
+        """(baseline score, compressed result) of one benchmark on the same items; per-item
+        records of both go to reports/items/ for paired statistics."""
+        bench = pair.model.benchmarks[name]
+        where = f"models.{pair.model_key}.benchmarks.{name}"
+        comp = run_benchmark(self.variant_backend(pair), name, bench, self.task_index(), where)
+        if self.baseline_mode == "pinned":
+            if bench.pinned_baseline is None:
+                raise ConfigError(
+                    f"{where}: --baseline pinned, but the entry has no "
+                    "pinned_baseline; add one or use --baseline live"
+                )
+            return bench.pinned_baseline, comp
+        base = run_benchmark(
+            self.baseline_backend(pair.model_key), name, bench, self.task_index(), where
+        )
+        if base.n_items != comp.n_items:
+            raise EvaluationError(
+                f"{where}: baseline scored {base.n_items} items, "
+                f"{pair.id} {comp.n_items}; they must see the same items"
+            )
+        self._save_items(pair, name, base, comp)
+        return base.score, comp
+
+    def _save_items(
+        self, pair: Pair, name: str, base: BenchmarkResult, comp: BenchmarkResult
+    ) -> None:
+        if self.reports_dir is None:
+            return
+        folder = self.reports_dir / "items"
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"{pair.id}-{name}.jsonl").open("w") as f:
+            for b, c in zip(base.items, comp.items, strict=True):
+                f.write(
+                    json.dumps(
+                        {
+                            "benchmark": name,
+                            "task": comp.task,
+                            "doc_id": b["doc_id"],
+                            "target": b["target"],
+                            "baseline": b,
+                            "compressed": c,
+                        }
+                    )
+                    + "\n"
+                )
 
     # -- verdicts ------------------------------------------------------------------------------
     def check(

@@ -13,7 +13,8 @@ Precedence, lowest to highest (the most specific wins):
     3. <model>.yaml  defaults
     4. <model>.yaml  compressions.<name>
 
-Keys are metric names from quantgate.constants.METRICS; the direction (max or min) is the
+Keys are metric names from quantgate.constants.METRICS, plus ``D_<benchmark>`` and
+``D_overall`` for benchmark retention (max % lost); the direction (max or min) is the
 metric's own. A metric with no threshold anywhere is measured and reported but not gated.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from quantgate.constants import METRICS
+from quantgate.constants import METRICS, OVERALL, RETENTION_PREFIX
 from quantgate.errors import ConfigError
 from quantgate.registry import Registry
 from quantgate.schema_base import did_you_mean
@@ -42,17 +43,17 @@ class Threshold:
     origin: str
 
 
-def _check_metrics(table: object, where: str) -> dict[str, float]:
+def _check_metrics(table: object, where: str, known: set[str]) -> dict[str, float]:
     if table is None:
         return {}
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a mapping of metric: number")
     out: dict[str, float] = {}
     for key, value in table.items():
-        if key not in METRICS:
+        if key not in known:
             raise ConfigError(
-                f"{where}: unknown threshold key {key!r}{did_you_mean(str(key), METRICS)}; "
-                f"valid: {', '.join(METRICS)}"
+                f"{where}: unknown threshold key {key!r}{did_you_mean(str(key), known)}; "
+                f"valid: {', '.join(sorted(known))}"
             )
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
             raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
@@ -67,7 +68,9 @@ class ThresholdFile:
     compressions: dict[str, dict[str, float]]
 
     @classmethod
-    def load(cls, path: Path, known_compressions: set[str]) -> ThresholdFile:
+    def load(
+        cls, path: Path, known_compressions: set[str], known_metrics: set[str]
+    ) -> ThresholdFile:
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
@@ -92,9 +95,10 @@ class ThresholdFile:
                 )
         return cls(
             path=path,
-            defaults=_check_metrics(raw.get("defaults"), f"{path}: defaults"),
+            defaults=_check_metrics(raw.get("defaults"), f"{path}: defaults", known_metrics),
             compressions={
-                str(n): _check_metrics(t, f"{path}: compressions.{n}") for n, t in comps.items()
+                str(n): _check_metrics(t, f"{path}: compressions.{n}", known_metrics)
+                for n, t in comps.items()
             },
         )
 
@@ -108,7 +112,11 @@ class Thresholds:
         if not default.is_file():
             raise ConfigError(f"{default} not found; pass --thresholds DIR holding {DEFAULT_FILE}")
         all_compressions = {c for m in registry.models.values() for c in m.compressions}
-        self.default = ThresholdFile.load(default, all_compressions)
+        # D_<benchmark> for every benchmark the registry declares, and D_overall (their mean)
+        known = set(METRICS) | {
+            f"{RETENTION_PREFIX}{b}" for b in (*registry.benchmark_names, OVERALL)
+        }
+        self.default = ThresholdFile.load(default, all_compressions, known)
         self.per_model: dict[str, ThresholdFile] = {}
         for path in sorted(directory.glob("*.yaml")):
             if path.name == DEFAULT_FILE:
@@ -119,7 +127,9 @@ class Thresholds:
                     f"{path}: no model {key!r} in {registry.path}"
                     f"{did_you_mean(key, registry.models)}; a model file is named <model key>.yaml"
                 )
-            self.per_model[key] = ThresholdFile.load(path, set(registry.models[key].compressions))
+            self.per_model[key] = ThresholdFile.load(
+                path, set(registry.models[key].compressions), known
+            )
 
     def for_pair(self, model_key: str, compression: str) -> dict[str, Threshold]:
         """The effective threshold of every gated metric for one pair (precedence above)."""

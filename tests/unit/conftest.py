@@ -16,7 +16,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 # Everything here runs offline: without this, huggingface_hub retries an unreachable Hub for
 # about a minute per file before giving up.
-OFFLINE = {"HF_HUB_OFFLINE": "1"}
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
 @dataclass
@@ -88,9 +88,9 @@ def registry_copy(tmp_path):
 
     def make(edit) -> Path:
         doc = yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
-        doc["evaluation"]["perplexity"]["text"] = str(
-            REPO / "fixtures" / doc["evaluation"]["perplexity"]["text"]
-        )
+        evaluation = doc["evaluation"]
+        evaluation["perplexity"]["text"] = str(REPO / "fixtures" / evaluation["perplexity"]["text"])
+        evaluation["task_paths"] = [str(REPO / "fixtures" / p) for p in evaluation["task_paths"]]
         edit(doc)
         path = tmp_path / "models.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -61,6 +61,11 @@ def test_model_and_compression_select_exactly_one_pair(gate_run):
             "tests/test_throughput.py::test_throughput[smollm2-Q8_0-pp]",
             "tests/test_throughput.py::test_throughput[smollm2-Q8_0-tg]",
             "tests/test_throughput.py::test_footprint[smollm2-Q8_0]",
+            "tests/test_retention.py::test_retention[smollm2-Q8_0-hellaswag]",
+            "tests/test_retention.py::test_retention[smollm2-Q8_0-arc_challenge]",
+            "tests/test_retention.py::test_retention[smollm2-Q8_0-truthfulqa_mc2]",
+            "tests/test_retention.py::test_retention[smollm2-Q8_0-winogrande]",
+            "tests/test_retention.py::test_retention_overall[smollm2-Q8_0]",
         ]
     )
 

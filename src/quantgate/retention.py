@@ -1,0 +1,206 @@
+"""Benchmark scores through lm-eval, for the retention gate D_i = (1 - B_c / B_b) * 100.
+
+Scoring is lm-eval's own (its task YAMLs and metrics, through ``simple_evaluate``); the model
+is quantgate's in-process llama.cpp LM. A score and its per-item records are cached on disk,
+keyed by everything that changes them, so the baseline runs once and a re-run only reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantgate import progress
+from quantgate.backends.base import Backend
+from quantgate.cache import cache_key, cache_root, read_json, write_json_atomic
+from quantgate.errors import ConfigError, EvaluationError
+from quantgate.registry import Benchmark
+from quantgate.schema_base import did_you_mean
+
+#: Bump when the scoring code below changes, so old cache entries are not reused.
+METHOD_VERSION = 1
+_TASK_LINE = re.compile(r"^task:\s*['\"]?([\w.-]+)", re.M)
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    benchmark: str
+    task: str
+    metric: str
+    score: float
+    n_items: int
+    #: one dict per item: doc_id, target, per-choice log-likelihoods, chosen, the metric value
+    items: list[dict[str, Any]]
+
+
+def retention_pct(compressed: float, baseline: float, what: str) -> float:
+    """D_i = (1 - B_compressed / B_baseline) * 100 for a higher-is-better metric.
+
+    Raises:
+        EvaluationError: a baseline score of zero (D_i is undefined, never a pass).
+    """
+    if not baseline > 0:
+        raise EvaluationError(
+            f"{what}: the baseline scored {baseline}; retention against zero "
+            "is undefined: check the task and the baseline model"
+        )
+    return (1.0 - compressed / baseline) * 100.0
+
+
+class TaskIndex:
+    """Local task YAMLs by task name, and the check that every declared task resolves
+    (lm-eval skips a task it cannot find, or an ``include:`` it cannot read, too quietly)."""
+
+    def __init__(self, folders: list[Path], data_root: Path) -> None:
+        self.folders = folders
+        self.data_root = data_root
+        self.local: dict[str, Path] = {}
+        for folder in folders:
+            if not folder.is_dir():
+                raise ConfigError(f"task path {folder} is not a folder; fix evaluation.task_paths")
+            for path in sorted(folder.glob("*.yaml")):
+                m = _TASK_LINE.search(path.read_text(encoding="utf-8"))
+                if m:
+                    self.local[m.group(1)] = path
+        self._upstream: set[str] | None = None
+
+    def resolve(self, task: str, where: str) -> dict[str, Any] | str:
+        """The task config (a local YAML, data paths made absolute) or an upstream task name."""
+        if task in self.local:
+            return self._local_config(task)
+        if self._upstream is None:
+            from lm_eval.tasks import TaskManager
+
+            self._upstream = set(TaskManager().all_tasks)
+        if task not in self._upstream:
+            raise ConfigError(
+                f"{where}: lm-eval knows no task {task!r}"
+                f"{did_you_mean(task, [*self.local, *self._upstream])}; local tasks in "
+                f"{', '.join(map(str, self.folders)) or '(no task_paths)'}: "
+                f"{', '.join(self.local) or 'none'}"
+            )
+        return task
+
+    def _local_config(self, task: str) -> dict[str, Any]:
+        # lm-eval's own loader (0.4.13): resolves !function and include: like its TaskManager
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        path = self.local[task]
+        config = load_yaml(path)
+        files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
+        for split, rel in list(files.items()):
+            absolute = (self.data_root / rel) if not Path(rel).is_absolute() else Path(rel)
+            if not absolute.is_file():
+                raise ConfigError(f"{path}: data_files.{split}: {absolute} not found")
+            if not absolute.read_text(encoding="utf-8").strip():
+                raise ConfigError(f"{path}: data_files.{split}: {absolute} is empty")
+            files[split] = str(absolute)
+        return config
+
+    def fingerprint(self, task: str) -> str:
+        """What identifies a task's content: its YAML and data bytes (local), else the name."""
+        if task not in self.local:
+            return task
+        h = hashlib.sha256(self.local[task].read_bytes())
+        config = self._local_config(task)
+        for rel in sorted(((config.get("dataset_kwargs") or {}).get("data_files") or {}).values()):
+            h.update(Path(rel).read_bytes())
+        return h.hexdigest()
+
+
+def _items(samples: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    out = []
+    for s in samples:
+        lls = [float(r[0]) for r in s.get("filtered_resps", []) if isinstance(r, list | tuple)]
+        out.append(
+            {
+                "doc_id": s["doc_id"],
+                "target": s.get("target"),
+                "loglikelihoods": lls,
+                "chosen": int(np.argmax(lls)) if lls else None,
+                metric: float(s[metric]) if metric in s else None,
+            }
+        )
+    return out
+
+
+def run_benchmark(
+    backend: Backend, name: str, bench: Benchmark, tasks: TaskIndex, where: str
+) -> BenchmarkResult:
+    """Score ``backend``'s model on one benchmark, from the cache when possible.
+
+    Raises:
+        ConfigError: an unknown task or metric.
+        EvaluationError: zero items scored, or a non-finite score.
+    """
+    import lm_eval
+
+    source = tasks.resolve(bench.task, where)
+    key = cache_key(
+        artifact=backend.artifact.sha256,
+        task=bench.task,
+        task_content=tasks.fingerprint(bench.task),
+        lm_eval=lm_eval.__version__,
+        metric=bench.metric,
+        limit=bench.limit,
+        fewshot=bench.num_fewshot,
+        template=bench.apply_chat_template,
+        backend=backend.name,
+        n_ctx=backend.settings.n_ctx,
+        n_batch=backend.settings.n_batch,
+        method=METHOD_VERSION,
+    )
+    path = cache_root() / "results" / "benchmarks" / f"{key}.json"
+    cached = read_json(path)
+    if cached is not None:
+        return BenchmarkResult(**cached)
+
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from quantgate.lm_eval_model import LlamaCppLM
+
+    lm = LlamaCppLM(backend=backend)
+    label = backend.artifact.label
+    with progress.step(f"{label}: lm-eval {bench.task} ({bench.limit or 'all'} items)"):
+        out = simple_evaluate(
+            model=lm,
+            tasks=[source],
+            num_fewshot=bench.num_fewshot,
+            limit=bench.limit,
+            apply_chat_template=bench.apply_chat_template,
+            log_samples=True,
+            bootstrap_iters=0,
+            task_manager=TaskManager(include_path=[str(f) for f in tasks.folders] or None),
+            random_seed=0,
+            numpy_random_seed=1234,
+            torch_random_seed=1234,
+            fewshot_random_seed=1234,
+            verbosity="WARNING",
+        )
+    results = (out or {}).get("results", {}).get(bench.task)
+    samples = (out or {}).get("samples", {}).get(bench.task, [])
+    if results is None or not samples:
+        raise EvaluationError(
+            f"{where}: lm-eval scored 0 items of {bench.task} for {label}; "
+            "an empty data set or a limit of 0 is never a pass"
+        )
+    value = results.get(f"{bench.metric},none")
+    if value is None:
+        have = sorted(k.split(",")[0] for k in results if "," in k and "stderr" not in k)
+        raise ConfigError(
+            f"{where}: task {bench.task} has no metric {bench.metric!r}"
+            f"{did_you_mean(bench.metric, have)}; it reports: {', '.join(have)}"
+        )
+    if not np.isfinite(value):
+        raise EvaluationError(f"{where}: {bench.task} {bench.metric} = {value} for {label}")
+    result = BenchmarkResult(
+        name, bench.task, bench.metric, float(value), len(samples), _items(samples, bench.metric)
+    )
+    write_json_atomic(path, asdict(result))
+    return result

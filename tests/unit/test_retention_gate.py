@@ -1,0 +1,147 @@
+"""The benchmark-retention gate through lm-eval, on the real SmolLM2 (scores are cached, so the
+baseline runs once per cache)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from quantgate.errors import EvaluationError
+from quantgate.retention import retention_pct
+
+from .conftest import OFFLINE, REPO
+
+RET = "tests/test_retention.py"
+ONLY = ("--model", "smollm2")
+
+
+def test_retention_formula_and_zero_baseline():
+    assert retention_pct(0.45, 0.5, "x") == pytest.approx(10.0)
+    assert retention_pct(0.55, 0.5, "x") == pytest.approx(-10.0)  # better than baseline
+    with pytest.raises(EvaluationError, match=r"x: the baseline scored 0\.0; retention against"):
+        retention_pct(0.3, 0.0, "x")
+
+
+@pytest.mark.real_model
+def test_q8_0_passes_and_q2_k_canary_is_caught(gate_run):
+    run = gate_run(RET, *ONLY, "--compression", "Q8_0,Q2_K")
+    assert run.returncode == 0, run.output
+    outcomes = run.outcomes()
+    assert {k: v for k, v in outcomes.items() if "Q8_0" in k} == {
+        f"test_retention[smollm2-Q8_0-{b}]": "passed"
+        for b in ("hellaswag", "arc_challenge", "truthfulqa_mc2", "winogrande")
+    } | {"test_retention_overall[smollm2-Q8_0]": "passed"}
+    assert outcomes["test_retention[smollm2-Q2_K-truthfulqa_mc2]"] == "xfailed"
+    row = run.summary()["smollm2-Q2_K", "D_truthfulqa_mc2"]
+    assert row["verdict"] == "FAIL" and row["expect"] == "fail" and row["value"] > 4.0
+    # per-item records of both models, for paired statistics
+    items = (run.reports / "items" / "smollm2-Q2_K-truthfulqa_mc2.jsonl").read_text().splitlines()
+    assert len(items) == 25
+    first = json.loads(items[0])
+    assert first["baseline"]["doc_id"] == first["compressed"]["doc_id"] == 0
+    assert len(first["baseline"]["loglikelihoods"]) > 2
+
+
+@pytest.mark.real_model
+def test_q2_k_fails_the_run_when_not_declared_a_canary(gate_run, registry_copy):
+    def edit(doc):
+        doc["models"]["smollm2"]["compressions"]["Q2_K"]["expect_fail_on"] = ["perplexity"]
+
+    run = gate_run(
+        RET, f"--registry={registry_copy(edit)}", *ONLY, "--compression", "Q2_K", "-k", "truthfulqa"
+    )
+    assert run.returncode == 1
+    assert run.outcomes() == {"test_retention[smollm2-Q2_K-truthfulqa_mc2]": "failed"}
+    assert "FAIL: D_truthfulqa_mc2 = " in run.output
+
+
+@pytest.mark.parametrize(
+    ("bench", "message"),
+    [
+        # a task lm-eval does not know: named, with the close match
+        (
+            {"task": "hellaswag_smok", "metric": "acc"},
+            "lm-eval knows no task 'hellaswag_smok' (did you mean 'hellaswag_smoke'?)",
+        ),
+        # a metric the task does not report
+        (
+            {"task": "winogrande_smoke", "metric": "acc_norm", "limit": 2},
+            "task winogrande_smoke has no metric 'acc_norm'",
+        ),
+    ],
+)
+@pytest.mark.real_model
+def test_bad_benchmark_entries_are_errors(gate_run, registry_copy, bench, message):
+    def edit(doc):  # added beside the shipped benchmarks, whose thresholds stay valid
+        doc["models"]["smollm2"]["benchmarks"]["wg"] = bench
+
+    run = gate_run(
+        RET, f"--registry={registry_copy(edit)}", *ONLY, "--compression", "Q8_0", "-k", "wg"
+    )
+    assert run.returncode == 1
+    assert set(run.outcomes().values()) == {"failed"}
+    assert message in run.output
+
+
+@pytest.mark.real_model
+def test_empty_data_file_is_an_error(gate_run, registry_copy, tmp_path):
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    src = (REPO / "fixtures" / "tasks" / "winogrande_smoke.yaml").read_text()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    (tasks / "wg_empty.yaml").write_text(
+        src.replace("task: winogrande_smoke", "task: wg_empty").replace(
+            "fixtures/data/winogrande/dev_first100.jsonl", str(empty)
+        )
+    )
+    (tasks / "utils.py").write_text((REPO / "fixtures" / "tasks" / "utils.py").read_text())
+
+    def edit(doc):
+        doc["evaluation"]["task_paths"].append(str(tasks))
+        doc["models"]["smollm2"]["benchmarks"]["wg"] = {"task": "wg_empty", "metric": "acc"}
+
+    run = gate_run(
+        RET, f"--registry={registry_copy(edit)}", *ONLY, "--compression", "Q8_0", "-k", "wg"
+    )
+    assert run.returncode == 1
+    assert f"data_files.validation: {empty} is empty" in run.output
+
+
+@pytest.mark.real_model
+def test_lm_eval_cli_gives_the_suite_s_number(gate_run, smollm2_artifacts):
+    """lm-eval's own CLI with quantgate's model and the local task reproduces the suite's score."""
+    run = gate_run(RET, *ONLY, "--compression", "Q8_0", "-k", "truthfulqa")
+    assert run.returncode == 0, run.output
+    suite = run.summary()["smollm2-Q8_0", "D_truthfulqa_mc2"]["baseline"]
+    baseline, _ = smollm2_artifacts
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "quantgate.lm_eval_cli",
+            "run",
+            "--model",
+            "quantgate-llama-cpp",
+            "--model_args",
+            f"model_path={baseline.path},n_ctx=512,n_batch=512",
+            "--tasks",
+            "truthfulqa_mc2_smoke",
+            "--include_path",
+            "fixtures/tasks",
+            "--limit",
+            "25",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**__import__("os").environ, **OFFLINE, "HF_DATASETS_OFFLINE": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = next(line for line in proc.stdout.splitlines() if "truthfulqa_mc2_smoke" in line)
+    cli = float(row.split("|")[7])
+    assert cli == pytest.approx(suite, abs=5e-5)
