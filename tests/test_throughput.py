@@ -1,13 +1,18 @@
 """Throughput (llama-bench protocol: pp = one prompt of n_prompt tokens, tg = n_gen single-token
-decodes) and footprint gates. Speed is gated as a ratio to the baseline, measured just before
-the variant in the same process, so both see the same machine load.
+decodes) and footprint gates. Speed is gated as a ratio to the baseline, whose rounds alternate
+with the variant's in the same process, so both see the same machine load.
 
     pytest tests/test_throughput.py -m smoke --benchmark-columns=mean,rounds
 """
 
 import pytest
 
-from quantgate.throughput import peak_rss_mib, tokens_per_second, workloads
+from quantgate.throughput import (
+    BaselineRounds,
+    interleaved_tokens_per_second,
+    peak_rss_mib,
+    workloads,
+)
 
 
 @pytest.mark.quality_gate("throughput")
@@ -16,14 +21,20 @@ def test_throughput(pair, kind, quantgate, benchmark, record_property):
     backend = quantgate.variant_backend(pair)
     settings = pair.evaluation.throughput
     workload = workloads(backend, settings, quantgate.settings(pair.model_key).seed)[kind]
-    baseline_tps = quantgate.baseline_tps(pair.model_key, kind)
-    if benchmark.disabled:  # --benchmark-disable or xdist: time it ourselves, same protocol
-        tps = tokens_per_second(workload, settings)
+    baseline = quantgate.baseline_workload(pair.model_key, kind)
+    if benchmark.disabled:  # --benchmark-disable or xdist: same protocol, timed here
+        baseline_tps, tps = interleaved_tokens_per_second(baseline, workload, settings)
     else:
+        baseline_rounds = BaselineRounds(baseline)
         benchmark.pedantic(
-            workload.run, rounds=settings.rounds, warmup_rounds=settings.warmup_rounds, iterations=1
+            workload.run,
+            setup=baseline_rounds,
+            rounds=settings.rounds,
+            warmup_rounds=settings.warmup_rounds,
+            iterations=1,
         )
         tps = workload.n_tokens / benchmark.stats.stats.mean
+        baseline_tps = baseline_rounds.tokens_per_second(settings.rounds)
     benchmark.extra_info.update(
         {
             "model": pair.model_key,

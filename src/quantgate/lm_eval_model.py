@@ -38,7 +38,7 @@ MODEL_NAME = "quantgate-llama-cpp"
 @register_model(MODEL_NAME)
 class LlamaCppLM(TemplateLM):
     """Args (lm-eval ``--model_args``): model_path, n_ctx, n_batch, n_threads, seed,
-    max_gen_toks (default 256)."""
+    max_gen_toks (default 256), kv_cache_type (f16 | f32)."""
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class LlamaCppLM(TemplateLM):
         n_threads: int | None = None,
         seed: int = 1234,
         max_gen_toks: int = 256,
+        kv_cache_type: str = "f16",
         backend: LlamaCppBackend | None = None,
         **_ignored: object,
     ) -> None:
@@ -64,6 +65,7 @@ class LlamaCppLM(TemplateLM):
                     n_batch=int(n_batch),
                     n_threads=int(n_threads) if n_threads else os.cpu_count(),
                     seed=int(seed),
+                    kv_cache_type=kv_cache_type,
                 ),
             )
         self.backend = backend

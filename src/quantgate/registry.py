@@ -124,6 +124,9 @@ class BackendSettings(StrictModel):
     #: None: all cores (os.cpu_count()).
     n_threads: int | None = Field(None, ge=1)
     seed: int = 1234
+    #: llama.cpp's KV cache element type; f16 is its default (and llama-perplexity's). f32 makes
+    #: its arithmetic match a float32 reference (transformers) to ~1e-4 nats per request.
+    kv_cache_type: Literal["f16", "f32"] = "f16"
 
 
 class PerplexitySettings(StrictModel):

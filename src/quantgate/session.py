@@ -17,7 +17,7 @@ from quantgate.registry import BackendSettings, Pair, Registry
 from quantgate.report import ROW_PROPERTY, outcome_row
 from quantgate.retention import BenchmarkResult, TaskIndex, run_benchmark
 from quantgate.thresholds import Thresholds
-from quantgate.throughput import tokens_per_second, workloads
+from quantgate.throughput import Workload, workloads
 
 RecordProperty = Callable[[str, object], None]
 
@@ -107,15 +107,12 @@ class GateSession:
             base, _Lazy(lambda: self.variant_backend(pair), variant, settings, name)
         )
 
-    def baseline_tps(self, model_key: str, kind: str) -> float:
-        """The baseline's tokens/s for ``kind`` (pp or tg), measured now, right before the
-        variant it is compared with: the machine's load drifts during a session (measured here:
-        pp 550 t/s alone, 360 t/s beside another job), and a ratio of two numbers taken seconds
-        apart survives that where a once-per-session baseline does not. Never cached on disk."""
+    def baseline_workload(self, model_key: str, kind: str) -> Workload:
+        """The baseline's pp or tg workload, timed alongside a variant's (never cached on disk:
+        speed depends on the machine's load now)."""
         backend = self.baseline_backend(model_key)
         tp = self.registry.evaluation_for(model_key).throughput
-        workload = workloads(backend, tp, self.settings(model_key).seed)[kind]
-        return tokens_per_second(workload, tp)
+        return workloads(backend, tp, self.settings(model_key).seed)[kind]
 
     def baseline_rss_mib(self, model_key: str) -> float:
         from quantgate.throughput import peak_rss_mib

@@ -62,6 +62,46 @@ def tokens_per_second(workload: Workload, settings: ThroughputSettings) -> float
     return workload.n_tokens / mean
 
 
+class BaselineRounds:
+    """Times one baseline round right before each variant round, as pytest-benchmark's
+    ``setup`` hook (untimed for the variant): baseline and variant alternate, so a neighbour's
+    load that comes and goes within seconds hits both alike (seen here: with the baseline timed
+    a few seconds before the variant, a concurrent pip install made Q8_0's tg ratio read 0.51
+    where it is 1.1 on a quiet machine)."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.times: list[float] = []
+
+    def __call__(self) -> None:
+        start = time.perf_counter()
+        self.workload.run()
+        self.times.append(time.perf_counter() - start)
+
+    def tokens_per_second(self, rounds: int) -> float:
+        """Over the last ``rounds`` calls (the earlier ones were warm-up rounds)."""
+        mean = float(np.mean(self.times[-rounds:]))
+        if not mean > 0:
+            raise EvaluationError(f"baseline {self.workload.kind}: timing gave {mean} s")
+        return self.workload.n_tokens / mean
+
+
+def interleaved_tokens_per_second(
+    baseline: Workload, variant: Workload, settings: ThroughputSettings
+) -> tuple[float, float]:
+    """(baseline, variant) tokens/s, rounds alternating, without pytest-benchmark (xdist or
+    --benchmark-disable)."""
+    base = BaselineRounds(baseline)
+    times = []
+    for i in range(settings.warmup_rounds + settings.rounds):
+        base()
+        start = time.perf_counter()
+        variant.run()
+        if i >= settings.warmup_rounds:
+            times.append(time.perf_counter() - start)
+    return base.tokens_per_second(settings.rounds), variant.n_tokens / float(np.mean(times))
+
+
 def peak_rss_mib(artifact: Artifact, settings: BackendSettings) -> float:
     """Peak RSS of a fresh process that loads ``artifact`` and evaluates a short prompt.
 

@@ -24,7 +24,8 @@ def add_compression(name: str, entry: dict):
 def test_q8_0_passes_every_gate(gate_run):
     run = gate_run("-m", "smoke", "--compression", "Q8_0")
     assert run.returncode == 0, run.output
-    assert set(run.outcomes().values()) == {"passed"} and len(run.outcomes()) == 5
+    # perplexity, KLD, pp, tg, footprint, four benchmarks and D_overall
+    assert set(run.outcomes().values()) == {"passed"} and len(run.outcomes()) == 10
     rows = run.summary()
     assert rows["smollm2-Q8_0", "ppl_increase_pct"]["verdict"] == "pass"
     assert 0 <= rows["smollm2-Q8_0", "ppl_increase_pct"]["value"] < 1.0

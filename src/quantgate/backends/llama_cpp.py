@@ -34,7 +34,12 @@ class LlamaCppBackend(Backend):
         self.tokens_evaluated = 0
 
     def _load(self, logits_all: bool):  # -> llama_cpp.Llama
+        import llama_cpp
         from llama_cpp import Llama
+
+        kv_type = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[
+            self.settings.kv_cache_type
+        ]
 
         threads = self.settings.n_threads or os.cpu_count() or 1
         try:
@@ -47,6 +52,8 @@ class LlamaCppBackend(Backend):
                 n_threads_batch=threads,
                 logits_all=logits_all,
                 seed=self.settings.seed,
+                type_k=kv_type,
+                type_v=kv_type,
                 verbose=False,
             )
         except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
