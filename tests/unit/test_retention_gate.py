@@ -145,3 +145,42 @@ def test_lm_eval_cli_gives_the_suite_s_number(gate_run, smollm2_artifacts):
     row = next(line for line in proc.stdout.splitlines() if "truthfulqa_mc2_smoke" in line)
     cli = float(row.split("|")[7])
     assert cli == pytest.approx(suite, abs=5e-5)
+
+
+@pytest.mark.real_model
+def test_pinned_baseline_replaces_the_live_run(gate_run, registry_copy):
+    def edit(doc):
+        doc["models"]["smollm2"]["benchmarks"]["truthfulqa_mc2"]["pinned_baseline"] = 0.6
+
+    registry = registry_copy(edit)
+    run = gate_run(
+        RET,
+        f"--registry={registry}",
+        *ONLY,
+        "--compression",
+        "Q8_0",
+        "-k",
+        "truthfulqa",
+        "--baseline",
+        "pinned",
+    )
+    row = run.summary()["smollm2-Q8_0", "D_truthfulqa_mc2"]
+    assert row["baseline"] == 0.6 and row["value"] > 10  # 0.51 against a pinned 0.6: -15 %
+    assert run.returncode == 1
+    # a benchmark without a pinned score is an error under --baseline pinned, never a pass
+    run = gate_run(
+        RET,
+        f"--registry={registry}",
+        *ONLY,
+        "--compression",
+        "Q8_0",
+        "-k",
+        "hellaswag",
+        "--baseline",
+        "pinned",
+    )
+    assert run.returncode == 1
+    assert (
+        "models.smollm2.benchmarks.hellaswag: --baseline pinned, but the entry has no "
+        "pinned_baseline" in run.output
+    )
