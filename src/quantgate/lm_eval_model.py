@@ -101,6 +101,37 @@ class LlamaCppLM(TemplateLM):
     def tok_decode(self, tokens: list[int]) -> str:
         return self.backend.detokenize(tokens)
 
+    # -- chat template (from the GGUF's tokenizer.chat_template) ---------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return self.backend.artifact.label
+
+    def _template(self) -> str:
+        template = self.backend._scoring.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ValueError(
+                f"{self.backend.artifact.path} has no tokenizer.chat_template: "
+                "set apply_chat_template: false for this benchmark"
+            )
+        return template
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return self._template() if chat_template else None
+
+    def apply_chat_template(
+        self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
+    ) -> str:
+        """Render the model's own Jinja chat template (sandboxed, as transformers does)."""
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(self._template()).render(
+            messages=chat_history,
+            add_generation_prompt=add_generation_prompt,
+            bos_token=self.tok_decode([self.prefix_token_id]),
+            eos_token=self.tok_decode([self.eot_token_id]),
+        )
+
     # -- scoring -------------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: object):
         """Group requests by context tokens; each group's context is evaluated once."""

@@ -76,3 +76,12 @@ def test_generate_until_honours_stop_and_length(lm):
         disable_tqdm=True,
     )
     assert len(lm.tok_encode(text)) <= 3
+
+
+def test_chat_template_comes_from_the_gguf(lm):
+    """apply_chat_template renders the GGUF's tokenizer.chat_template (SmolLM2: ChatML with a
+    default system prompt), so `apply_chat_template: true` benchmarks work in process."""
+    text = lm.apply_chat_template([{"role": "user", "content": "Hi"}])
+    assert text.startswith("<|im_start|>system\n")
+    assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    assert lm.chat_template(True) and lm.chat_template(False) is None
