@@ -195,7 +195,12 @@ class LlamaCppLM(TemplateLM):
             until = kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             max_new = int(kwargs.get("max_gen_toks", self._max_gen_toks))
-            prompt = self.tok_encode(context)[-(self.max_length - max_new) :]
+            prompt = self.tok_encode(context)
+            # as lm-eval's HF model: keep the prompt's tail, leaving room for max_gen_toks;
+            # when max_gen_toks alone exceeds the context, generate until the context is full
+            if max_new >= self.max_length:
+                max_new = self.max_length - min(len(prompt), self.max_length // 2)
+            prompt = prompt[-(self.max_length - max_new) :]
             tokens = self.backend.generate(prompt, max_new, stop_text=until)
             text = self.backend.detokenize(tokens)
             for stop in until:
