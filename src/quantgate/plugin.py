@@ -18,7 +18,6 @@ from quantgate.session import GateSession
 from quantgate.thresholds import Thresholds
 
 _REGISTRY = pytest.StashKey[Registry]()
-_ROWS = pytest.StashKey[list]()
 
 
 def _names(value: str) -> list[str]:
@@ -122,7 +121,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except QuantgateError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_REGISTRY] = registry
-    config.stash[_ROWS] = []
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(
+            SummaryCollector(reports / "summary.json"), "quantgate-summary"
+        )
     for mark, description in registry.marks.items():
         config.addinivalue_line("markers", f"{mark}: {description}")
 
@@ -216,31 +218,24 @@ def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
     session.close()
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = getattr(report, "config", None) or _CONFIG.get("config")
-    if config is None or report.when != "call":
-        return
-    for name, value in report.user_properties:
-        if name == ROW_PROPERTY:
-            config.stash[_ROWS].append(json.loads(value))
+class SummaryCollector:
+    """Gathers the summary rows of every test report and writes reports/summary.json.
 
+    Registered on the controller only: under pytest-xdist the workers' reports (with their
+    user_properties) arrive here too, so serial and parallel runs write the same file.
+    """
 
-_CONFIG: dict[str, pytest.Config] = {}
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict] = []
 
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self.rows += [json.loads(v) for k, v in report.user_properties if k == ROW_PROPERTY]
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG["config"] = session.config
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    if hasattr(config, "workerinput") or _ROWS not in config.stash:
-        return
-    rows = config.stash[_ROWS]
-    if rows:
-        path = _rooted(config, config.getoption("reports_dir")) / "summary.json"
-        write_summary(path, rows)
+    def pytest_sessionfinish(self) -> None:
+        if self.rows:
+            write_summary(self.path, self.rows)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import run_gate
 from .damage import damaged_copy
 
 pytestmark = pytest.mark.real_model
@@ -189,3 +190,13 @@ def test_second_run_reuses_every_cached_artifact_and_score(gate_run):
     assert run.returncode == 0
     for work in ("pip download", "llama_model_quantize", "baseline log-probs", "PPL and KLD vs"):
         assert work not in run.output
+
+
+def test_xdist_gives_the_serial_verdicts_and_numbers(gate_run, tmp_path):
+    """Two pytest-xdist workers: same outcomes and the same summary.json rows as a serial run
+    (rows travel from the workers as report properties; artifacts are built once under a lock)."""
+    serial = gate_run(PPL, "-m", "smoke")
+    parallel = run_gate(PPL, "-m", "smoke", "-n", "2", reports=tmp_path / "parallel")
+    assert serial.returncode == parallel.returncode == 0
+    assert serial.outcomes() == parallel.outcomes()
+    assert serial.summary() == parallel.summary()
