@@ -18,6 +18,7 @@ from quantgate.session import GateSession
 from quantgate.thresholds import Thresholds
 
 _REGISTRY = pytest.StashKey[Registry]()
+_THRESHOLDS = pytest.StashKey[Thresholds]()
 
 
 def _names(value: str) -> list[str]:
@@ -117,10 +118,11 @@ def pytest_configure(config: pytest.Config) -> None:
         registry = load_registry(registry_path)
         # validate the selection and thresholds now: a typo is a usage error, not N errors
         registry.pairs(_flat(config, "model"), _flat(config, "compression"))
-        Thresholds(_rooted(config, config.getoption("thresholds")), registry)
+        thresholds = Thresholds(_rooted(config, config.getoption("thresholds")), registry)
     except QuantgateError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_REGISTRY] = registry
+    config.stash[_THRESHOLDS] = thresholds
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(
             SummaryCollector(reports / "summary.json"), "quantgate-summary"
@@ -205,10 +207,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
     """The session's GateSession: artifacts, loaded backends, thresholds, verdicts."""
     registry = pytestconfig.stash[_REGISTRY]
-    thresholds = Thresholds(_rooted(pytestconfig, pytestconfig.getoption("thresholds")), registry)
     session = GateSession(
         registry,
-        thresholds,
+        pytestconfig.stash[_THRESHOLDS],
         n_threads=pytestconfig.getoption("threads"),
         root=Path(pytestconfig.rootpath),
         reports_dir=_rooted(pytestconfig, pytestconfig.getoption("reports_dir")),
