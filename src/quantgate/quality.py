@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from quantgate import progress
-from quantgate.backends.base import Backend
+from quantgate.backends.base import Backend, result_settings
 from quantgate.cache import build_once, cache_key, cache_root, read_json, write_json_atomic
 from quantgate.errors import DataError, EvaluationError
 from quantgate.perplexity import (
@@ -107,8 +107,7 @@ class QualityEvaluator:
             "text": self.text_sha,
             "n_ctx": self.settings.n_ctx,
             "max_chunks": self.settings.max_chunks,
-            "n_batch": backend.settings.n_batch,
-            "backend": backend.name,
+            **result_settings(backend.name, backend.settings),
             "llama_cpp": llama_cpp_version(),
             "method": METHOD_VERSION,
         }

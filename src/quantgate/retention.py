@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from quantgate import progress
-from quantgate.backends.base import Backend
+from quantgate.backends.base import Backend, result_settings
 from quantgate.cache import cache_key, cache_root, read_json, write_json_atomic
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.registry import Benchmark
@@ -68,6 +68,7 @@ class TaskIndex:
                 if m:
                     self.local[m.group(1)] = path
         self._upstream: set[str] | None = None
+        self._fingerprints: dict[str, str] = {}
 
     def resolve(self, task: str, where: str) -> dict[str, Any] | str:
         """The task config (a local YAML, data paths made absolute) or an upstream task name."""
@@ -106,11 +107,16 @@ class TaskIndex:
         """What identifies a task's content: its YAML and data bytes (local), else the name."""
         if task not in self.local:
             return task
-        h = hashlib.sha256(self.local[task].read_bytes())
-        config = self._local_config(task)
-        for rel in sorted(((config.get("dataset_kwargs") or {}).get("data_files") or {}).values()):
-            h.update(Path(rel).read_bytes())
-        return h.hexdigest()
+        # once per session: every benchmark test asks twice (baseline and compressed model), and
+        # hashing means loading the YAML and reading every data file
+        if task not in self._fingerprints:
+            h = hashlib.sha256(self.local[task].read_bytes())
+            config = self._local_config(task)
+            files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
+            for rel in sorted(files.values()):
+                h.update(Path(rel).read_bytes())
+            self._fingerprints[task] = h.hexdigest()
+        return self._fingerprints[task]
 
 
 def _items(samples: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
@@ -150,9 +156,7 @@ def run_benchmark(
         limit=bench.limit,
         fewshot=bench.num_fewshot,
         template=bench.apply_chat_template,
-        backend=backend.name,
-        n_ctx=backend.settings.n_ctx,
-        n_batch=backend.settings.n_batch,
+        **result_settings(backend.name, backend.settings),
         method=METHOD_VERSION,
     )
     path = cache_root() / "results" / "benchmarks" / f"{key}.json"

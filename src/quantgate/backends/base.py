@@ -11,6 +11,12 @@ from quantgate.artifacts import Artifact
 from quantgate.registry import BackendSettings
 
 
+def result_settings(backend_name: str, settings: BackendSettings) -> dict[str, object]:
+    """The backend settings that change computed numbers, for cache keys: everything but the
+    thread count (which changes speed only)."""
+    return {"backend": backend_name, **settings.model_dump(exclude={"n_threads"})}
+
+
 class Backend(ABC):
     """One loaded artifact. Loaded once per session and shared by every test of its pair.
 
