@@ -29,9 +29,10 @@ from quantgate.perplexity import (
 )
 from quantgate.quantize import llama_cpp_version
 from quantgate.registry import PerplexitySettings
+from quantgate.stats import Interval, chunk_ratio_interval, mean_interval
 
 #: Bump when the computation below changes, so old cache entries are not reused.
-METHOD_VERSION = 1
+METHOD_VERSION = 3
 
 
 def read_text(path: Path) -> str:
@@ -57,6 +58,8 @@ class BaselineScores:
     n_scored: int
     tokens_sha: str
     logprobs_path: Path
+    #: mean NLL of each chunk, for paired intervals over chunks
+    chunk_nll: list[float]
 
     def logprobs(self) -> np.ndarray:
         return np.load(self.logprobs_path, mmap_mode="r")
@@ -71,6 +74,18 @@ class QualityResult:
     kld_mean: float
     kld_p99: float
     top1_agreement_pct: float
+    #: per-chunk means (every chunk scores the same number of tokens), for paired intervals
+    chunk_nll: list[float]
+    chunk_nll_baseline: list[float]
+    chunk_kld: list[float]
+
+    @property
+    def intervals(self) -> dict[str, Interval]:
+        """95 % bootstrap intervals over chunks, for the metrics that have one."""
+        return {
+            "ppl_increase_pct": chunk_ratio_interval(self.chunk_nll_baseline, self.chunk_nll),
+            "kld_mean": mean_interval(self.chunk_kld),
+        }
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -135,7 +150,7 @@ class QualityEvaluator:
                 f"{label}: baseline log-probs, {len(chunks)} chunks x {self.settings.n_ctx} tokens"
             ):
                 for i, chunk in enumerate(chunks):
-                    logp, nll = scored_logprobs(backend.logits(chunk), chunk, label)
+                    logp, nll = scored_logprobs(backend.logits(chunk, first), chunk, label, first)
                     out[i * per_chunk : (i + 1) * per_chunk] = logp
                     nll_all.append(nll)
                     progress.say(
@@ -151,6 +166,7 @@ class QualityEvaluator:
                     "ppl": perplexity(nll),
                     "n_scored": len(nll),
                     "tokens_sha": _tokens_sha(chunks),
+                    "chunk_nll": [float(c.mean()) for c in nll_all],
                 },
             )
 
@@ -158,7 +174,9 @@ class QualityEvaluator:
         meta = read_json(meta_path)
         if meta is None:
             raise EvaluationError(f"{label}: baseline cache {folder} has no meta.json; delete it")
-        return BaselineScores(label, key, meta["ppl"], meta["n_scored"], meta["tokens_sha"], npy)
+        return BaselineScores(
+            label, key, meta["ppl"], meta["n_scored"], meta["tokens_sha"], npy, meta["chunk_nll"]
+        )
 
     def compare(self, base: BaselineScores, backend: Backend) -> QualityResult:
         """PPL, KLD and top-1 agreement of ``backend``'s model against ``base``."""
@@ -182,7 +200,7 @@ class QualityEvaluator:
         nll_all, kld_all, top1_all = [], [], []
         with progress.step(f"{label}: PPL and KLD vs {base.label}, {len(chunks)} chunks"):
             for i, chunk in enumerate(chunks):
-                logp, nll = scored_logprobs(backend.logits(chunk), chunk, label)
+                logp, nll = scored_logprobs(backend.logits(chunk, first), chunk, label, first)
                 ref = np.asarray(base_logp[i * per_chunk : (i + 1) * per_chunk])
                 nll_all.append(nll)
                 kld_all.append(kl_divergence_rows(ref, logp))
@@ -196,6 +214,9 @@ class QualityEvaluator:
             kld_mean=stats.kld_mean,
             kld_p99=stats.kld_p99,
             top1_agreement_pct=stats.top1_agreement_pct,
+            chunk_nll=[float(c.mean()) for c in nll_all],
+            chunk_nll_baseline=base.chunk_nll,
+            chunk_kld=[float(k.mean()) for k in kld_all],
         )
         write_json_atomic(result_path, asdict(result))
         return result

@@ -45,10 +45,11 @@ class Backend(ABC):
         """Token ids of ``text``; ``add_special`` adds BOS where the model wants one."""
 
     @abstractmethod
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """Raw logits, float32 ``[len(tokens), n_vocab]``, from an empty context.
+    def logits(self, tokens: Sequence[int], start: int = 0) -> np.ndarray:
+        """Raw logits, float32 ``[len(tokens) - start, n_vocab]``, from an empty context.
 
-        Row ``j`` is the distribution of the token after ``tokens[j]``.
+        Row ``j`` is the distribution of the token after ``tokens[start + j]``; ``start`` spares
+        copying rows nobody scores (perplexity scores the second half of a chunk only).
         """
 
     @abstractmethod

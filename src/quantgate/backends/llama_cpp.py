@@ -15,6 +15,15 @@ from quantgate.perplexity import log_softmax
 from quantgate.registry import BackendSettings
 
 
+def _common_prefix(cached: np.ndarray, tokens: list[int], limit: int) -> int:
+    """Length of the common prefix of ``cached`` and ``tokens``, at most ``limit``."""
+    n = min(len(cached), len(tokens), limit)
+    if n <= 0:
+        return 0
+    differs = np.nonzero(np.asarray(cached[:n]) != np.asarray(tokens[:n]))[0]
+    return int(differs[0]) if len(differs) else n
+
+
 class LlamaCppBackend(Backend):
     """Two contexts on one mmapped model file.
 
@@ -28,8 +37,6 @@ class LlamaCppBackend(Backend):
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         super().__init__(artifact, settings)
         self._scoring = self._load(logits_all=True)
-        #: tokens run through the model by score_continuations (the KV-reuse benchmark reads it)
-        self.tokens_evaluated = 0
         #: tokens run through the model by score_continuations (the KV-reuse benchmark reads it)
         self.tokens_evaluated = 0
 
@@ -85,12 +92,12 @@ class LlamaCppBackend(Backend):
         if n > self.settings.n_ctx:
             raise ValueError(f"{n} tokens do not fit n_ctx={self.settings.n_ctx}")
 
-    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+    def logits(self, tokens: Sequence[int], start: int = 0) -> np.ndarray:
         self._check_fits(len(tokens))
         llm = self._scoring
         llm.reset()
         llm.eval(list(tokens))
-        return np.array(llm.scores[: len(tokens)], dtype=np.float32)
+        return np.array(llm.scores[start : len(tokens)], dtype=np.float32)
 
     def score_continuations(
         self, context: Sequence[int], continuations: Sequence[Sequence[int]]
@@ -106,9 +113,15 @@ class LlamaCppBackend(Backend):
             raise ValueError("an empty context has nothing to condition on: prepend BOS/EOS")
         self._check_fits(len(context) + max((len(c) for c in continuations), default=0) - 1)
         llm = self._scoring
-        llm.reset()
-        llm.eval(list(context))
-        self.tokens_evaluated += len(context)
+        context = list(context)
+        # Prefix caching: items of a task often share a preamble (truthfulqa's six QA pairs,
+        # few-shot examples). Keep the KV cache of the tokens this context shares with what was
+        # evaluated last, and evaluate only the rest (at least the last token, whose logits row
+        # scores the first continuation token).
+        keep = _common_prefix(llm.input_ids[: llm.n_tokens], context, len(context) - 1)
+        llm.n_tokens = keep  # eval drops the KV cache beyond n_tokens
+        llm.eval(context[keep:])
+        self.tokens_evaluated += len(context) - keep
         n = len(context)
         results = []
         for cont in continuations:
