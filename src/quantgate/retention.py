@@ -21,9 +21,11 @@ from quantgate.cache import cache_key, cache_root, read_json, write_json_atomic
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.registry import Benchmark
 from quantgate.schema_base import did_you_mean
+from quantgate.stats import Flips, Interval, expected_half_width, flips, is_binary
+from quantgate.stats import retention_interval as _retention_interval
 
 #: Bump when the scoring code below changes, so old cache entries are not reused.
-METHOD_VERSION = 1
+METHOD_VERSION = 3
 _TASK_LINE = re.compile(r"^task:\s*['\"]?([\w.-]+)", re.M)
 
 
@@ -36,6 +38,60 @@ class BenchmarkResult:
     n_items: int
     #: one dict per item: doc_id, target, per-choice log-likelihoods, chosen, the metric value
     items: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One benchmark of one pair: the compressed model's result and the baseline's, on the
+    same items (``baseline`` is None with ``--baseline pinned``: no items to pair with)."""
+
+    benchmark: str
+    baseline_score: float
+    compressed: BenchmarkResult
+    baseline: BenchmarkResult | None = None
+
+    @property
+    def what(self) -> str:
+        return f"{self.compressed.task} {self.compressed.metric}"
+
+    def item_scores(self, result: BenchmarkResult) -> list[float] | None:
+        """Per-item metric values, if they average to the task's score (a mean aggregation)."""
+        values = [it.get(result.metric) for it in result.items]
+        if any(v is None for v in values) or not values:
+            return None
+        scores = [float(v) for v in values]  # type: ignore[arg-type]
+        return scores if abs(float(np.mean(scores)) - result.score) < 1e-9 else None
+
+    @property
+    def d(self) -> float:
+        return retention_pct(self.compressed.score, self.baseline_score, self.what)
+
+    def paired_scores(self) -> tuple[list[float], list[float]] | None:
+        if self.baseline is None:
+            return None
+        base, comp = self.item_scores(self.baseline), self.item_scores(self.compressed)
+        return None if base is None or comp is None else (base, comp)
+
+    def interval(self) -> Interval | None:
+        """Paired bootstrap 95 % CI of D over items (None when there are no paired items)."""
+        paired = self.paired_scores()
+        return None if paired is None else _retention_interval(*paired, what=self.what)
+
+    def flips(self) -> Flips | None:
+        """Correct/wrong changes (None for graded metrics such as truthfulqa_mc2's mass)."""
+        paired = self.paired_scores()
+        if paired is None or not (is_binary(paired[0]) and is_binary(paired[1])):
+            return None
+        return flips(*paired, what=self.what)
+
+    def resolution(self) -> float | None:
+        """The CI half-width, in points of D, that this many items give at the baseline's score
+        (correct/wrong metrics; for graded ones the measured interval tells)."""
+        paired = self.paired_scores()
+        if paired is not None and is_binary(paired[0]):
+            return expected_half_width(len(paired[0]), self.baseline_score)
+        interval = self.interval()
+        return None if interval is None else interval.half_width
 
 
 def retention_pct(compressed: float, baseline: float, what: str) -> float:
@@ -69,15 +125,25 @@ class TaskIndex:
                     self.local[m.group(1)] = path
         self._upstream: set[str] | None = None
         self._fingerprints: dict[str, str] = {}
+        self._managers: dict[bool, Any] = {}
+
+    def task_manager(self, upstream: bool) -> Any:
+        """lm-eval's TaskManager, built once per session. Indexing lm-eval's own task YAMLs takes
+        ~9 s on 2 cores, so a run whose tasks are all local skips it (``include_defaults``)."""
+        if upstream not in self._managers:
+            from lm_eval.tasks import TaskManager
+
+            self._managers[upstream] = TaskManager(
+                include_path=[str(f) for f in self.folders] or None, include_defaults=upstream
+            )
+        return self._managers[upstream]
 
     def resolve(self, task: str, where: str) -> dict[str, Any] | str:
         """The task config (a local YAML, data paths made absolute) or an upstream task name."""
         if task in self.local:
             return self._local_config(task)
         if self._upstream is None:
-            from lm_eval.tasks import TaskManager
-
-            self._upstream = set(TaskManager().all_tasks)
+            self._upstream = set(self.task_manager(upstream=True).all_tasks)
         if task not in self._upstream:
             raise ConfigError(
                 f"{where}: lm-eval knows no task {task!r}"
@@ -119,6 +185,16 @@ class TaskIndex:
         return self._fingerprints[task]
 
 
+def _item_value(value: Any) -> float | None:
+    """One item's metric value; IFEval's inst-level metrics hold one bool per instruction (the
+    item's value is then their mean, and the task's score is not the mean over items)."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return float(np.mean(value)) if value else None
+    return float(value)
+
+
 def _items(samples: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     out = []
     for s in samples:
@@ -129,7 +205,7 @@ def _items(samples: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
                 "target": s.get("target"),
                 "loglikelihoods": lls,
                 "chosen": int(np.argmax(lls)) if lls else None,
-                metric: float(s[metric]) if metric in s else None,
+                metric: _item_value(s.get(metric)),
             }
         )
     return out
@@ -165,7 +241,6 @@ def run_benchmark(
         return BenchmarkResult(**cached)
 
     from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
 
     from quantgate.lm_eval_model import LlamaCppLM
 
@@ -180,7 +255,7 @@ def run_benchmark(
             apply_chat_template=bench.apply_chat_template,
             log_samples=True,
             bootstrap_iters=0,
-            task_manager=TaskManager(include_path=[str(f) for f in tasks.folders] or None),
+            task_manager=tasks.task_manager(upstream=isinstance(source, str)),
             random_seed=0,
             numpy_random_seed=1234,
             torch_random_seed=1234,
