@@ -57,6 +57,8 @@ class Metric:
     direction: Direction
     unit: str
     description: str
+    #: whether the gate measures a confidence interval for it (needed by modes ci and strict)
+    has_interval: bool = False
 
 
 # Every key a thresholds/ file may set. A misspelt key is an error, never silently ignored.
@@ -64,11 +66,11 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
         Metric("ppl_increase_pct", "perplexity", Direction.MAX, "%",
-               "PPL rise over the baseline: (PPL_c / PPL_b - 1) * 100"),
+               "PPL rise over the baseline: (PPL_c / PPL_b - 1) * 100", has_interval=True),
         Metric("ln_ppl_ratio", "perplexity", Direction.MAX, "nats",
                "ln(PPL_c / PPL_b): the mean per-token NLL increase"),
         Metric("kld_mean", "kld", Direction.MAX, "nats",
-               "mean KL(P_baseline || P_compressed) over the scored tokens"),
+               "mean KL(P_baseline || P_compressed) over the scored tokens", has_interval=True),
         Metric("kld_p99", "kld", Direction.MAX, "nats",
                "99th percentile of the per-token KL divergence"),
         Metric("top1_agreement_pct", "kld", Direction.MIN, "%",
@@ -93,6 +95,8 @@ QUALITY_GATES: tuple[str, ...] = ("perplexity", "kld")
 #: metrics only: a lower-is-better metric would need D_i = (B_c / B_b - 1) * 100 (not offered).
 RETENTION_PREFIX = "D_"
 OVERALL = "overall"
+#: flips_<benchmark>: % of items whose correctness changed (correct/wrong metrics only)
+FLIPS_PREFIX = "flips_"
 
 
 def metric(name: str) -> Metric:
@@ -107,5 +111,15 @@ def metric(name: str) -> Metric:
             Direction.MAX,
             "%",
             f"score lost on {bench}: (1 - B_compressed / B_baseline) * 100",
+            has_interval=True,
+        )
+    if name.startswith(FLIPS_PREFIX):
+        bench = name.removeprefix(FLIPS_PREFIX)
+        return Metric(
+            name,
+            "retention",
+            Direction.MAX,
+            "%",
+            f"items of {bench} whose correctness changed (either way), in % of the items",
         )
     raise KeyError(name)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from quantgate.constants import Direction, metric
 from quantgate.errors import EvaluationError, GateFailure
+from quantgate.stats import Interval
 from quantgate.thresholds import Threshold
 
 
@@ -18,18 +19,35 @@ class Outcome:
     value: float
     threshold: Threshold | None
     baseline: float | None = None
+    #: the 95 % confidence interval of ``value`` where the gate measured one
+    interval: Interval | None = None
 
     @property
     def gated(self) -> bool:
         return self.threshold is not None
 
     @property
+    def judged_value(self) -> float:
+        """The number compared with the threshold: the value (mode point), the interval's
+        optimistic end (mode ci) or its pessimistic end (mode strict)."""
+        if self.threshold is None or self.threshold.mode == "point":
+            return self.value
+        if self.interval is None:
+            raise EvaluationError(
+                f"{self.metric}: mode {self.threshold.mode} ({self.threshold.origin}) needs a "
+                "confidence interval and none was measured"
+            )
+        upper_bound = metric(self.metric).direction is Direction.MAX
+        optimistic = self.threshold.mode == "ci"
+        return self.interval.low if upper_bound == optimistic else self.interval.high
+
+    @property
     def passed(self) -> bool:
         if self.threshold is None:
             return True
         if metric(self.metric).direction is Direction.MAX:
-            return self.value <= self.threshold.value
-        return self.value >= self.threshold.value
+            return self.judged_value <= self.threshold.value
+        return self.judged_value >= self.threshold.value
 
     @property
     def verdict(self) -> str:
@@ -38,9 +56,13 @@ class Outcome:
     def line(self) -> str:
         m = metric(self.metric)
         text = f"{self.metric} = {self.value:.6g} {m.unit}"
+        if self.interval is not None:
+            text += f", 95% CI [{self.interval.low:.4g}, {self.interval.high:.4g}]"
         if self.threshold is not None:
             op = "<=" if m.direction is Direction.MAX else ">="
-            text += f" (must be {op} {self.threshold.value:g}, {self.threshold.origin})"
+            mode = self.threshold.mode
+            what = "" if mode == "point" else f"mode {mode}: CI bound {self.judged_value:.4g} "
+            text += f" ({what}must be {op} {self.threshold.value:g}, {self.threshold.origin})"
         if self.baseline is not None:
             text += f" [baseline {self.baseline:.6g}]"
         return f"{self.verdict:>9}: {text}"
@@ -51,6 +73,7 @@ def judge(
     measured: dict[str, float],
     thresholds: dict[str, Threshold],
     baselines: dict[str, float] | None = None,
+    intervals: dict[str, Interval] | None = None,
 ) -> list[Outcome]:
     """Outcomes for every measured metric of ``gate``.
 
@@ -63,7 +86,15 @@ def judge(
             raise ValueError(f"metric {name} belongs to gate {metric(name).gate}, not {gate}")
         if not math.isfinite(value):
             raise EvaluationError(f"{name} measured as {value}: the evaluation is broken")
-        outcomes.append(Outcome(name, value, thresholds.get(name), (baselines or {}).get(name)))
+        outcomes.append(
+            Outcome(
+                name,
+                value,
+                thresholds.get(name),
+                (baselines or {}).get(name),
+                (intervals or {}).get(name),
+            )
+        )
     return outcomes
 
 
