@@ -1,4 +1,5 @@
 """Perplexity and KL-divergence gates: WikiText-2 raw test, the llama-perplexity protocol.
+PPL increase and mean KLD carry 95 % bootstrap intervals over chunks (for modes ci/strict).
 
 pytest tests/test_perplexity.py -m smoke
 pytest tests/test_perplexity.py -m gguf --model llama31 --compression Q4_K_M
@@ -16,6 +17,8 @@ def test_perplexity(pair, quantgate, record_property):
         "perplexity",
         {"ppl_increase_pct": m["ppl_increase_pct"], "ln_ppl_ratio": m["ln_ppl_ratio"]},
         record_property,
+        intervals=result.intervals,
+        extra={"ppl_increase_pct": {"ppl": result.ppl, "ppl_baseline": result.ppl_baseline}},
     )
     record_property("ppl", f"{result.ppl:.6g}")
     record_property("ppl_baseline", f"{result.ppl_baseline:.6g}")
@@ -23,10 +26,12 @@ def test_perplexity(pair, quantgate, record_property):
 
 @pytest.mark.quality_gate("kld")
 def test_kl_divergence(pair, quantgate, record_property):
-    m = quantgate.quality(pair).metrics
+    result = quantgate.quality(pair)
+    m = result.metrics
     quantgate.check(
         pair,
         "kld",
         {k: m[k] for k in ("kld_mean", "kld_p99", "top1_agreement_pct")},
         record_property,
+        intervals=result.intervals,
     )

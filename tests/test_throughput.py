@@ -53,6 +53,7 @@ def test_throughput(pair, kind, quantgate, benchmark, record_property):
         {f"{kind}_tps_ratio": tps / baseline_tps},
         record_property,
         baselines={f"{kind}_tps_ratio": baseline_tps},
+        extra={f"{kind}_tps_ratio": {"tokens_per_s": tps}},
     )
 
 
@@ -73,4 +74,12 @@ def test_footprint(pair, quantgate, record_property):
         },
         record_property,
         baselines={"size_ratio": 1.0, "peak_rss_mib": quantgate.baseline_rss_mib(pair.model_key)},
+        extra={
+            "size_ratio": {
+                "file_size_bytes": variant.info.file_size,
+                "bits_per_weight": variant.info.bits_per_weight,
+                "baseline_file_size_bytes": baseline.info.file_size,
+                "baseline_bits_per_weight": baseline.info.bits_per_weight,
+            }
+        },
     )

@@ -3,14 +3,20 @@
 Rows travel from the test (possibly on an xdist worker) to the controller as a test report
 ``user_properties`` entry named ``quantgate_row``, so serial and parallel runs write the same file.
 
-Schema (``schema_version`` 1)::
+Schema (``schema_version`` 2)::
 
-    {"schema_version": 1, "quantgate": "<version>", "created": "<UTC ISO time>",
+    {"schema_version": 2, "quantgate": "<version>", "created": "<UTC ISO time>",
      "rows": [{"model", "compression", "pair", "gate", "metric", "value", "unit", "baseline",
-               "threshold", "direction", "threshold_origin", "verdict", "expect", "test"}]}
+               "threshold", "direction", "threshold_origin", "mode", "ci_low", "ci_high",
+               "verdict", "expect", ...gate-specific fields}]}
 
 ``verdict`` is ``pass``, ``FAIL`` or ``not gated``; ``expect`` is ``fail`` for a canary's
-gates. Rows are sorted by (model, compression, gate, metric).
+gates; ``mode`` is the threshold's gate mode (point, ci, strict) and ``ci_low``/``ci_high`` the
+95 % interval where one was measured (else null). Gate-specific fields: retention D_<bench>
+rows add ``score``, ``n_items`` and, for correct/wrong metrics, ``correct_to_wrong``,
+``wrong_to_correct``, ``mcnemar_p``; the ppl_increase_pct row adds ``ppl`` and
+``ppl_baseline``; footprint rows add ``file_size_bytes`` and ``bits_per_weight``; throughput
+rows add ``tokens_per_s``. Rows are sorted by (model, compression, gate, metric).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from quantgate.gates import Outcome
 from quantgate.registry import Pair
 
 ROW_PROPERTY = "quantgate_row"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def outcome_row(pair: Pair, gate: str, outcome: Outcome) -> dict[str, Any]:
@@ -43,6 +49,9 @@ def outcome_row(pair: Pair, gate: str, outcome: Outcome) -> dict[str, Any]:
         "threshold": outcome.threshold.value if outcome.threshold else None,
         "direction": info.direction.value,
         "threshold_origin": outcome.threshold.origin if outcome.threshold else None,
+        "mode": outcome.threshold.mode if outcome.threshold else None,
+        "ci_low": outcome.interval.low if outcome.interval else None,
+        "ci_high": outcome.interval.high if outcome.interval else None,
         "verdict": outcome.verdict,
         "expect": "fail" if pair.is_canary_for(gate, _benchmark_of(outcome.metric)) else "pass",
     }
@@ -56,7 +65,7 @@ def _benchmark_of(metric_name: str) -> str | None:
     )
 
 
-def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_summary(path: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     rows = sorted(rows, key=lambda r: (r["model"], r["compression"], r["gate"], r["metric"]))
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -66,3 +75,32 @@ def write_summary(path: Path, rows: list[dict[str, Any]]) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def noise_floor_row(
+    model_key: str, noise: str, metric_name: str, value: float, **extra: Any
+) -> dict[str, Any]:
+    """A summary row of the baseline-vs-itself comparison (``noise`` says what differed):
+    never gated, ``role`` noise_floor."""
+    info = metric(metric_name)
+    return {
+        "model": model_key,
+        "compression": f"noise floor ({noise})",
+        "pair": f"{model_key}-noise_floor",
+        "gate": info.gate,
+        "metric": metric_name,
+        "value": value,
+        "unit": info.unit,
+        "baseline": None,
+        "threshold": None,
+        "direction": info.direction.value,
+        "threshold_origin": None,
+        "mode": None,
+        "ci_low": None,
+        "ci_high": None,
+        "verdict": "not gated",
+        "expect": "pass",
+        "role": "noise_floor",
+        **extra,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -11,11 +12,12 @@ from typing import Any
 from quantgate.artifacts import Artifact, ArtifactStore
 from quantgate.backends import Backend, backend_class
 from quantgate.errors import ConfigError, EvaluationError
-from quantgate.gates import enforce, judge
+from quantgate.gates import Outcome, enforce, judge
 from quantgate.quality import QualityEvaluator, QualityResult
 from quantgate.registry import BackendSettings, Pair, Registry
 from quantgate.report import ROW_PROPERTY, outcome_row
-from quantgate.retention import BenchmarkResult, TaskIndex, run_benchmark
+from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
+from quantgate.stats import Interval
 from quantgate.thresholds import Thresholds
 from quantgate.throughput import Workload, workloads
 
@@ -63,17 +65,21 @@ class GateSession:
             settings = settings.model_copy(update={"n_threads": self.n_threads})
         return settings
 
-    def backend(self, artifact: Artifact, model_key: str) -> Backend:
+    def backend(
+        self, artifact: Artifact, model_key: str, settings: BackendSettings | None = None
+    ) -> Backend:
         """A loaded backend for ``artifact``, reused across tests; least recently used evicted."""
-        if artifact.label in self._backends:
-            self._backends.move_to_end(artifact.label)
-            return self._backends[artifact.label]
+        settings = settings or self.settings(model_key)
+        key = f"{artifact.label}:{settings.model_dump_json()}"
+        if key in self._backends:
+            self._backends.move_to_end(key)
+            return self._backends[key]
         while len(self._backends) >= self.max_loaded:
             _, old = self._backends.popitem(last=False)
             old.close()
         cls = backend_class(self.registry.models[model_key].backend)
-        backend = cls(artifact, self.settings(model_key))
-        self._backends[artifact.label] = backend
+        backend = cls(artifact, settings)
+        self._backends[key] = backend
         return backend
 
     def baseline_backend(self, model_key: str) -> Backend:
@@ -81,6 +87,37 @@ class GateSession:
 
     def variant_backend(self, pair: Pair) -> Backend:
         return self.backend(self.artifacts.variant(pair), pair.model_key)
+
+    def noise_settings(self, model_key: str) -> BackendSettings:
+        """The baseline's settings with a quarter of the batch size: the same weights, a
+        different split of the matrix products, so only floating-point noise differs."""
+        settings = self.settings(model_key)
+        return settings.model_copy(update={"n_batch": max(16, settings.n_batch // 4)})
+
+    def noise_floor(self, model_key: str) -> tuple[QualityResult, dict[str, Comparison]]:
+        """The baseline compared with itself (see noise_settings): self-KLD, self-PPL change and,
+        per benchmark, self-flips. Cached like any variant's results."""
+        artifact = self.artifacts.baseline(model_key)
+        noisy, name = self.noise_settings(model_key), self.registry.models[model_key].backend
+        evaluator = self.evaluator(model_key)
+        settings = self.settings(model_key)
+        base = evaluator.baseline(
+            _Lazy(lambda: self.baseline_backend(model_key), artifact, settings, name)
+        )
+        quality = evaluator.compare(
+            base, _Lazy(lambda: self.backend(artifact, model_key, noisy), artifact, noisy, name)
+        )
+        comparisons = {}
+        entry = self.registry.models[model_key]
+        for bench_name, bench in entry.benchmarks.items():
+            where = f"models.{model_key}.benchmarks.{bench_name}"
+            tasks = self.task_index()
+            b = run_benchmark(self.baseline_backend(model_key), bench_name, bench, tasks, where)
+            n = run_benchmark(
+                self.backend(artifact, model_key, noisy), bench_name, bench, tasks, where
+            )
+            comparisons[bench_name] = Comparison(bench_name, b.score, n, b)
+        return quality, comparisons
 
     def close(self) -> None:
         while self._backends:
@@ -129,8 +166,8 @@ class GateSession:
             self._tasks = TaskIndex(folders, self.root)
         return self._tasks
 
-    def retention(self, pair: Pair, name: str) -> tuple[float, BenchmarkResult]:
-        """(baseline score, compressed result) of one benchmark on the same items; per-item
+    def retention(self, pair: Pair, name: str) -> Comparison:
+        """Baseline and compressed results of one benchmark on the same items; per-item
         records of both go to reports/items/ for paired statistics."""
         bench = pair.model.benchmarks[name]
         where = f"models.{pair.model_key}.benchmarks.{name}"
@@ -141,7 +178,7 @@ class GateSession:
                     f"{where}: --baseline pinned, but the entry has no "
                     "pinned_baseline; add one or use --baseline live"
                 )
-            return bench.pinned_baseline, comp
+            return Comparison(name, bench.pinned_baseline, comp)
         base = run_benchmark(
             self.baseline_backend(pair.model_key), name, bench, self.task_index(), where
         )
@@ -151,30 +188,48 @@ class GateSession:
                 f"{pair.id} {comp.n_items}; they must see the same items"
             )
         self._save_items(pair, name, base, comp)
-        return base.score, comp
+        return Comparison(name, base.score, comp, base)
 
     def _save_items(
         self, pair: Pair, name: str, base: BenchmarkResult, comp: BenchmarkResult
     ) -> None:
+        """reports/items/<pair>-<bench>.jsonl: every item of both runs; reports/flips/ the same
+        for the items whose correctness changed, with each model's answer and margin."""
         if self.reports_dir is None:
             return
-        folder = self.reports_dir / "items"
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / f"{pair.id}-{name}.jsonl").open("w") as f:
+        items, flipped = self.reports_dir / "items", self.reports_dir / "flips"
+        items.mkdir(parents=True, exist_ok=True)
+        flipped.mkdir(parents=True, exist_ok=True)
+        metric = comp.metric
+        with (
+            (items / f"{pair.id}-{name}.jsonl").open("w") as all_f,
+            (flipped / f"{pair.id}-{name}.jsonl").open("w") as flip_f,
+        ):
             for b, c in zip(base.items, comp.items, strict=True):
-                f.write(
-                    json.dumps(
-                        {
-                            "benchmark": name,
-                            "task": comp.task,
-                            "doc_id": b["doc_id"],
-                            "target": b["target"],
-                            "baseline": b,
-                            "compressed": c,
-                        }
-                    )
-                    + "\n"
-                )
+                record = {
+                    "benchmark": name,
+                    "task": comp.task,
+                    "doc_id": b["doc_id"],
+                    "target": b["target"],
+                    "baseline": b,
+                    "compressed": c,
+                }
+                all_f.write(json.dumps(record) + "\n")
+                if (
+                    b.get(metric) in (0.0, 1.0)
+                    and c.get(metric) in (0.0, 1.0)
+                    and (b[metric] != c[metric])
+                ):
+                    flip = {
+                        "doc_id": b["doc_id"],
+                        "target": b["target"],
+                        "direction": "correct->wrong" if b[metric] else "wrong->correct",
+                        "baseline_answer": b.get("chosen"),
+                        "compressed_answer": c.get("chosen"),
+                        "baseline_margin": _margin(b),
+                        "compressed_margin": _margin(c),
+                    }
+                    flip_f.write(json.dumps(flip) + "\n")
 
     # -- verdicts ------------------------------------------------------------------------------
     def check(
@@ -185,26 +240,75 @@ class GateSession:
         record_property: RecordProperty,
         baselines: dict[str, float] | None = None,
         report: Callable[[str], None] = print,
+        intervals: dict[str, Interval] | None = None,
+        resolution: dict[str, float] | None = None,
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Judge every metric, record each as JUnit properties and a summary row, print one
-        line per metric, then fail once listing every breach."""
+        line per metric, then fail once listing every breach.
+
+        ``resolution``: the CI half-width the sample can give, per metric (the power check);
+        ``extra``: more fields for a metric's summary row (flips, item counts).
+        """
         outcomes = judge(
             gate,
             measured,
             self.thresholds.for_pair(pair.model_key, pair.compression_name),
             baselines,
+            intervals,
         )
         for o in outcomes:
+            _power_check(pair, o, (resolution or {}).get(o.metric), record_property)
+        for o in outcomes:
             record_property(o.metric, f"{o.value:.6g}")
+            if o.interval is not None:
+                record_property(
+                    f"{o.metric}.ci95", f"[{o.interval.low:.6g}, {o.interval.high:.6g}]"
+                )
             if o.threshold is not None:
                 record_property(f"{o.metric}.threshold", f"{o.threshold.value:g}")
                 record_property(f"{o.metric}.threshold_origin", o.threshold.origin)
             if o.baseline is not None:
                 record_property(f"{o.metric}.baseline", f"{o.baseline:.6g}")
             record_property(f"{o.metric}.verdict", o.verdict)
-            record_property(ROW_PROPERTY, json.dumps(outcome_row(pair, gate, o)))
+            row = outcome_row(pair, gate, o) | (extra or {}).get(o.metric, {})
+            record_property(ROW_PROPERTY, json.dumps(row))
             report(f"{pair.id} {o.line()}")
         enforce(pair.id, gate, outcomes)
+
+
+def _margin(item: dict[str, Any]) -> float | None:
+    """Log-likelihood of the target choice minus the best other choice (> 0: right answer)."""
+    lls, target = item.get("loglikelihoods") or [], item.get("target")
+    if not isinstance(target, int) or not 0 <= target < len(lls) or len(lls) < 2:
+        return None
+    return lls[target] - max(v for i, v in enumerate(lls) if i != target)
+
+
+class PowerWarning(UserWarning):
+    """The sample is too small for the threshold: the gate cannot see a breach of that size."""
+
+
+def _power_check(
+    pair: Pair, o: Outcome, half_width: float | None, record_property: RecordProperty
+) -> None:
+    """Mode ci only fails when D exceeds the threshold by the CI half-width, so with a half-width
+    above the threshold a model losing twice the allowed score still passes: a warning. Mode
+    strict fails when the upper bound exceeds the threshold, so with such a half-width even an
+    identical model fails: an error, never a verdict."""
+    if half_width is None or o.threshold is None or o.threshold.mode == "point":
+        return
+    if half_width < o.threshold.value:
+        return
+    message = (
+        f"{pair.id} {o.metric}: the sample gives a 95% CI half-width of {half_width:.3g} points, "
+        f"not below the threshold {o.threshold.value:g} ({o.threshold.origin}, mode "
+        f"{o.threshold.mode}); raise the benchmark's limit or the threshold"
+    )
+    record_property(f"{o.metric}.power_warning", message)
+    if o.threshold.mode == "strict":
+        raise EvaluationError(message + ": in strict mode even an identical model would fail")
+    warnings.warn(PowerWarning(message), stacklevel=3)
 
 
 class _Lazy:

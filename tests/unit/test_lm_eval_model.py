@@ -85,3 +85,20 @@ def test_chat_template_comes_from_the_gguf(lm):
     assert text.startswith("<|im_start|>system\n")
     assert text.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     assert lm.chat_template(True) and lm.chat_template(False) is None
+
+
+def test_shared_prefix_is_evaluated_once_and_scores_as_from_scratch(lm):
+    # truthfulqa-style: every item starts with the same preamble
+    preamble = "Q: What is the capital of France?\nA: Paris.\n\nQ: What is 2 + 2?\nA: 4.\n\n"
+    backend = lm.backend
+    first = preamble + "Q: What colour is the sky?\nA:"
+    second = preamble + "Q: Where do penguins live?\nA:"
+    lm.loglikelihood([Request(first, " Blue.")], disable_tqdm=True)
+    before = backend.tokens_evaluated
+    ((logprob, _),) = lm.loglikelihood([Request(second, " Antarctica.")], disable_tqdm=True)
+    ctx, cont = lm._encode_pair(second, " Antarctica.")
+    # the preamble is most of the context: only what follows it was evaluated (+ continuation)
+    assert backend.tokens_evaluated - before < len(ctx) // 2 + len(cont)
+    logp = log_softmax(backend.logits(ctx + cont))  # from an empty cache
+    expected = sum(logp[len(ctx) - 1 + i, t] for i, t in enumerate(cont))
+    assert logprob == pytest.approx(float(expected), abs=1e-4)
