@@ -12,9 +12,10 @@ import pytest
 
 from quantgate import progress
 from quantgate.errors import QuantgateError
-from quantgate.registry import Pair, Registry, load_registry
+from quantgate.registry import Pair, QScoreWeights, Registry, load_registry
 from quantgate.report import ROW_PROPERTY, write_summary
 from quantgate.session import GateSession
+from quantgate.summary_report import load_previous, write_reports
 from quantgate.thresholds import Thresholds
 
 _REGISTRY = pytest.StashKey[Registry]()
@@ -79,6 +80,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "registry's pinned_baseline scores (pinned). Default: %(default)r",
     )
     group.addoption(
+        "--compare",
+        default=None,
+        metavar="PATH",
+        help="an earlier summary.json: summary.md/html list every value or verdict that changed",
+    )
+    group.addoption(
         "--threads",
         default=None,
         type=_positive_int,
@@ -124,8 +131,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_REGISTRY] = registry
     config.stash[_THRESHOLDS] = thresholds
     if not hasattr(config, "workerinput"):
+        compare = config.getoption("compare")
+        try:
+            previous = load_previous(_rooted(config, compare)) if compare else None
+        except QuantgateError as exc:
+            raise pytest.UsageError(str(exc)) from None
         config.pluginmanager.register(
-            SummaryCollector(reports / "summary.json"), "quantgate-summary"
+            SummaryCollector(reports, registry.data.report.q_score, previous),
+            "quantgate-summary",
         )
     for mark, description in registry.marks.items():
         config.addinivalue_line("markers", f"{mark}: {description}")
@@ -149,9 +162,14 @@ def _flat(config: pytest.Config, option: str) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
+    if "model_key" in metafunc.fixturenames:  # once per selected model (the noise floor)
+        models = _flat(config, "model") or list(config.stash[_REGISTRY].models)
+        config.stash[_REGISTRY].pairs(models)  # an unknown --model is an error here too
+        metafunc.parametrize("model_key", models, ids=models, scope="session")
+        return
     if "pair" not in metafunc.fixturenames:
         return
-    config = metafunc.config
     pairs = config.stash[_REGISTRY].pairs(_flat(config, "model"), _flat(config, "compression"))
 
     def marks(p: Pair) -> list[pytest.MarkDecorator]:
@@ -220,14 +238,19 @@ def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
 
 
 class SummaryCollector:
-    """Gathers the summary rows of every test report and writes reports/summary.json.
+    """Gathers the summary rows of every test report and writes reports/summary.json, .md and
+    .html.
 
     Registered on the controller only: under pytest-xdist the workers' reports (with their
     user_properties) arrive here too, so serial and parallel runs write the same file.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(
+        self, folder: Path, weights: QScoreWeights, previous: list[dict] | None = None
+    ) -> None:
+        self.folder = folder
+        self.weights = weights
+        self.previous = previous
         self.rows: list[dict] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -236,7 +259,17 @@ class SummaryCollector:
 
     def pytest_sessionfinish(self) -> None:
         if self.rows:
-            write_summary(self.path, self.rows)
+            doc = write_summary(self.folder / "summary.json", self.rows)
+            write_reports(self.folder, doc["rows"], self.weights, doc["created"], self.previous)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list) -> None:
+        # pytest-html's report links to the study-style summary beside it
+        prefix.append(
+            '<p>quantgate: tables and plots per model in <a href="summary.html">summary.html</a>'
+            ' (markdown: <a href="summary.md">summary.md</a>, data: '
+            '<a href="summary.json">summary.json</a>).</p>'
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

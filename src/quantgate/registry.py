@@ -186,11 +186,30 @@ class ModelEntry(StrictModel):
         return v
 
 
+class QScoreWeights(StrictModel):
+    """The study's quality score Q = w_B * sum_i w_i * B_i - w_PPL * PPL + w_TPS * TPS, with B_i
+    in % (0-100), PPL from the perplexity gate and TPS the generation tokens/s. Comparable
+    between the variants of one model only (PPL and TPS scales differ between models)."""
+
+    w_B: float = 0.8
+    w_PPL: float = 0.7
+    w_TPS: float = 0.2
+    #: w_i by benchmark name (the keys of a model's benchmarks:); others get no weight
+    benchmarks: dict[str, float] = Field(
+        default_factory=lambda: {"hellaswag": 0.7, "ifeval": 1.0, "truthfulqa_mc2": 0.5}
+    )
+
+
+class ReportSettings(StrictModel):
+    q_score: QScoreWeights = QScoreWeights()
+
+
 class RegistryFile(StrictModel):
     #: Every mark an entry may use, with its description; registered with pytest.
     marks: dict[str, str]
     evaluation: Evaluation
     models: dict[str, ModelEntry]
+    report: ReportSettings = ReportSettings()
 
 
 @dataclass(frozen=True)

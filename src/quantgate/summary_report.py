@@ -1,0 +1,339 @@
+"""reports/summary.html (self-contained: CSS inline, plots as data: URIs) and reports/summary.md
+(for a CI step summary), rendered from the summary rows; plus ``--compare`` against an earlier
+summary.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quantgate.constants import OVERALL
+from quantgate.errors import ConfigError
+from quantgate.plots import PLOTS
+from quantgate.registry import QScoreWeights
+from quantgate.tables import Cell, PairSummary, benchmark_names, build_tables, q_benchmarks
+
+# -- comparing two runs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    pair: str
+    metric: str
+    before: float | None
+    after: float | None
+    verdict_before: str | None
+    verdict_after: str | None
+
+    @property
+    def verdict_changed(self) -> bool:
+        return self.verdict_before != self.verdict_after
+
+
+def load_previous(path: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier summary.json.
+
+    Raises:
+        ConfigError: a missing or unreadable file, or one that is not a quantgate summary.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--compare {path}: not found; pass an earlier summary.json") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--compare {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise ConfigError(f"--compare {path}: not a quantgate summary.json (no rows list)")
+    return doc["rows"]
+
+
+def compare_rows(
+    previous: list[dict[str, Any]], current: list[dict[str, Any]], rel_tol: float = 1e-9
+) -> list[Change]:
+    """Every (pair, metric) whose value or verdict differs, or that one run lacks."""
+    before = {(r["pair"], r["metric"]): r for r in previous}
+    after = {(r["pair"], r["metric"]): r for r in current}
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        b, a = before.get(key), after.get(key)
+        bv, av = (b or {}).get("value"), (a or {}).get("value")
+        same_value = (
+            bv is not None and av is not None and abs(av - bv) <= rel_tol * max(1.0, abs(bv))
+        )
+        if b and a and same_value and b.get("verdict") == a.get("verdict"):
+            continue
+        changes.append(
+            Change(key[0], key[1], bv, av, (b or {}).get("verdict"), (a or {}).get("verdict"))
+        )
+    return changes
+
+
+# -- formatting ----------------------------------------------------------------------------------
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    return "—" if v is None else f"{v:.{digits}g}"
+
+
+def _cell_text(c: Cell | None, digits: int = 3) -> str:
+    if c is None:
+        return "—"
+    text = f"{c.value:.{digits}g}"
+    if c.low is not None and c.high is not None:
+        text += f" [{c.low:.{digits}g}, {c.high:.{digits}g}]"
+    return text
+
+
+def _columns(summaries: list[PairSummary]) -> list[str]:
+    return benchmark_names(summaries)
+
+
+def _size(s: PairSummary) -> str:
+    return "—" if s.size_bytes is None else f"{s.size_bytes / 2**20:.1f}"
+
+
+def floor_note(summaries: list[PairSummary]) -> str | None:
+    """The noise floor in words, and each variant's kld_mean threshold in units of it."""
+    floor = next((s for s in summaries if s.noise_floor), None)
+    if floor is None:
+        return None
+    parts = [f"Noise floor ({floor.compression.removeprefix('noise floor ').strip('()')})"]
+    kld = floor.cells.get("kld_mean")
+    if kld is not None:
+        parts.append(f"self-KLD {kld.value:.3g} nats")
+    if "ppl_increase_pct" in floor.cells:
+        parts.append(f"self-ΔPPL {floor.cells['ppl_increase_pct'].value:.3g} %")
+    parts += [f"self-flips {b} {c.value:.3g} %" for b, c in floor.flips.items()]
+    text = ", ".join(parts) + "."
+    if kld is not None and kld.value > 0:
+        units = [
+            f"{s.compression} {c.threshold / kld.value:.3g}×"
+            for s in summaries
+            if (c := s.cells.get("kld_mean")) is not None and c.threshold is not None
+        ]
+        if units:
+            text += " kld_mean thresholds in units of the self-KLD: " + ", ".join(units) + "."
+    elif kld is not None:
+        text += " The self-KLD is exactly 0: the backend is bit-deterministic at this setting."
+    return text
+
+
+# -- markdown ------------------------------------------------------------------------------------
+
+
+def render_markdown(
+    tables: dict[str, list[PairSummary]], weights: QScoreWeights, changes: list[Change] | None
+) -> str:
+    out = ["# quantgate summary", ""]
+    for model, summaries in tables.items():
+        benches = _columns(summaries)
+        out += [f"## {model}", ""]
+        head = ["compression", "size MiB", "bpw"]
+        head += [f"{b}" for b in benches] + [f"D_{b} %" for b in benches] + ["D_overall %"]
+        head += ["PPL", "ΔPPL %", "KLD", "tg tok/s", "Q", "verdict"]
+        out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s in summaries:
+            cells = [s.compression, _size(s), _num(s.bits_per_weight, 3)]
+            cells += [_num(s.scores.get(b), 3) for b in benches]
+            cells += [_md_flag(s.d.get(b)) for b in benches]
+            cells += [_md_flag(s.d.get(OVERALL)), _num(s.ppl, 5)]
+            cells += [_md_flag(s.cells.get("ppl_increase_pct")), _md_flag(s.cells.get("kld_mean"))]
+            cells += [_num(s.tg_tps, 4), _num(s.q, 4), _md_verdict(s)]
+            out.append("| " + " | ".join(cells) + " |")
+        used = ", ".join(q_benchmarks(summaries, weights)) or "none"
+        out += [
+            "",
+            f"Q = {weights.w_B}·Σ w_i·B_i − {weights.w_PPL}·PPL + {weights.w_TPS}·TPS "
+            f"over: {used}. Brackets: 95 % CI.",
+            "",
+        ]
+        note = floor_note(summaries)
+        if note:
+            out += [note, ""]
+    if changes is not None:
+        out += ["## Changes since the previous run", ""]
+        if not changes:
+            out.append("No value or verdict changed.")
+        else:
+            out += ["| pair | metric | before | after | verdict |", "|---|---|---|---|---|"]
+            for c in changes:
+                verdict = f"{c.verdict_before} → {c.verdict_after}"
+                out.append(
+                    f"| {c.pair} | {c.metric} | {_num(c.before)} | {_num(c.after)} | "
+                    f"{'**' + verdict + '**' if c.verdict_changed else verdict} |"
+                )
+        out.append("")
+    return "\n".join(out)
+
+
+def _md_flag(c: Cell | None) -> str:
+    text = _cell_text(c)
+    return f"**{text} ✗**" if c is not None and c.failed else text
+
+
+def _md_verdict(s: PairSummary) -> str:
+    v = s.verdict
+    return f"**{v}**" if v == "FAIL" else v
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+h1{font-size:22px} h2{font-size:18px;margin-top:28px}
+table{border-collapse:collapse;margin:8px 0 4px;font-size:13px}
+th,td{border:1px solid #ccc;padding:4px 7px;text-align:right;white-space:nowrap;
+vertical-align:top} th{white-space:normal;max-width:130px} .scroll{overflow-x:auto}
+th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}
+td.fail{background:#f8d0d0;color:#8b0000;font-weight:600}
+td.expected{background:#fde8c8}
+td.pass{background:#e3f2e3} tr.baseline td{background:#f7f7f7;font-style:italic}
+.note{color:#555;font-size:12px;max-width:1100px}
+.plots{display:flex;flex-wrap:wrap;gap:12px} .plots img{border:1px solid #ddd;max-width:560px}
+"""
+
+
+def _cls(cells: list[Cell], canary: bool) -> str:
+    if any(c.failed for c in cells):
+        return "expected" if canary else "fail"
+    return "pass" if any(c.verdict == "pass" for c in cells) else ""
+
+
+def _td(c: Cell | None, canary: bool = False) -> str:
+    if c is None:
+        return "<td>—</td>"
+    title = f"threshold {c.threshold:g} ({c.verdict})" if c.threshold is not None else c.verdict
+    return (
+        f'<td class="{_cls([c], canary)}" title="{html.escape(title)}">'
+        f"{html.escape(_cell_text(c))}</td>"
+    )
+
+
+def _bench_td(s: PairSummary, bench: str) -> str:
+    """One benchmark in one cell: the score, D with its CI, and flips."""
+    score, d, flips = s.scores.get(bench), s.d.get(bench), s.flips.get(bench)
+    if score is None and d is None:
+        return "<td>—</td>"
+    lines = [f"<b>{_num(score, 3)}</b>"]
+    if d is not None and not s.is_baseline:
+        lines.append(f"D {html.escape(_cell_text(d))}")
+    if flips is not None:
+        lines.append(f"flips {flips.value:.3g} %")
+    cells = [c for c in (d, flips) if c is not None]
+    title = "; ".join(
+        f"{name} threshold {c.threshold:g} ({c.verdict})"
+        for name, c in (("D", d), ("flips", flips))
+        if c is not None and c.threshold is not None
+    )
+    return (
+        f'<td class="{_cls(cells, s.canary)}" title="{html.escape(title)}">'
+        + "<br>".join(lines)
+        + "</td>"
+    )
+
+
+def _model_table(summaries: list[PairSummary], weights: QScoreWeights) -> str:
+    benches = _columns(summaries)
+    head = ["compression", "size (MiB)", "bits/weight"]
+    head += [f"{b}: score, D (%), flips" for b in benches] + ["D_overall (%)"]
+    head += ["PPL", "ΔPPL (%)", "mean KLD", "top-1 (%)", "tg tok/s", "tg ratio", "pp ratio"]
+    head += ["Q", "verdict"]
+    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    for s in summaries:
+        tds = [
+            f"<td>{html.escape(s.compression)}</td>",
+            f"<td>{_size(s)}</td>",
+            f"<td>{_num(s.bits_per_weight, 3)}</td>",
+        ]
+        tds += [_bench_td(s, b) for b in benches] + [_td(s.d.get(OVERALL), s.canary)]
+        tds += [f"<td>{_num(s.ppl, 5)}</td>"]
+        for key in ("ppl_increase_pct", "kld_mean", "top1_agreement_pct"):
+            tds.append(_td(s.cells.get(key), s.canary))
+        tds += [f"<td>{_num(s.tg_tps, 4)}</td>"]
+        tds += [_td(s.cells.get(k), s.canary) for k in ("tg_tps_ratio", "pp_tps_ratio")]
+        tds += [f"<td>{_num(s.q, 4)}</td>"]
+        verdict_cls = {"FAIL": "fail", "pass": "pass"}.get(s.verdict, "")
+        if s.verdict.startswith("FAIL (canary"):
+            verdict_cls = "expected"
+        title = ", ".join(s.failed_cells) or s.verdict
+        tds.append(
+            f'<td class="{verdict_cls}" title="{html.escape(title)}">{html.escape(s.verdict)}</td>'
+        )
+        cls = ' class="baseline"' if s.is_baseline else ""
+        rows.append(f"<tr{cls}>" + "".join(tds) + "</tr>")
+    used = ", ".join(q_benchmarks(summaries, weights)) or "none"
+    note = (
+        f"Q = {weights.w_B}·Σ w_i·B_i − {weights.w_PPL}·PPL + {weights.w_TPS}·TPS, B_i in %, "
+        f"TPS = generation tokens/s; summed over: {html.escape(used)} (weights "
+        f"{html.escape(json.dumps(weights.benchmarks))}). Brackets are 95 % paired bootstrap "
+        "intervals. Red: breached threshold; amber: a canary failing as declared; green: "
+        "within its threshold. Hover a cell for its threshold."
+    )
+    floor = floor_note(summaries)
+    if floor:
+        note += "<br>" + html.escape(floor)
+    return f'<div class="scroll"><table>{"".join(rows)}</table></div><p class="note">{note}</p>'
+
+
+def render_html(
+    tables: dict[str, list[PairSummary]],
+    weights: QScoreWeights,
+    changes: list[Change] | None,
+    created: str,
+) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>quantgate summary</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>quantgate summary</h1><p class='note'>created {html.escape(created)}</p>",
+    ]
+    for model, summaries in tables.items():
+        parts.append(f"<h2 id='{html.escape(model)}'>{html.escape(model)}</h2>")
+        parts.append(_model_table(summaries, weights))
+        imgs = []
+        for name, plot in PLOTS.items():
+            png = plot(model, summaries)
+            if png:
+                data = base64.b64encode(png).decode()
+                imgs.append(
+                    f"<img alt='{model} {name}' data-plot='{name}' "
+                    f"src='data:image/png;base64,{data}'>"
+                )
+        if imgs:
+            parts.append("<div class='plots'>" + "".join(imgs) + "</div>")
+    if changes is not None:
+        parts.append("<h2>Changes since the previous run</h2>")
+        if not changes:
+            parts.append("<p>No value or verdict changed.</p>")
+        else:
+            rows = [
+                "<tr><th>pair</th><th>metric</th><th>before</th><th>after</th><th>verdict</th></tr>"
+            ]
+            for c in changes:
+                cls = " class='fail'" if c.verdict_changed else ""
+                rows.append(
+                    f"<tr><td>{html.escape(c.pair)}</td><td>{html.escape(c.metric)}</td>"
+                    f"<td>{_num(c.before)}</td><td>{_num(c.after)}</td>"
+                    f"<td{cls}>{html.escape(f'{c.verdict_before} → {c.verdict_after}')}</td></tr>"
+                )
+            parts.append("<table id='changes'>" + "".join(rows) + "</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(
+    folder: Path,
+    rows: list[dict[str, Any]],
+    weights: QScoreWeights,
+    created: str,
+    previous: list[dict[str, Any]] | None = None,
+) -> None:
+    """summary.html and summary.md next to summary.json."""
+    tables = build_tables(rows, weights)
+    changes = compare_rows(previous, rows) if previous is not None else None
+    (folder / "summary.md").write_text(render_markdown(tables, weights, changes), "utf-8")
+    (folder / "summary.html").write_text(render_html(tables, weights, changes, created), "utf-8")

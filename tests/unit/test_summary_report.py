@@ -1,0 +1,153 @@
+"""reports/summary.{json,md,html} from the real smoke gate (`pytest -m smoke`, every smollm2
+variant), the Q score, --compare, and the HTML opened in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from quantgate.registry import QScoreWeights
+from quantgate.summary_report import compare_rows
+from quantgate.tables import PairSummary, build_tables, q_score
+
+from .conftest import run_gate
+
+VARIANTS = ("Q8_0", "Q4_K_M", "Q2_K")  # the smoke tier, most bits first
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The README's main command on the embedded default, once for this module."""
+    run = run_gate("-m", "smoke", reports=tmp_path_factory.mktemp("smoke") / "reports")
+    assert run.returncode == 0, run.output[-3000:]
+    return run
+
+
+def test_q_score_follows_the_study_formula():
+    s = PairSummary("m", "Q4_K_M", scores={"hellaswag": 0.5, "truthfulqa_mc2": 0.4, "arc": 0.9})
+    s.ppl, s.tg_tps = 10.0, 50.0
+    w = QScoreWeights()
+    # 0.8 * (0.7 * 50 + 0.5 * 40) - 0.7 * 10 + 0.2 * 50; arc has no weight, ifeval was not run
+    assert q_score(s, w) == pytest.approx(0.8 * (35 + 20) - 7 + 10)
+    s.tg_tps = None
+    assert q_score(s, w) is None
+
+
+def test_compare_lists_changed_values_and_verdicts():
+    row = {"pair": "m-Q", "metric": "kld_mean", "value": 0.1, "verdict": "pass"}
+    same = compare_rows([row], [dict(row)])
+    assert same == []
+    (change,) = compare_rows([row], [row | {"value": 0.3, "verdict": "FAIL"}])
+    assert (change.before, change.after, change.verdict_changed) == (0.1, 0.3, True)
+    (gone,) = compare_rows([row], [])
+    assert gone.after is None
+
+
+@pytest.mark.real_model
+def test_summary_tables_hold_every_variant_with_intervals(smoke):
+    doc = json.loads((smoke.reports / "summary.json").read_text())
+    assert doc["schema_version"] == 2
+    tables = build_tables(doc["rows"], QScoreWeights())
+    rows = {s.compression: s for s in tables["smollm2"]}
+    assert list(rows) == ["baseline", *VARIANTS]
+    base, q8, q2 = rows["baseline"], rows["Q8_0"], rows["Q2_K"]
+    assert base.ppl and base.tg_tps and base.size_bytes and base.scores
+    assert q8.verdict == "pass" and q2.verdict == "FAIL (canary, expected)"
+    # intervals: PPL over chunks, D_i over items
+    ppl = q8.cells["ppl_increase_pct"]
+    assert ppl.low <= ppl.value <= ppl.high
+    d = q2.d["truthfulqa_mc2"]
+    assert d.low < d.value < d.high
+    # correct/wrong benchmarks carry flips; Q is computed for the baseline and each variant
+    assert "hellaswag" in q8.flips and "truthfulqa_mc2" not in q8.flips
+    # Q needs every weighted benchmark the baseline ran: Q4_K_M skips retention in smoke
+    assert all(rows[c].q is not None for c in ("baseline", "Q8_0", "Q2_K"))
+    assert rows["Q4_K_M"].q is None
+    md = (smoke.reports / "summary.md").read_text()
+    assert "| Q2_K |" in md and "FAIL (canary, expected)" in md
+    flips = smoke.reports / "flips" / "smollm2-Q2_K-hellaswag.jsonl"
+    for line in flips.read_text().splitlines():
+        flip = json.loads(line)
+        assert flip["direction"] in ("correct->wrong", "wrong->correct")
+
+
+@pytest.mark.real_model
+def test_compare_with_the_same_run_reports_no_change(smoke, tmp_path):
+    previous = smoke.reports / "summary.json"
+    run = run_gate(
+        "tests/test_throughput.py",
+        "-k",
+        "footprint",
+        "-m",
+        "smoke",
+        f"--compare={previous}",
+        reports=tmp_path / "r",
+    )
+    assert run.returncode == 0, run.output
+    md = (tmp_path / "r" / "summary.md").read_text()
+    section = md.split("## Changes since the previous run", 1)[1]
+    # footprint numbers are deterministic; the rows this run did not have are listed as gone
+    assert "size_ratio" not in section and "ppl_increase_pct" in section
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+_PROBE = """
+<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images].map(i => i.naturalWidth + 'x' + i.naturalHeight);
+  const tables = [...document.querySelectorAll('table')].map(t => t.rows.length);
+  document.body.setAttribute('data-probe', JSON.stringify({imgs, tables}));
+});
+</script>
+"""
+
+
+@pytest.mark.real_model
+def test_summary_html_renders_in_headless_chromium(smoke, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("QUANTGATE_REQUIRE_BROWSER"):
+            pytest.fail("chromium not found; `make test` installs Debian's chromium package")
+        pytest.skip("chromium not installed (apt-get install chromium); make test requires it")
+    page = tmp_path / "summary.html"
+    page.write_text(
+        (smoke.reports / "summary.html").read_text().replace("</body>", _PROBE + "</body>")
+    )
+    flags = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    probe = json.loads(dom.split('data-probe="', 1)[1].split('"', 1)[0].replace("&quot;", '"'))
+    # four plots decoded (non-zero size), the smollm2 table with baseline + 4 variant rows
+    assert len(probe["imgs"]) == 4 and all(not s.startswith("0x") for s in probe["imgs"])
+    assert probe["tables"][0] == 1 + 1 + len(VARIANTS)
+    shot = tmp_path / "summary.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1500,1400", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    shutil.copy(shot, smoke.reports / "summary.png")  # kept with the reports for a human look
+    from matplotlib.image import imread
+
+    pixels = imread(shot)
+    assert pixels.shape[0] >= 1000 and pixels.std() > 0.05  # not a blank page
