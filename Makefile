@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: smoke test lint venv clean-reports
+.PHONY: smoke test lint venv browser clean-reports
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ venv: $(STAMP)
 smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
 
-## The project's own tests (tests/unit); its reports go to reports/unit/.
-test: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest tests/unit --reports-dir=reports/unit
+## The project's own tests (tests/unit); its reports go to reports/unit/. The report test opens
+## reports/summary.html in a real headless Chromium (Debian's package, installed here if missing).
+test: $(STAMP) browser
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1 \
+		$(BIN)/pytest tests/unit --reports-dir=reports/unit
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks conftest.py

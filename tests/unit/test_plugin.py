@@ -32,10 +32,16 @@ def test_smoke_selects_only_the_embedded_default(gate_run):
     assert ids and all("[smollm2-" in i for i in ids)
     assert {re.search(r"\[smollm2-([^\]-]+)", i).group(1) for i in ids} == {
         "Q8_0",
-        "Q6_K",
         "Q4_K_M",
         "Q2_K",
     }
+
+
+def test_slow_tier_holds_the_other_variant_and_ifeval(gate_run):
+    ids = collected(gate_run("--collect-only", "-q", "-m", "slow"))
+    pairs = {re.search(r"\[(smollm2[^-]*-[^\]-]+)", i).group(1) for i in ids}
+    assert pairs == {"smollm2-Q6_K", "smollm2_ifeval-Q8_0", "smollm2_ifeval-Q2_K"}
+    assert "tests/test_retention.py::test_retention[smollm2_ifeval-Q8_0-ifeval]" in ids
 
 
 def test_gguf_with_model_selects_that_model_offline(gate_run):

@@ -1,0 +1,68 @@
+"""Interruption: a real gate run killed midway keeps every benchmark it finished, and the re-run
+recomputes only what was unfinished."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import OFFLINE, REPO
+
+pytestmark = pytest.mark.real_model
+
+DONE = re.compile(r"\[quantgate\] (smollm2-\S+): lm-eval (\S+) \(\d+ items\): done in")
+STARTED = re.compile(r"\[quantgate\] (smollm2-\S+): lm-eval (\S+) \(\d+ items\) \.\.\.$")
+
+
+def _gate(cache, reports):
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--reports-dir={reports}",
+        "tests/test_retention.py",
+        "--model",
+        "smollm2",
+        "--compression",
+        "Q8_0",
+    ], {**os.environ, **OFFLINE, "QUANTGATE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+
+
+def test_killed_run_resumes_with_only_the_unfinished_work(tmp_path):
+    # SIGTERM, as a CI runner or a batch scheduler stops a job: no cleanup hook runs
+    cache = tmp_path / "cache"  # empty: nothing is finished before the first run
+    cmd, env = _gate(cache, tmp_path / "r1")
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    finished: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 900
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if m := DONE.search(line):
+            finished.append((m.group(1), m.group(2)))
+        # kill as soon as a second benchmark run has started: one is finished, one is not
+        if STARTED.search(line) and len(finished) >= 1:
+            proc.send_signal(signal.SIGTERM)
+            break
+        assert time.monotonic() < deadline, "the gate never got to its second benchmark"
+    proc.wait(timeout=120)
+    assert proc.returncode != 0  # interrupted, not a pass
+    assert finished, "no benchmark finished before the kill"
+
+    cmd, env = _gate(cache, tmp_path / "r2")
+    rerun = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    recomputed = {(m.group(1), m.group(2)) for m in DONE.finditer(rerun.stdout)}
+    # what finished before the kill is read from the cache, everything else is computed
+    assert not recomputed & set(finished)
+    assert len(recomputed) + len(finished) == 2 * 4  # baseline and Q8_0, four benchmarks each
+    assert "5 passed" in rerun.stdout
