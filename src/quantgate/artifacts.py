@@ -6,14 +6,28 @@ the target type and the llama.cpp version, so a second run reuses it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from quantgate.cache import build_once, cache_key, cache_root, sha256_file
+from quantgate import progress
+from quantgate.cache import (
+    build_once,
+    cache_key,
+    cache_root,
+    read_json,
+    sha256_file,
+    write_json_atomic,
+)
+from quantgate.errors import ConfigError
 from quantgate.gguf_file import GGUFInfo, inspect_gguf
 from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
 from quantgate.sources import fetch
+
+#: Bump when pruning's choice or file rewriting changes, so old artifacts are not reused.
+PRUNE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -22,6 +36,8 @@ class Artifact:
     path: Path
     sha256: str
     info: GGUFInfo
+    #: how it was made, where that matters to a reader (pruning: the blocks and their scores)
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class ArtifactStore:
@@ -31,9 +47,9 @@ class ArtifactStore:
         self.registry = registry
         self._memo: dict[str, Artifact] = {}
 
-    def _checked(self, label: str, path: Path) -> Artifact:
+    def _checked(self, label: str, path: Path, notes: dict[str, Any] | None = None) -> Artifact:
         info = inspect_gguf(path, label)
-        artifact = Artifact(label, path, sha256_file(path), info)
+        artifact = Artifact(label, path, sha256_file(path), info, notes or {})
         self._memo[label] = artifact
         return artifact
 
@@ -63,6 +79,63 @@ class ArtifactStore:
             assert comp.source is not None
             where = f"models.{pair.model_key}.compressions.{pair.compression_name}"
             return self._checked(pair.id, fetch(comp.source, self.registry, where))
+        if comp.base is not None:  # a chain: built from another compression's output
+            base = self.variant(self.registry.pair(pair.model_key, comp.base))
+        else:
+            base = self.baseline(pair.model_key)
+        if comp.method == "prune_blocks":
+            path, notes = self._pruned(pair, base)
+            return self._checked(pair.id, path, notes)
         assert comp.quant_type is not None
-        base = self.baseline(pair.model_key)
-        return self._checked(pair.id, self._requantized(pair.id, base, comp.quant_type))
+        return self._checked(
+            pair.id, self._requantized(pair.id, base, comp.quant_type), dict(base.notes)
+        )
+
+    def _pruned(self, pair: Pair, src: Artifact) -> tuple[Path, dict[str, Any]]:
+        """Drop the least influential blocks of ``src`` (see quantgate.prune); the chosen
+        blocks and every block's score are logged and kept beside the file."""
+        from quantgate import prune
+
+        comp = pair.compression
+        assert comp.n_blocks is not None and comp.calibration is not None
+        where = f"models.{pair.model_key}.compressions.{pair.compression_name}"
+        calib_path = self.registry.resolve(comp.calibration)
+        try:
+            text = calib_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}.calibration: {calib_path} not found") from None
+        n_ctx = self.registry.evaluation_for(pair.model_key).perplexity.n_ctx
+        key = cache_key(
+            input=src.sha256,
+            method="prune_blocks/block_influence",
+            n_blocks=comp.n_blocks,
+            calibration=hashlib.sha256(text.encode()).hexdigest(),
+            chunks=comp.calibration_chunks,
+            n_ctx=n_ctx,
+            protect=comp.protect,
+            version=PRUNE_VERSION,
+        )
+        target = cache_root() / "artifacts" / key / f"{pair.id}.gguf"
+        notes_path = target.with_suffix(".prune.json")
+
+        def build(partial: Path) -> None:
+            with progress.step(f"{pair.id}: block influence on {calib_path.name}"):
+                states = prune.hidden_states_on(src.path, text, n_ctx, comp.calibration_chunks)
+                scores = prune.block_influence(states)
+            protect = comp.protect if comp.protect is not None else [0, len(scores) - 1]
+            try:
+                dropped = prune.choose_blocks(scores, comp.n_blocks, protect)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+            with progress.step(
+                f"{pair.id}: write {len(scores) - len(dropped)} of {len(scores)} blocks"
+            ):
+                prune.drop_blocks(src.path, partial, dropped, pair.id)
+            write_json_atomic(notes_path, {"block_influence": scores, "dropped": dropped})
+
+        build_once(target, build)
+        notes = read_json(notes_path) or {}
+        if notes:
+            chosen = prune.BlockScores(notes["block_influence"], notes["dropped"])
+            progress.say(f"{pair.id}: {chosen.describe()}")
+        return target, {"pruned_blocks": notes.get("dropped"), **dict(src.notes)}

@@ -81,9 +81,19 @@ class Baseline(StrictModel):
 class Compression(StrictModel):
     """How a variant is produced, and what the gate should think of it."""
 
-    method: Literal["llama_quantize", "prebuilt"]
+    method: Literal["llama_quantize", "prebuilt", "prune_blocks"]
     quant_type: str | None = None
     source: Source | None = None
+    #: apply this compression to another compression's output (a chain: pruned -> Q4_K_M)
+    base: str | None = None
+    #: prune_blocks: how many transformer blocks to remove, chosen by block influence
+    n_blocks: int | None = Field(None, ge=1)
+    #: prune_blocks: the calibration text, relative to the registry file (not the PPL text)
+    calibration: str | None = None
+    #: prune_blocks: chunks of n_ctx tokens of the calibration text to measure on
+    calibration_chunks: int = Field(2, ge=1)
+    #: prune_blocks: blocks never removed; default the first and the last
+    protect: list[int] | None = None
     marks: list[str] = Field(default_factory=list)
     #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
     expect: Literal["pass", "fail"] = "pass"
@@ -111,10 +121,15 @@ class Compression(StrictModel):
 
     @model_validator(mode="after")
     def _method_fields(self) -> Compression:
-        if self.method == "llama_quantize" and (self.quant_type is None or self.source):
-            raise ValueError("method llama_quantize needs quant_type and no source")
-        if self.method == "prebuilt" and (self.source is None or self.quant_type):
-            raise ValueError("method prebuilt needs source and no quant_type")
+        pruning = (self.n_blocks, self.calibration)
+        if self.method == "llama_quantize" and (
+            self.quant_type is None or self.source or any(pruning)
+        ):
+            raise ValueError("method llama_quantize needs quant_type, and no source or n_blocks")
+        if self.method == "prebuilt" and (self.source is None or self.quant_type or self.base):
+            raise ValueError("method prebuilt needs source, and no quant_type or base")
+        if self.method == "prune_blocks" and (not all(pruning) or self.quant_type or self.source):
+            raise ValueError("method prune_blocks needs n_blocks and calibration, no quant_type")
         return self
 
 
@@ -265,6 +280,16 @@ class Registry:
         """Every benchmark any model declares (thresholds/ may name these as D_<name>)."""
         return {name for m in self.models.values() for name in m.benchmarks}
 
+    def pair(self, model_key: str, compression: str) -> Pair:
+        entry = self.models[model_key]
+        return Pair(
+            model_key,
+            compression,
+            entry,
+            entry.compressions[compression],
+            self.evaluation_for(model_key),
+        )
+
     def evaluation_for(self, model_key: str) -> Evaluation:
         return self.models[model_key].evaluation or self.data.evaluation
 
@@ -298,6 +323,25 @@ class Registry:
         ]
 
 
+def _check_chain(path: Path, key: str, entry: ModelEntry, name: str) -> None:
+    """A ``base:`` names another compression of the same model, and chains end."""
+    seen = [name]
+    comp = entry.compressions[name]
+    while comp.base is not None:
+        if comp.base not in entry.compressions:
+            raise ConfigError(
+                f"{path}: models.{key}.compressions.{seen[-1]}.base: no compression "
+                f"{comp.base!r} in models.{key}{did_you_mean(comp.base, entry.compressions)}"
+            )
+        if comp.base in seen:
+            raise ConfigError(
+                f"{path}: models.{key}.compressions.{name}: base chain loops: "
+                + " -> ".join([*seen, comp.base])
+            )
+        seen.append(comp.base)
+        comp = entry.compressions[comp.base]
+
+
 def load_registry(path: Path) -> Registry:
     """Read and validate a registry file.
 
@@ -320,6 +364,7 @@ def load_registry(path: Path) -> Registry:
         raise ConfigError(one_line(exc, str(path))) from None
     for key, entry in data.models.items():
         for name, comp in entry.compressions.items():
+            _check_chain(path, key, entry, name)
             for item in comp.expect_fail_on:
                 bench = item.removeprefix("retention.")
                 if item.startswith("retention.") and bench not in {*entry.benchmarks, "overall"}:
