@@ -80,6 +80,8 @@ def test_footprint(pair, quantgate, record_property):
                 "bits_per_weight": variant.info.bits_per_weight,
                 "baseline_file_size_bytes": baseline.info.file_size,
                 "baseline_bits_per_weight": baseline.info.bits_per_weight,
+                "n_blocks": variant.info.n_layers,
+                "pruned_blocks": variant.notes.get("pruned_blocks"),
             }
         },
     )

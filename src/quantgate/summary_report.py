@@ -138,7 +138,8 @@ def render_markdown(
         head += ["PPL", "ΔPPL %", "KLD", "tg tok/s", "Q", "verdict"]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in summaries:
-            cells = [s.compression, _size(s), _num(s.bits_per_weight, 3)]
+            label = s.compression + (f" (−blocks {s.pruned_blocks})" if s.pruned_blocks else "")
+            cells = [label, _size(s), _num(s.bits_per_weight, 3)]
             cells += [_num(s.scores.get(b), 3) for b in benches]
             cells += [_md_flag(s.d.get(b)) for b in benches]
             cells += [_md_flag(s.d.get(OVERALL)), _num(s.ppl, 5)]
@@ -245,8 +246,11 @@ def _model_table(summaries: list[PairSummary], weights: QScoreWeights) -> str:
     head += ["Q", "verdict"]
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for s in summaries:
+        name = html.escape(s.compression)
+        if s.pruned_blocks:
+            name += f"<br><small>{s.n_blocks} blocks; removed {s.pruned_blocks}</small>"
         tds = [
-            f"<td>{html.escape(s.compression)}</td>",
+            f"<td>{name}</td>",
             f"<td>{_size(s)}</td>",
             f"<td>{_num(s.bits_per_weight, 3)}</td>",
         ]

@@ -49,6 +49,9 @@ class PairSummary:
     canary: bool = False
     #: the baseline against itself (tests/test_noise_floor.py): a reference, not a verdict
     noise_floor: bool = False
+    n_blocks: int | None = None
+    #: blocks removed by pruning (indices in the unpruned model), where the pair was pruned
+    pruned_blocks: list[int] | None = None
     size_bytes: int | None = None
     bits_per_weight: float | None = None
     scores: dict[str, float] = field(default_factory=dict)
@@ -142,6 +145,8 @@ def _absorb(pair: PairSummary, base: PairSummary, row: dict[str, Any]) -> None:
     elif metric == "size_ratio":
         pair.size_bytes = row.get("file_size_bytes")
         pair.bits_per_weight = row.get("bits_per_weight")
+        pair.n_blocks = row.get("n_blocks")
+        pair.pruned_blocks = row.get("pruned_blocks")
         base.size_bytes = row.get("baseline_file_size_bytes", base.size_bytes)
         base.bits_per_weight = row.get("baseline_bits_per_weight", base.bits_per_weight)
 

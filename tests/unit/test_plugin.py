@@ -39,8 +39,14 @@ def test_smoke_selects_only_the_embedded_default(gate_run):
 
 def test_slow_tier_holds_the_other_variant_and_ifeval(gate_run):
     ids = collected(gate_run("--collect-only", "-q", "-m", "slow"))
-    pairs = {re.search(r"\[(smollm2[^-]*-[^\]-]+)", i).group(1) for i in ids}
-    assert pairs == {"smollm2-Q6_K", "smollm2_ifeval-Q8_0", "smollm2_ifeval-Q2_K"}
+    pairs = {re.search(r"\[(smollm2[^-]*-(?:pruned2-Q4_K_M|[^\]-]+))", i).group(1) for i in ids}
+    assert pairs == {
+        "smollm2-Q6_K",
+        "smollm2-pruned2",
+        "smollm2-pruned2-Q4_K_M",
+        "smollm2_ifeval-Q8_0",
+        "smollm2_ifeval-Q2_K",
+    }
     assert "tests/test_retention.py::test_retention[smollm2_ifeval-Q8_0-ifeval]" in ids
 
 
@@ -90,6 +96,10 @@ def test_model_and_compression_select_exactly_one_pair(gate_run):
         (("--registry", "nope.yaml"), "nope.yaml not found; pass --registry PATH"),
         # a bad --threads value is quoted
         (("--threads", "two"), "--threads: expected a positive integer, got 'two'"),
+        # an unwritable reports folder, before anything runs
+        (("--reports-dir=/proc/quantgate-reports",), "--reports-dir /proc/quantgate-reports: not"),
+        # --compare needs an earlier summary.json
+        (("--compare=nope.json",), "--compare"),
     ],
 )
 def test_bad_options_are_usage_errors(gate_run, args, message):

@@ -190,3 +190,28 @@ def test_bad_modes_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message) as exc:
         _thresholds(tmp_path, text)
     assert "default.yaml" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def _power(mode, half_width, limit=10.0):
+    from quantgate.gates import Outcome
+    from quantgate.registry import load_registry
+    from quantgate.session import _power_check
+
+    from .conftest import REPO
+
+    pair = load_registry(REPO / "fixtures" / "models.yaml").pairs(["smollm2"], ["Q8_0"])[0]
+    outcome = Outcome("D_hellaswag", 1.0, Threshold("D_hellaswag", limit, "t.yaml:defaults", mode))
+    recorded = []
+    _power_check(pair, outcome, half_width, lambda k, v: recorded.append(k))
+    return recorded
+
+
+def test_power_check_warns_in_ci_mode_and_errors_in_strict_mode():
+    from quantgate.session import PowerWarning
+
+    assert _power("ci", 4.0) == []  # the sample resolves a 10-point loss: silent
+    with pytest.warns(PowerWarning, match="half-width of 48.5 points, not below the threshold 10"):
+        assert _power("ci", 48.5) == ["D_hellaswag.power_warning"]
+    with pytest.raises(EvaluationError, match="in strict mode even an identical model would fail"):
+        _power("strict", 48.5)
+    assert _power("point", 48.5) == []  # the study's rule: no interval, no power claim

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -110,7 +111,7 @@ window.addEventListener('load', () => {
 
 
 @pytest.mark.real_model
-def test_summary_html_renders_in_headless_chromium(smoke, tmp_path):
+def test_summary_html_renders_in_headless_chromium(smoke, tmp_path, pytestconfig):
     browser = _chromium()
     if browser is None:
         if os.environ.get("QUANTGATE_REQUIRE_BROWSER"):
@@ -146,7 +147,11 @@ def test_summary_html_renders_in_headless_chromium(smoke, tmp_path):
         timeout=120,
         check=True,
     )
-    shutil.copy(shot, smoke.reports / "summary.png")  # kept with the reports for a human look
+    # kept with the project's test reports (reports/unit/ under make test) for a human look
+    keep = Path(pytestconfig.rootpath) / pytestconfig.getoption("reports_dir")
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / "smoke-summary-screenshot.png")
+    shutil.copy(smoke.reports / "summary.html", keep / "smoke-summary.html")
     from matplotlib.image import imread
 
     pixels = imread(shot)
