@@ -22,8 +22,15 @@ from quantgate.cache import (
 )
 from quantgate.errors import ConfigError
 from quantgate.gguf_file import GGUFInfo, inspect_gguf
+from quantgate.hf_checkpoint import (
+    checkpoint_sha256,
+    from_gguf,
+    inspect_checkpoint,
+    load_quantized_sha256,
+)
 from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
+from quantgate.schema_base import did_you_mean
 from quantgate.sources import fetch
 
 #: Bump when pruning's choice or file rewriting changes, so old artifacts are not reused.
@@ -48,8 +55,11 @@ class ArtifactStore:
         self._memo: dict[str, Artifact] = {}
 
     def _checked(self, label: str, path: Path, notes: dict[str, Any] | None = None) -> Artifact:
-        info = inspect_gguf(path, label)
-        artifact = Artifact(label, path, sha256_file(path), info, notes or {})
+        if path.is_dir():  # a transformers checkpoint
+            info, sha = inspect_checkpoint(path, label), checkpoint_sha256(path)
+        else:
+            info, sha = inspect_gguf(path, label), sha256_file(path)
+        artifact = Artifact(label, path, sha, info, notes or {})
         self._memo[label] = artifact
         return artifact
 
@@ -64,9 +74,21 @@ class ArtifactStore:
         label = f"{model_key}-baseline"
         if label in self._memo:
             return self._memo[label]
-        entry = self.registry.models[model_key].baseline
-        source_path = fetch(entry.source, self.registry, f"models.{model_key}.baseline")
-        source = self._checked(f"{model_key}-source", source_path)
+        model = self.registry.models[model_key]
+        entry = model.baseline
+        where = f"models.{model_key}.baseline"
+        if entry.source.from_model is not None:
+            other = entry.source.from_model
+            if other not in self.registry.models or other == model_key:
+                raise ConfigError(
+                    f"{where}.source.from_model: {other!r} is not another model of "
+                    f"{self.registry.path}{did_you_mean(other, self.registry.models)}"
+                )
+            source = self.baseline(other)
+        else:
+            source = self._checked(f"{model_key}-source", fetch(entry.source, self.registry, where))
+        if model.format == "hf" and not source.path.is_dir():  # a GGUF made into a checkpoint
+            return self._checked(label, from_gguf(source.path, source.sha256, label))
         if entry.convert_to is None:
             return self._checked(label, source.path)
         return self._checked(label, self._requantized(label, source, entry.convert_to))
@@ -86,6 +108,17 @@ class ArtifactStore:
         if comp.method == "prune_blocks":
             path, notes = self._pruned(pair, base)
             return self._checked(pair.id, path, notes)
+        if comp.method == "load_quantized":  # no file: the backend quantizes as it loads
+            assert comp.quantization is not None
+            artifact = Artifact(
+                pair.id,
+                base.path,
+                load_quantized_sha256(base.sha256, comp.quantization),
+                base.info,
+                {**base.notes, "quantization": comp.quantization},
+            )
+            self._memo[pair.id] = artifact
+            return artifact
         assert comp.quant_type is not None
         return self._checked(
             pair.id, self._requantized(pair.id, base, comp.quant_type), dict(base.notes)

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,9 @@ def locked(target: Path) -> Iterator[None]:
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:
     """Return ``target``, building it with ``build(partial_path)`` if it does not exist yet.
 
-    ``build`` writes to the partial path; only a build that returns normally is renamed into
-    place. Any exception removes the partial file, so a crash or a full disk is never reused.
+    ``build`` writes to the partial path (a file, or a directory); only a build that returns
+    normally is renamed into place. Any exception removes the partial file, so a crash or a
+    full disk is never reused.
     """
     if target.exists():
         return target
@@ -89,8 +91,11 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
                 raise QuantgateError(f"building {target.name} produced no file at {partial}")
             os.replace(partial, target)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
+            if partial.is_dir():  # a directory artifact (a transformers checkpoint)
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
     return target
 
 

