@@ -7,12 +7,7 @@ with the variant's in the same process, so both see the same machine load.
 
 import pytest
 
-from quantgate.throughput import (
-    BaselineRounds,
-    interleaved_tokens_per_second,
-    peak_rss_mib,
-    workloads,
-)
+from quantgate.throughput import BaselineRounds, interleaved_tokens_per_second, workloads
 
 
 @pytest.mark.quality_gate("throughput")
@@ -59,29 +54,20 @@ def test_throughput(pair, kind, quantgate, benchmark, record_property):
 
 @pytest.mark.quality_gate("footprint")
 def test_footprint(pair, quantgate, record_property):
-    variant = quantgate.artifacts.variant(pair)
-    baseline = quantgate.artifacts.baseline(pair.model_key)
-    settings = quantgate.settings(pair.model_key)
-    record_property("file_size_bytes", variant.info.file_size)
-    record_property("bits_per_weight", f"{variant.info.bits_per_weight:.3f}")
-    record_property("baseline_bits_per_weight", f"{baseline.info.bits_per_weight:.3f}")
+    facts = quantgate.footprint(pair)
+    record_property("file_size_bytes", facts["file_size_bytes"])
+    record_property("size_measured_as", facts["size_measured_as"])
+    record_property("load_seconds", f"{facts['load_seconds']:.2f}")
+    record_property("bits_per_weight", f"{facts['bits_per_weight']:.3f}")
+    record_property("baseline_bits_per_weight", f"{facts['baseline_bits_per_weight']:.3f}")
     quantgate.check(
         pair,
         "footprint",
         {
-            "size_ratio": variant.info.file_size / baseline.info.file_size,
-            "peak_rss_mib": peak_rss_mib(variant, settings),
+            "size_ratio": facts["file_size_bytes"] / facts["baseline_file_size_bytes"],
+            "peak_rss_mib": facts["peak_rss_mib"],
         },
         record_property,
-        baselines={"size_ratio": 1.0, "peak_rss_mib": quantgate.baseline_rss_mib(pair.model_key)},
-        extra={
-            "size_ratio": {
-                "file_size_bytes": variant.info.file_size,
-                "bits_per_weight": variant.info.bits_per_weight,
-                "baseline_file_size_bytes": baseline.info.file_size,
-                "baseline_bits_per_weight": baseline.info.bits_per_weight,
-                "n_blocks": variant.info.n_layers,
-                "pruned_blocks": variant.notes.get("pruned_blocks"),
-            }
-        },
+        baselines={"size_ratio": 1.0, "peak_rss_mib": facts["baseline_peak_rss_mib"]},
+        extra={"size_ratio": facts},
     )

@@ -199,7 +199,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         pair = getattr(item, "callspec", None) and item.callspec.params.get("pair")
         gate_mark = item.get_closest_marker("quality_gate")
-        if pair is None or gate_mark is None:
+        # an empty parametrization (no pair has benchmarks) gives pytest's NOTSET placeholder
+        if not isinstance(pair, Pair) or gate_mark is None:
             continue
         gate = gate_mark.args[0]
         if gate in pair.compression.skip:
@@ -252,14 +253,19 @@ class SummaryCollector:
         self.weights = weights
         self.previous = previous
         self.rows: list[dict] = []
+        #: wall time of every test of a pair (setup, call, teardown), summed
+        self.wall: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call":
             self.rows += [json.loads(v) for k, v in report.user_properties if k == ROW_PROPERTY]
+        pair = _pair_of(report.nodeid)
+        if pair is not None:
+            self.wall[pair] = self.wall.get(pair, 0.0) + report.duration
 
     def pytest_sessionfinish(self) -> None:
         if self.rows:
-            doc = write_summary(self.folder / "summary.json", self.rows)
+            doc = write_summary(self.folder / "summary.json", self.rows, self.wall)
             write_reports(self.folder, doc["rows"], self.weights, doc["created"], self.previous)
 
     @pytest.hookimpl(optionalhook=True)
@@ -270,6 +276,17 @@ class SummaryCollector:
             ' (markdown: <a href="summary.md">summary.md</a>, data: '
             '<a href="summary.json">summary.json</a>).</p>'
         )
+
+
+def _pair_of(nodeid: str) -> str | None:
+    """The bracket of a gate test's id (``smollm2-Q8_0-hellaswag``; report.write_summary
+    credits it to the pair it starts with)."""
+    if "[" not in nodeid or not nodeid.startswith("tests/test_"):
+        return None
+    inner = nodeid.split("[", 1)[1].rstrip("]")
+    for suffix in ("-pp", "-tg"):
+        inner = inner.removesuffix(suffix)
+    return inner
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

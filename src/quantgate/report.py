@@ -6,6 +6,7 @@ Rows travel from the test (possibly on an xdist worker) to the controller as a t
 Schema (``schema_version`` 2)::
 
     {"schema_version": 2, "quantgate": "<version>", "created": "<UTC ISO time>",
+     "wall_seconds": {"<pair>": evaluation wall time of its tests},
      "rows": [{"model", "compression", "pair", "gate", "metric", "value", "unit", "baseline",
                "threshold", "direction", "threshold_origin", "mode", "ci_low", "ci_high",
                "verdict", "expect", ...gate-specific fields}]}
@@ -65,13 +66,16 @@ def _benchmark_of(metric_name: str) -> str | None:
     )
 
 
-def write_summary(path: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def write_summary(
+    path: Path, rows: list[dict[str, Any]], wall_seconds: dict[str, float] | None = None
+) -> dict[str, Any]:
     rows = sorted(rows, key=lambda r: (r["model"], r["compression"], r["gate"], r["metric"]))
     doc = {
         "schema_version": SCHEMA_VERSION,
         "quantgate": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "rows": rows,
+        "wall_seconds": _per_pair(rows, wall_seconds or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
@@ -104,3 +108,16 @@ def noise_floor_row(
         "role": "noise_floor",
         **extra,
     }
+
+
+def _per_pair(rows: list[dict[str, Any]], wall: dict[str, float]) -> dict[str, float]:
+    """Evaluation wall time per pair: the summed durations of its tests, whose ids may carry a
+    benchmark suffix (``smollm2-Q8_0-hellaswag``): each is credited to the longest pair id it
+    starts with."""
+    pairs = sorted({r["pair"] for r in rows}, key=len, reverse=True)
+    out: dict[str, float] = {}
+    for test_id, seconds in wall.items():
+        pair = next((p for p in pairs if test_id == p or test_id.startswith(p + "-")), None)
+        if pair is not None:
+            out[pair] = round(out.get(pair, 0.0) + seconds, 2)
+    return dict(sorted(out.items()))

@@ -242,9 +242,7 @@ def run_benchmark(
 
     from lm_eval import simple_evaluate
 
-    from quantgate.lm_eval_model import LlamaCppLM
-
-    lm = LlamaCppLM(backend=backend)
+    lm = backend.lm_eval_model()
     label = backend.artifact.label
     with progress.step(f"{label}: lm-eval {bench.task} ({bench.limit or 'all'} items)"):
         out = simple_evaluate(

@@ -1,22 +1,30 @@
-"""Child process for quantgate.throughput.peak_rss_mib: load, evaluate 32 tokens, print peak RSS.
+"""Child process for quantgate.throughput.peak_rss_mib: load an artifact with its backend,
+evaluate a 32-token prompt, print the peak RSS.
 
-Usage: python -m quantgate.rss_probe MODEL.gguf N_CTX N_THREADS
+Usage: python -m quantgate.rss_probe '{"backend": ..., "artifact": {...}, "settings": {...}}'
 """
 
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from llama_cpp import Llama
+    from quantgate.artifacts import Artifact
+    from quantgate.backends import backend_class
+    from quantgate.registry import BackendSettings
 
-    path, n_ctx, n_threads = argv[0], int(argv[1]), int(argv[2]) or os.cpu_count() or 1
-    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-    llm.eval(llm.tokenize(b"The quick brown fox jumps over the lazy dog. " * 3)[:32])
+    spec = json.loads(argv[0])
+    a = spec["artifact"]
+    # the facts (info) are not needed to load: only the path, identity and load-time notes
+    artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]
+    backend = backend_class(spec["backend"])(artifact, BackendSettings(**spec["settings"]))
+    backend.process_prompt(
+        backend.tokenize("The quick brown fox jumps over the lazy dog. " * 3)[:32]
+    )
     print(json.dumps({"peak_rss_mib": peak_rss_kib() / 1024}))
     return 0
 

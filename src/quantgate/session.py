@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from quantgate.report import ROW_PROPERTY, outcome_row
 from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
 from quantgate.stats import Interval
 from quantgate.thresholds import Thresholds
-from quantgate.throughput import Workload, workloads
+from quantgate.throughput import Workload, peak_rss_mib, workloads
 
 RecordProperty = Callable[[str, object], None]
 
@@ -57,6 +58,8 @@ class GateSession:
         self._backends: OrderedDict[str, Backend] = OrderedDict()
         self._evaluators: dict[str, QualityEvaluator] = {}
         self._baseline_rss: dict[str, float] = {}
+        #: seconds each artifact took to load (first load in this session), for the reports
+        self.load_seconds: dict[str, float] = {}
 
     # -- loading -------------------------------------------------------------------------------
     def settings(self, model_key: str) -> BackendSettings:
@@ -78,7 +81,9 @@ class GateSession:
             _, old = self._backends.popitem(last=False)
             old.close()
         cls = backend_class(self.registry.models[model_key].backend)
+        start = time.perf_counter()
         backend = cls(artifact, settings)
+        self.load_seconds.setdefault(artifact.label, time.perf_counter() - start)
         self._backends[key] = backend
         return backend
 
@@ -152,13 +157,47 @@ class GateSession:
         return workloads(backend, tp, self.settings(model_key).seed)[kind]
 
     def baseline_rss_mib(self, model_key: str) -> float:
-        from quantgate.throughput import peak_rss_mib
-
         if model_key not in self._baseline_rss:
             self._baseline_rss[model_key] = peak_rss_mib(
-                self.artifacts.baseline(model_key), self.settings(model_key)
+                self.artifacts.baseline(model_key),
+                self.settings(model_key),
+                self.registry.models[model_key].backend,
             )
         return self._baseline_rss[model_key]
+
+    def footprint(self, pair: Pair) -> dict[str, Any]:
+        """Size facts of the variant and its baseline: file bytes, or for a load-time
+        quantization (no file of its own) the loaded weights' bytes of both."""
+        variant, baseline = self.artifacts.variant(pair), self.artifacts.baseline(pair.model_key)
+        if "quantization" in variant.notes:
+            size = self.variant_backend(pair).memory_bytes()
+            base_size = self.baseline_backend(pair.model_key).memory_bytes()
+            assert size is not None and base_size is not None
+            measure = "loaded weights"
+        else:
+            size, base_size, measure = variant.info.file_size, baseline.info.file_size, "file"
+        return {
+            "file_size_bytes": size,
+            "baseline_file_size_bytes": base_size,
+            "size_measured_as": measure,
+            "bits_per_weight": size * 8 / variant.info.n_params
+            if measure != "file"
+            else variant.info.bits_per_weight,
+            "baseline_bits_per_weight": baseline.info.bits_per_weight,
+            "n_blocks": variant.info.n_layers,
+            "pruned_blocks": variant.notes.get("pruned_blocks"),
+            "peak_rss_mib": peak_rss_mib(
+                variant, self.settings(pair.model_key), self.registry.models[pair.model_key].backend
+            ),
+            "baseline_peak_rss_mib": self.baseline_rss_mib(pair.model_key),
+            "load_seconds": self._load_time(pair),
+        }
+
+    def _load_time(self, pair: Pair) -> float:
+        label = self.artifacts.variant(pair).label
+        if label not in self.load_seconds:
+            self.variant_backend(pair)
+        return self.load_seconds[label]
 
     def task_index(self) -> TaskIndex:
         if self._tasks is None:

@@ -102,19 +102,23 @@ def interleaved_tokens_per_second(
     return base.tokens_per_second(settings.rounds), variant.n_tokens / float(np.mean(times))
 
 
-def peak_rss_mib(artifact: Artifact, settings: BackendSettings) -> float:
-    """Peak RSS of a fresh process that loads ``artifact`` and evaluates a short prompt.
-
-    A child process, because the test process holds several models at once.
+def peak_rss_mib(
+    artifact: Artifact, settings: BackendSettings, backend: str = "llama_cpp"
+) -> float:
+    """Peak RSS of a fresh process that loads ``artifact`` with ``backend`` and evaluates a
+    short prompt. A child process, because the test process holds several models at once.
     """
-    cmd = [
-        sys.executable,
-        "-m",
-        "quantgate.rss_probe",
-        str(artifact.path),
-        str(settings.n_ctx),
-        str(settings.n_threads or 0),
-    ]
+    spec = {
+        "backend": backend,
+        "artifact": {
+            "label": artifact.label,
+            "path": str(artifact.path),
+            "sha256": artifact.sha256,
+            "notes": artifact.notes,
+        },
+        "settings": settings.model_dump(),
+    }
+    cmd = [sys.executable, "-m", "quantgate.rss_probe", json.dumps(spec)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]

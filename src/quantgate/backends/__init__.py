@@ -14,6 +14,8 @@ from quantgate.schema_base import did_you_mean
 
 BACKENDS: dict[str, str] = {
     "llama_cpp": "quantgate.backends.llama_cpp:LlamaCppBackend",
+    "transformers": "quantgate.backends.transformers:TransformersBackend",
+    "vllm": "quantgate.backends.vllm:VllmBackend",
 }
 
 

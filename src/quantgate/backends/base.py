@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,15 @@ class Backend(ABC):
     @abstractmethod
     def decode_one_by_one(self, tokens: Sequence[int]) -> None:
         """Evaluate ``tokens`` one at a time from an empty context (llama-bench ``tg``)."""
+
+    def lm_eval_model(self) -> Any:
+        """An lm-eval LM scoring with this backend (for the retention gate)."""
+        raise NotImplementedError(f"backend {self.name} does not serve lm-eval")
+
+    def memory_bytes(self) -> int | None:
+        """Bytes of the loaded weights when that differs from the file (load-time quantization),
+        else None (the artifact's file size tells)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model (GPU memory for GPU backends)."""

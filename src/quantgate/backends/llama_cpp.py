@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,7 @@ class LlamaCppBackend(Backend):
                 seed=self.settings.seed,
                 type_k=kv_type,
                 type_v=kv_type,
+                n_gpu_layers=self.settings.n_gpu_layers,
                 verbose=False,
             )
         except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
@@ -188,6 +190,11 @@ class LlamaCppBackend(Backend):
         llm.reset()
         for token in tokens:
             llm.eval([token])
+
+    def lm_eval_model(self) -> Any:
+        from quantgate.lm_eval_model import LlamaCppLM
+
+        return LlamaCppLM(backend=self)
 
     def close(self) -> None:
         for llm in (self.__dict__.pop("_serving", None), self.__dict__.pop("_scoring", None)):

@@ -1,0 +1,153 @@
+"""transformers, in process: a checkpoint folder (or a GGUF turned into one), on CPU or GPU,
+optionally quantized as it loads (bitsandbytes, optimum-quanto)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from quantgate.artifacts import Artifact
+from quantgate.backends.base import Backend
+from quantgate.errors import ArtifactError, ConfigError, EvaluationError
+from quantgate.registry import BackendSettings
+
+
+class TransformersBackend(Backend):
+    """AutoModelForCausalLM + AutoTokenizer; greedy decoding; no gradient anywhere."""
+
+    name = "transformers"
+
+    def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
+        super().__init__(artifact, settings)
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:
+            raise ConfigError(
+                f"{artifact.label}: the transformers backend needs torch and transformers "
+                f"({exc.name} missing): pip install -e '.[dev]'"
+            ) from None
+        self._torch = torch
+        torch.manual_seed(settings.seed)
+        if settings.device == "cpu":
+            torch.set_num_threads(settings.n_threads or os.cpu_count() or 1)
+        kw: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
+        spec = artifact.notes.get("quantization")
+        if spec is not None:
+            from quantgate.hf_checkpoint import quantization_config
+
+            kw["quantization_config"] = quantization_config(spec, artifact.label)
+        dtype = settings.dtype if settings.dtype == "auto" else getattr(torch, settings.dtype)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(artifact.path, **kw)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                artifact.path, dtype=dtype, device_map=settings.device, **kw
+            ).eval()
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(
+                f"{artifact.label}: transformers could not load {artifact.path}: "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
+        self.device = settings.device
+
+    # -- facts ---------------------------------------------------------------------------------
+    @property
+    def n_vocab(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+    @property
+    def bos_token_id(self) -> int | None:
+        ids = self.tokenizer("a", add_special_tokens=True).input_ids
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None and ids and ids[0] == bos else None
+
+    def memory_bytes(self) -> int:
+        """Bytes of the loaded weights as they are stored: the state dict's tensors, tied ones
+        once. (transformers' get_memory_footprint counts optimum-quanto's int8 weights at their
+        float size; the state dict holds their int8 data and scales.)"""
+        seen: set[int] = set()
+        total = 0
+        for tensor in self.model.state_dict().values():
+            if tensor.data_ptr() in seen:
+                continue
+            seen.add(tensor.data_ptr())
+            total += tensor.numel() * tensor.element_size()
+        return total
+
+    # -- tokens --------------------------------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special).input_ids)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+    def _ids(self, tokens: Sequence[int]):  # -> torch.Tensor
+        return self._torch.tensor([list(tokens)], dtype=self._torch.long, device=self.device)
+
+    # -- scoring -------------------------------------------------------------------------------
+    def logits(self, tokens: Sequence[int], start: int = 0) -> np.ndarray:
+        if len(tokens) > self.settings.n_ctx:
+            raise ValueError(f"{len(tokens)} tokens do not fit n_ctx={self.settings.n_ctx}")
+        with self._torch.no_grad():
+            out = self.model(self._ids(tokens), use_cache=False).logits[0, start:]
+        rows = out.float().cpu().numpy()
+        if not np.isfinite(rows).all():
+            raise EvaluationError(f"{self.artifact.label}: NaN/inf logits")
+        return rows
+
+    def generate(
+        self,
+        prompt: Sequence[int],
+        max_new_tokens: int,
+        stop_ids: Sequence[int] = (),
+        stop_text: Sequence[str] = (),
+    ) -> list[int]:
+        eos = [t for t in (self.tokenizer.eos_token_id, *stop_ids) if t is not None]
+        with self._torch.no_grad():
+            out = self.model.generate(
+                self._ids(prompt),
+                attention_mask=self._torch.ones(1, len(prompt), dtype=self._torch.long),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,  # greedy: temperature 0, top_k 1
+                eos_token_id=eos or None,
+                pad_token_id=eos[0] if eos else 0,
+                stop_strings=[s for s in stop_text if s] or None,
+                tokenizer=self.tokenizer,
+            )
+        new = out[0, len(prompt) :].tolist()
+        while new and new[-1] in eos:
+            new.pop()
+        return new
+
+    # -- speed (llama-bench's pp and tg) -------------------------------------------------------
+    def process_prompt(self, tokens: Sequence[int]) -> None:
+        with self._torch.no_grad():
+            self.model(self._ids(tokens), use_cache=True, logits_to_keep=1)
+
+    def decode_one_by_one(self, tokens: Sequence[int]) -> None:
+        past = None
+        with self._torch.no_grad():
+            for token in tokens:
+                out = self.model(
+                    self._ids([token]), past_key_values=past, use_cache=True, logits_to_keep=1
+                )
+                past = out.past_key_values
+
+    # -- lm-eval -------------------------------------------------------------------------------
+    def lm_eval_model(self) -> Any:
+        """lm-eval's own ``hf`` model around the loaded model and tokenizer."""
+        from lm_eval.models.huggingface import HFLM
+
+        return HFLM(
+            pretrained=self.model,
+            tokenizer=self.tokenizer,
+            batch_size=1,
+            max_length=self.settings.n_ctx,
+            device=self.device,
+        )
+
+    def close(self) -> None:
+        self.__dict__.pop("model", None)
