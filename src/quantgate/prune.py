@@ -76,7 +76,8 @@ def hidden_states_on(gguf_path: Path, text: str, n_ctx: int, max_chunks: int) ->
             f"pruning needs torch and transformers ({exc.name} missing): "
             "pip install -e '.[dev]' (torch==2.13.0 is the CPU build)"
         ) from None
-    kw = {"gguf_file": gguf_path.name}
+    # a GGUF file carries no code: never run a repo's modelling code to read it
+    kw = {"gguf_file": gguf_path.name, "trust_remote_code": False}
     tok = AutoTokenizer.from_pretrained(gguf_path.parent, **kw)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kw)
     model.eval()

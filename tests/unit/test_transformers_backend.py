@@ -1,0 +1,154 @@
+"""The transformers backend, load-time quantization families on CPU, the vLLM argument builder,
+and selecting the study's non-GGUF pairs offline without importing vLLM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quantgate.artifacts import Artifact
+from quantgate.backends.vllm import engine_args, lm_eval_model_args
+from quantgate.errors import ConfigError
+from quantgate.registry import BackendSettings, load_registry
+
+from .conftest import OFFLINE, REPO
+
+
+def _collect(*args: str) -> tuple[list[str], list[str]]:
+    """Collected ids, and which heavy modules the collecting process imported."""
+    code = (
+        "import sys, pytest\n"
+        f"rc = pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', *{list(args)!r}])\n"
+        "print('MODULES', [m for m in ('vllm', 'torch', 'transformers') if m in sys.modules])\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**__import__("os").environ, **OFFLINE}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    ids = [line for line in out.stdout.splitlines() if "::" in line]
+    modules = eval(out.stdout.split("MODULES", 1)[1].strip().splitlines()[0])
+    return ids, modules
+
+
+@pytest.mark.parametrize(
+    ("mark", "model", "expected"),
+    [
+        ("awq", "llama31", {"llama31_hf-awq-int4", "llama31_405b-awq-int4"}),
+        ("gptq", "qwen25", {"qwen25_hf-gptq-int4"}),
+        ("pruned", "gemma2", {"gemma2-pruned8", "gemma2-pruned8-Q4_K_M"}),
+        (
+            "gguf",
+            "qwen25",
+            {
+                "qwen25-Q8_0",
+                "qwen25-Q4_K_M",
+                "qwen25-Q2_K",
+                "qwen25-pruned8",
+                "qwen25-pruned8-Q4_K_M",
+            },
+        ),
+        ("bnb", "smollm2_hf", {"smollm2_hf-bnb-int8", "smollm2_hf-bnb-nf4"}),
+    ],
+)
+def test_marks_and_families_select_the_study_pairs_offline_without_vllm(mark, model, expected):
+    ids, modules = _collect("-m", mark, "--model", model)
+    pairs = {i.split("[", 1)[1].rstrip("]") for i in ids if "[" in i}
+    # test ids are <pair> or <pair>-<benchmark|pp|tg>: each must start with an expected pair
+    assert {
+        next(p for p in sorted(expected, key=len, reverse=True) if i.startswith(p)) for i in pairs
+    } == expected
+    assert "vllm" not in modules and "torch" not in modules
+
+
+def test_vllm_engine_args_pass_parallelism_through():
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    entry = registry.models["llama31_405b"]
+    artifact = Artifact("x", Path("/models/405b"), "0" * 64, None, {})  # type: ignore[arg-type]
+    args = engine_args(artifact, entry.backend_settings)
+    assert args["tensor_parallel_size"] == 8 and args["pipeline_parallel_size"] == 2
+    assert args["distributed_executor_backend"] == "ray"
+    assert args["trust_remote_code"] is False and args["max_model_len"] == 8192
+    assert "pretrained=/models/405b" in lm_eval_model_args(artifact, entry.backend_settings)
+    # two GPUs on one node and no executor named: vLLM's multiprocessing one
+    two = BackendSettings(tensor_parallel_size=2)
+    assert engine_args(artifact, two)["distributed_executor_backend"] == "mp"
+    quantized = Artifact("q", Path("/m"), "0" * 64, None, {"quantization": {"library": "quanto"}})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="load_quantized \\(quanto\\) runs on transformers"):
+        engine_args(quantized, two)
+
+
+@pytest.mark.real_model
+def test_same_weights_same_ids_agree_across_backends(tmp_path):
+    """llama.cpp (F16 GGUF, F32 KV cache) and transformers (the checkpoint made from it) on
+    identical token ids: PPL within 0.1 %; tokenizer differences are reported, not hidden."""
+    from quantgate.artifacts import ArtifactStore
+    from quantgate.backends.llama_cpp import LlamaCppBackend
+    from quantgate.backends.transformers import TransformersBackend
+    from quantgate.perplexity import make_chunks, perplexity, scored_logprobs
+
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    store = ArtifactStore(registry)
+    gguf, hf = store.baseline("smollm2"), store.baseline("smollm2_hf")
+    settings = BackendSettings(n_ctx=512, kv_cache_type="f32")
+    llama, tf = LlamaCppBackend(gguf, settings), TransformersBackend(hf, settings)
+    text = (REPO / "fixtures" / "data" / "wikitext2" / "wiki.test.excerpt.raw").read_text()
+    ids = llama.tokenize(text)
+    chunks = make_chunks(ids, 512, llama.bos_token_id, max_chunks=2)
+    nll = {name: [] for name in ("llama", "tf")}
+    for chunk in chunks:
+        for name, backend in (("llama", llama), ("tf", tf)):
+            nll[name].append(scored_logprobs(backend.logits(chunk, 256), chunk, name, 256)[1])
+    p_llama, p_tf = (perplexity(np.concatenate(nll[k])) for k in ("llama", "tf"))
+    assert abs(p_tf / p_llama - 1) < 1e-3, (p_llama, p_tf)
+    tf_ids = tf.tokenize(text)
+    report = {
+        "llama_cpp_tokens": len(ids),
+        "transformers_tokens": len(tf_ids),
+        "ppl_llama_cpp": p_llama,
+        "ppl_transformers": p_tf,
+    }
+    (tmp_path / "cross_backend.json").write_text(json.dumps(report))
+    print(report)
+    llama.close()
+
+
+@pytest.mark.real_model
+def test_load_time_families_pass_and_their_canaries_fail(gate_run):
+    run = gate_run("-m", "cpu_slow", "--model", "smollm2_hf")
+    assert run.returncode == 0, run.output[-3000:]
+    outcomes = run.outcomes()
+    for good in ("bnb-int8", "quanto-int8"):
+        mine = {k: v for k, v in outcomes.items() if f"smollm2_hf-{good}" in k}
+        assert mine and set(mine.values()) <= {"passed", "skipped"}, mine
+        assert mine[f"test_perplexity[smollm2_hf-{good}]"] == "passed"
+        assert mine[f"test_retention[smollm2_hf-{good}-winogrande]"] == "passed"
+        assert mine[f"test_footprint[smollm2_hf-{good}]"] == "passed"
+    for canary in ("bnb-nf4", "quanto-int4"):
+        assert outcomes[f"test_perplexity[smollm2_hf-{canary}]"] == "xfailed"
+        assert outcomes[f"test_kl_divergence[smollm2_hf-{canary}]"] == "xfailed"
+    rows = run.summary()
+    assert rows["smollm2_hf-bnb-int8", "size_ratio"]["size_measured_as"] == "loaded weights"
+    assert rows["smollm2_hf-bnb-int8", "size_ratio"]["value"] < 0.5
+
+
+def test_vllm_backend_serves_the_checkpoint_on_a_gpu():
+    pytest.importorskip("vllm", reason="vLLM is GPU-only: it is installed by `tox -e gpu` alone")
+    from quantgate.artifacts import ArtifactStore
+    from quantgate.backends.vllm import VllmBackend
+
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    artifact = ArtifactStore(registry).baseline("smollm2_hf")
+    backend = VllmBackend(artifact, BackendSettings(n_ctx=512, dtype="auto", device="cuda"))
+    prompt = backend.tokenize("The capital of France is")
+    assert backend.generate(prompt, 8)
+    backend.process_prompt(prompt)
+    backend.decode_one_by_one(prompt)
+    with pytest.raises(ConfigError, match="top-k logprobs"):
+        backend.logits(prompt)
