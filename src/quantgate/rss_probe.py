@@ -7,9 +7,12 @@ Usage: python -m quantgate.rss_probe '{"backend": ..., "artifact": {...}, "setti
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 from pathlib import Path
+
+PROMPT = "The quick brown fox jumps over the lazy dog. " * 3
 
 
 def main(argv: list[str]) -> int:
@@ -19,6 +22,22 @@ def main(argv: list[str]) -> int:
 
     spec = json.loads(argv[0])
     a = spec["artifact"]
+    if spec["backend"] == "llama_cpp":
+        # one context that keeps the last logits row only, as a deployment would (the gate's
+        # backend keeps two contexts, one with every row's logits, for scoring)
+        from llama_cpp import Llama
+
+        settings = spec["settings"]
+        llm = Llama(
+            model_path=a["path"],
+            n_ctx=settings["n_ctx"],
+            n_threads=settings["n_threads"] or os.cpu_count() or 1,
+            n_gpu_layers=settings["n_gpu_layers"],
+            verbose=False,
+        )
+        llm.eval(llm.tokenize(PROMPT.encode())[:32])
+        print(json.dumps({"peak_rss_mib": peak_rss_kib() / 1024}))
+        return 0
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]
     backend = backend_class(spec["backend"])(artifact, BackendSettings(**spec["settings"]))

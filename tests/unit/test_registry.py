@@ -37,7 +37,13 @@ def test_shipped_registry_loads_with_ids_and_marks():
 def test_selection_by_model_and_compression():
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     assert [p.id for p in registry.pairs(["smollm2"], ["Q8_0"])] == ["smollm2-Q8_0"]
-    assert {p.model_key for p in registry.pairs(["llama31"])} == {"llama31"}
+    # a family name selects the model's GGUF entry and its transformers entries
+    assert {p.model_key for p in registry.pairs(["llama31"])} == {
+        "llama31",
+        "llama31_hf",
+        "llama31_405b",
+    }
+    assert {p.model_key for p in registry.pairs(["llama31_hf"])} == {"llama31_hf"}
 
 
 @pytest.mark.parametrize(
@@ -117,7 +123,7 @@ Q8 = ("models", "smollm2", "compressions", "Q8_0")
             "String should match pattern",
         ),
         # prebuilt without a source
-        ((*Q8, "method"), "prebuilt", "method prebuilt needs source and no quant_type"),
+        ((*Q8, "method"), "prebuilt", "method prebuilt needs source, and no quant_type or base"),
     ],
 )
 def test_schema_errors_are_one_line_and_name_the_entry(tmp_path, path, value, message):
