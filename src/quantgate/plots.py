@@ -56,6 +56,18 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
+def _scatter_vs_size(pts: list[tuple[float, float, PairSummary]], ylabel: str):  # -> (Fig, Ax)
+    """One labelled point per pair, coloured by its verdict, against file size."""
+    fig, ax = _figure()
+    for x, y, s in pts:
+        ax.scatter([x], [y], color=_color(s), zorder=3)
+    _label_points(ax, [(x, y, s.compression) for x, y, s in pts])
+    ax.margins(0.18)
+    ax.set_xlabel("file size (MiB)")
+    ax.set_ylabel(ylabel)
+    return fig, ax
+
+
 def retention_vs_size(model: str, summaries: list[PairSummary]) -> bytes | None:
     """Score retained (100 - D_overall, %) against file size, with the Pareto front."""
     pts = []
@@ -69,15 +81,9 @@ def retention_vs_size(model: str, summaries: list[PairSummary]) -> bytes | None:
             pts.append((mib, 100.0 - s.d[OVERALL].value, s))
     if len(pts) < 2:
         return None
-    fig, ax = _figure()
-    for x, y, s in pts:
-        ax.scatter([x], [y], color=_color(s), zorder=3)
+    fig, ax = _scatter_vs_size(pts, "score retained, 100 - D_overall (%)")
     front = pareto_front([(x, y) for x, y, _ in pts])
     ax.plot(*zip(*front, strict=True), "--", color="#999999", label="Pareto front", zorder=2)
-    _label_points(ax, [(x, y, s.compression) for x, y, s in pts])
-    ax.margins(0.18)
-    ax.set_xlabel("file size (MiB)")
-    ax.set_ylabel("score retained, 100 - D_overall (%)")
     ax.set_title(f"{model}: retention vs size")
     ax.legend(loc="lower right", fontsize=8)
     return _png(fig)
@@ -87,13 +93,7 @@ def tps_vs_size(model: str, summaries: list[PairSummary]) -> bytes | None:
     pts = [(_mib(s), s.tg_tps, s) for s in summaries if _mib(s) and s.tg_tps]
     if len(pts) < 2:
         return None
-    fig, ax = _figure()
-    for x, y, s in pts:
-        ax.scatter([x], [y], color=_color(s), zorder=3)
-    _label_points(ax, [(x, y, s.compression) for x, y, s in pts])  # type: ignore[misc]
-    ax.margins(0.18)
-    ax.set_xlabel("file size (MiB)")
-    ax.set_ylabel("generation tokens/s")
+    fig, ax = _scatter_vs_size(pts, "generation tokens/s")  # type: ignore[arg-type]
     ax.set_title(f"{model}: generation speed vs size")
     return _png(fig)
 
