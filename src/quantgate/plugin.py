@@ -279,14 +279,11 @@ class SummaryCollector:
 
 
 def _pair_of(nodeid: str) -> str | None:
-    """The bracket of a gate test's id (``smollm2-Q8_0-hellaswag``; report.write_summary
-    credits it to the pair it starts with)."""
+    """The bracket of a gate test's id (``smollm2-Q8_0-hellaswag``, ``smollm2-Q8_0-tg``);
+    report.write_summary credits it to the pair id it starts with."""
     if "[" not in nodeid or not nodeid.startswith("tests/test_"):
         return None
-    inner = nodeid.split("[", 1)[1].rstrip("]")
-    for suffix in ("-pp", "-tg"):
-        inner = inner.removesuffix(suffix)
-    return inner
+    return nodeid.split("[", 1)[1].rstrip("]")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

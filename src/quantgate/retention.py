@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,10 @@ class Comparison:
         return retention_pct(self.compressed.score, self.baseline_score, self.what)
 
     def paired_scores(self) -> tuple[list[float], list[float]] | None:
+        return self._paired
+
+    @cached_property
+    def _paired(self) -> tuple[list[float], list[float]] | None:
         if self.baseline is None:
             return None
         base, comp = self.item_scores(self.baseline), self.item_scores(self.compressed)
@@ -74,7 +79,12 @@ class Comparison:
 
     def interval(self) -> Interval | None:
         """Paired bootstrap 95 % CI of D over items (None when there are no paired items)."""
-        paired = self.paired_scores()
+        return self._interval
+
+    @cached_property
+    def _interval(self) -> Interval | None:
+        # computed once: the gate reports it and, for graded metrics, resolution() reads it
+        paired = self._paired
         return None if paired is None else _retention_interval(*paired, what=self.what)
 
     def flips(self) -> Flips | None:

@@ -54,6 +54,7 @@ class GateSession:
         self.reports_dir = reports_dir
         self.baseline_mode = baseline_mode
         self._tasks: TaskIndex | None = None
+        self._comparisons: dict[tuple[str, str], Comparison] = {}
         self.artifacts = ArtifactStore(registry)
         self._backends: OrderedDict[str, Backend] = OrderedDict()
         self._evaluators: dict[str, QualityEvaluator] = {}
@@ -99,31 +100,6 @@ class GateSession:
         settings = self.settings(model_key)
         return settings.model_copy(update={"n_batch": max(16, settings.n_batch // 4)})
 
-    def noise_floor(self, model_key: str) -> tuple[QualityResult, dict[str, Comparison]]:
-        """The baseline compared with itself (see noise_settings): self-KLD, self-PPL change and,
-        per benchmark, self-flips. Cached like any variant's results."""
-        artifact = self.artifacts.baseline(model_key)
-        noisy, name = self.noise_settings(model_key), self.registry.models[model_key].backend
-        evaluator = self.evaluator(model_key)
-        settings = self.settings(model_key)
-        base = evaluator.baseline(
-            _Lazy(lambda: self.baseline_backend(model_key), artifact, settings, name)
-        )
-        quality = evaluator.compare(
-            base, _Lazy(lambda: self.backend(artifact, model_key, noisy), artifact, noisy, name)
-        )
-        comparisons = {}
-        entry = self.registry.models[model_key]
-        for bench_name, bench in entry.benchmarks.items():
-            where = f"models.{model_key}.benchmarks.{bench_name}"
-            tasks = self.task_index()
-            b = run_benchmark(self.baseline_backend(model_key), bench_name, bench, tasks, where)
-            n = run_benchmark(
-                self.backend(artifact, model_key, noisy), bench_name, bench, tasks, where
-            )
-            comparisons[bench_name] = Comparison(bench_name, b.score, n, b)
-        return quality, comparisons
-
     def close(self) -> None:
         while self._backends:
             self._backends.popitem()[1].close()
@@ -138,16 +114,48 @@ class GateSession:
     def quality(self, pair: Pair) -> QualityResult:
         """PPL/KLD of the pair's variant vs its baseline (disk-cached; the backends are loaded
         only when the cache misses)."""
-        evaluator = self.evaluator(pair.model_key)
-        key, settings = pair.model_key, self.settings(pair.model_key)
-        name = self.registry.models[key].backend
+        return self._compare(
+            pair.model_key,
+            self.artifacts.variant(pair),
+            self.settings(pair.model_key),
+            lambda: self.variant_backend(pair),
+        )
+
+    def _compare(
+        self,
+        model_key: str,
+        artifact: Artifact,
+        settings: BackendSettings,
+        load: Callable[[], Backend],
+    ) -> QualityResult:
+        """PPL/KLD of ``artifact`` (loaded by ``load`` only on a cache miss) vs the baseline."""
+        evaluator, name = self.evaluator(model_key), self.registry.models[model_key].backend
         base = evaluator.baseline(
-            _Lazy(lambda: self.baseline_backend(key), self.artifacts.baseline(key), settings, name)
+            _Lazy(
+                lambda: self.baseline_backend(model_key),
+                self.artifacts.baseline(model_key),
+                self.settings(model_key),
+                name,
+            )
         )
-        variant = self.artifacts.variant(pair)
-        return evaluator.compare(
-            base, _Lazy(lambda: self.variant_backend(pair), variant, settings, name)
-        )
+        return evaluator.compare(base, _Lazy(load, artifact, settings, name))
+
+    def noise_floor(self, model_key: str) -> tuple[QualityResult, dict[str, Comparison]]:
+        """The baseline compared with itself (see noise_settings): self-KLD, self-PPL change and,
+        per benchmark, self-flips. Cached like any variant's results."""
+        artifact, noisy = self.artifacts.baseline(model_key), self.noise_settings(model_key)
+
+        def load() -> Backend:
+            return self.backend(artifact, model_key, noisy)
+
+        quality = self._compare(model_key, artifact, noisy, load)
+        comparisons = {}
+        for name in self.registry.models[model_key].benchmarks:
+            base = self._benchmark(self.baseline_backend(model_key), model_key, name)
+            comparisons[name] = Comparison(
+                name, base.score, self._benchmark(load(), model_key, name), base
+            )
+        return quality, comparisons
 
     def baseline_workload(self, model_key: str, kind: str) -> Workload:
         """The baseline's pp or tg workload, timed alongside a variant's (never cached on disk:
@@ -205,12 +213,23 @@ class GateSession:
             self._tasks = TaskIndex(folders, self.root)
         return self._tasks
 
+    def _benchmark(self, backend: Backend, model_key: str, name: str) -> BenchmarkResult:
+        bench = self.registry.models[model_key].benchmarks[name]
+        where = f"models.{model_key}.benchmarks.{name}"
+        return run_benchmark(backend, name, bench, self.task_index(), where)
+
     def retention(self, pair: Pair, name: str) -> Comparison:
         """Baseline and compressed results of one benchmark on the same items; per-item
-        records of both go to reports/items/ for paired statistics."""
+        records of both go to reports/items/ for paired statistics. Once per session for each
+        (pair, benchmark): the D_overall test asks again for every benchmark."""
+        if (pair.id, name) not in self._comparisons:
+            self._comparisons[pair.id, name] = self._retention(pair, name)
+        return self._comparisons[pair.id, name]
+
+    def _retention(self, pair: Pair, name: str) -> Comparison:
         bench = pair.model.benchmarks[name]
         where = f"models.{pair.model_key}.benchmarks.{name}"
-        comp = run_benchmark(self.variant_backend(pair), name, bench, self.task_index(), where)
+        comp = self._benchmark(self.variant_backend(pair), pair.model_key, name)
         if self.baseline_mode == "pinned":
             if bench.pinned_baseline is None:
                 raise ConfigError(
@@ -218,9 +237,7 @@ class GateSession:
                     "pinned_baseline; add one or use --baseline live"
                 )
             return Comparison(name, bench.pinned_baseline, comp)
-        base = run_benchmark(
-            self.baseline_backend(pair.model_key), name, bench, self.task_index(), where
-        )
+        base = self._benchmark(self.baseline_backend(pair.model_key), pair.model_key, name)
         if base.n_items != comp.n_items:
             raise EvaluationError(
                 f"{where}: baseline scored {base.n_items} items, "

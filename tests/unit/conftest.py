@@ -45,13 +45,11 @@ class GateRun:
         return {(r["pair"], r["metric"]): r for r in doc["rows"]}
 
 
-def run_gate(
-    *args: str, reports: Path, env: dict[str, str] | None = None, timeout: int = 1800
-) -> GateRun:
-    """``pytest ARGS`` in the repo as a user would run it, reports to ``reports``."""
+def gate_command(*args: str, reports: Path) -> list[str]:
+    """``pytest ARGS`` as a user would run the gate, reports to ``reports``."""
     # path options take the `--opt=PATH` form: pytest picks its rootdir from positional-looking
     # paths before plugins are loaded, so `--opt PATH` with an existing PATH would move it
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -60,8 +58,14 @@ def run_gate(
         f"--reports-dir={reports}",
         *args,
     ]
+
+
+def run_gate(
+    *args: str, reports: Path, env: dict[str, str] | None = None, timeout: int = 1800
+) -> GateRun:
+    """Run ``gate_command(ARGS)`` in the repo, offline, and keep its output and reports."""
     proc = subprocess.run(
-        cmd,
+        gate_command(*args, reports=reports),
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -7,12 +7,11 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from .conftest import OFFLINE, REPO
+from .conftest import OFFLINE, REPO, gate_command
 
 pytestmark = pytest.mark.real_model
 
@@ -21,19 +20,15 @@ STARTED = re.compile(r"\[quantgate\] (smollm2-\S+): lm-eval (\S+) \(\d+ items\) 
 
 
 def _gate(cache, reports):
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        f"--reports-dir={reports}",
-        "tests/test_retention.py",
-        "--model",
-        "smollm2",
-        "--compression",
-        "Q8_0",
-    ], {**os.environ, **OFFLINE, "QUANTGATE_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    command = gate_command(
+        "tests/test_retention.py", "--model", "smollm2", "--compression", "Q8_0", reports=reports
+    )
+    return command, {
+        **os.environ,
+        **OFFLINE,
+        "QUANTGATE_CACHE": str(cache),
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def test_killed_run_resumes_with_only_the_unfinished_work(tmp_path):

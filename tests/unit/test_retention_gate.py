@@ -152,33 +152,13 @@ def test_pinned_baseline_replaces_the_live_run(gate_run, registry_copy):
     def edit(doc):
         doc["models"]["smollm2"]["benchmarks"]["truthfulqa_mc2"]["pinned_baseline"] = 0.6
 
-    registry = registry_copy(edit)
-    run = gate_run(
-        RET,
-        f"--registry={registry}",
-        *ONLY,
-        "--compression",
-        "Q8_0",
-        "-k",
-        "truthfulqa",
-        "--baseline",
-        "pinned",
-    )
+    pinned = (RET, f"--registry={registry_copy(edit)}", *ONLY, "--compression", "Q8_0")
+    run = gate_run(*pinned, "-k", "truthfulqa", "--baseline", "pinned")
     row = run.summary()["smollm2-Q8_0", "D_truthfulqa_mc2"]
     assert row["baseline"] == 0.6 and row["value"] > 10  # 0.51 against a pinned 0.6: -15 %
     assert run.returncode == 1
     # a benchmark without a pinned score is an error under --baseline pinned, never a pass
-    run = gate_run(
-        RET,
-        f"--registry={registry}",
-        *ONLY,
-        "--compression",
-        "Q8_0",
-        "-k",
-        "hellaswag",
-        "--baseline",
-        "pinned",
-    )
+    run = gate_run(*pinned, "-k", "hellaswag", "--baseline", "pinned")
     assert run.returncode == 1
     assert (
         "models.smollm2.benchmarks.hellaswag: --baseline pinned, but the entry has no "
