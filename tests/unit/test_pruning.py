@@ -42,7 +42,9 @@ def test_dropped_blocks_leave_a_file_llama_cpp_loads(smollm2_artifacts, tmp_path
     moved = next(t for t in reader.tensors if t.name == "blk.6.ffn_down.weight")
     assert np.array_equal(moved.data, before["blk.8.ffn_down.weight"].data)
     assert out.stat().st_size < baseline.path.stat().st_size
-    llm = Llama(model_path=str(out), n_ctx=64, verbose=False)
+    # logits_all: without it llama-cpp-python fills only the last row of `scores`, and the
+    # other rows are uninitialised memory (a fresh-clone run read an inf there)
+    llm = Llama(model_path=str(out), n_ctx=64, logits_all=True, verbose=False)
     try:
         tokens = llm.tokenize(b"The capital of France is")
         llm.eval(tokens)
