@@ -6,7 +6,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: smoke test lint venv browser clean-reports
+.PHONY: smoke test lint venv browser quantize-env clean-reports
+
+# llm-compressor runs in its own environment (it pins an older transformers than the gate's);
+# see requirements/quantize.txt. The gate finds it as .venv-quantize.
+QUANTIZE_VENV  ?= .venv-quantize
+QUANTIZE_STAMP := $(QUANTIZE_VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +21,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+$(QUANTIZE_STAMP): requirements/quantize.txt
+	$(PYTHON) -m venv $(QUANTIZE_VENV)
+	$(QUANTIZE_VENV)/bin/pip install -q --upgrade pip
+	$(QUANTIZE_VENV)/bin/pip install --progress-bar on -r requirements/quantize.txt
+	touch $(QUANTIZE_STAMP)
+
+## The quantizer environment (llm-compressor), for compressions with method llm_compressor.
+quantize-env: $(QUANTIZE_STAMP)
+
 ## The smoke gate on the embedded default (SmolLM2-135M and its variants); writes reports/.
 smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
 
 ## The project's own tests (tests/unit); its reports go to reports/unit/. The report test opens
 ## reports/summary.html in a real headless Chromium (Debian's package, installed here if missing).
-test: $(STAMP) browser
+test: $(STAMP) $(QUANTIZE_STAMP) browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1 \
 		$(BIN)/pytest tests/unit --reports-dir=reports/unit
 

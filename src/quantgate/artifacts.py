@@ -108,6 +108,8 @@ class ArtifactStore:
         if comp.method == "prune_blocks":
             path, notes = self._pruned(pair, base)
             return self._checked(pair.id, path, notes)
+        if comp.method == "llm_compressor":
+            return self._checked(pair.id, self._llm_compressed(pair, base), dict(base.notes))
         if comp.method == "load_quantized":  # no file: the backend quantizes as it loads
             assert comp.quantization is not None
             artifact = Artifact(
@@ -122,6 +124,31 @@ class ArtifactStore:
         assert comp.quant_type is not None
         return self._checked(
             pair.id, self._requantized(pair.id, base, comp.quant_type), dict(base.notes)
+        )
+
+    def _llm_compressed(self, pair: Pair, src: Artifact) -> Path:
+        from quantgate import llm_compressor
+
+        comp = pair.compression
+        assert comp.recipe is not None
+        where = f"models.{pair.model_key}.compressions.{pair.compression_name}"
+        if not src.path.is_dir():
+            raise ConfigError(f"{where}: llm_compressor needs a transformers checkpoint as input")
+        calibration = None
+        if comp.calibration is not None:
+            calibration = self.registry.resolve(comp.calibration)
+            if not calibration.is_file():
+                raise ConfigError(f"{where}.calibration: {calibration} not found")
+        return llm_compressor.compress(
+            pair.id,
+            src.path,
+            src.sha256,
+            comp.recipe,
+            calibration,
+            comp.calibration_chunks,
+            self.registry.evaluation_for(pair.model_key).perplexity.n_ctx,
+            self.registry.models[pair.model_key].backend_settings.seed,
+            llm_compressor.quantizer_python(self.registry.path.parent, where),
         )
 
     def _pruned(self, pair: Pair, src: Artifact) -> tuple[Path, dict[str, Any]]:

@@ -83,6 +83,9 @@ METRICS: dict[str, Metric] = {
                "file size of the compressed artifact / the baseline's"),
         Metric("peak_rss_mib", "footprint", Direction.MAX, "MiB",
                "peak resident memory of a process that loads the artifact and evaluates a prompt"),
+        Metric("peak_vram_mib", "footprint", Direction.MAX, "MiB",
+               "peak GPU memory of that process (GPU pairs only), e.g. at most 7600 for an "
+               "8 GB card"),
     ]
 }  # fmt: skip
 

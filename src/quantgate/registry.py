@@ -86,16 +86,19 @@ class Baseline(StrictModel):
 class Compression(StrictModel):
     """How a variant is produced, and what the gate should think of it."""
 
-    method: Literal["llama_quantize", "prebuilt", "prune_blocks", "load_quantized"]
+    method: Literal[
+        "llama_quantize", "prebuilt", "prune_blocks", "load_quantized", "llm_compressor"
+    ]
     quant_type: str | None = None
     source: Source | None = None
     #: apply this compression to another compression's output (a chain: pruned -> Q4_K_M)
     base: str | None = None
     #: prune_blocks: how many transformer blocks to remove, chosen by block influence
     n_blocks: int | None = Field(None, ge=1)
-    #: prune_blocks: the calibration text, relative to the registry file (not the PPL text)
+    #: prune_blocks, llm_compressor: the calibration text, relative to the registry file (not
+    #: the PPL text)
     calibration: str | None = None
-    #: prune_blocks: chunks of n_ctx tokens of the calibration text to measure on
+    #: prune_blocks, llm_compressor: chunks of n_ctx tokens of the calibration text used
     calibration_chunks: int = Field(2, ge=1)
     #: prune_blocks: blocks never removed; default the first and the last
     protect: list[int] | None = None
@@ -103,6 +106,10 @@ class Compression(StrictModel):
     #: transformers config fields, e.g. {library: bitsandbytes, load_in_4bit: true,
     #: bnb_4bit_quant_type: nf4}; the weights are quantized as they load
     quantization: dict[str, Any] | None = None
+    #: llm_compressor (format hf): llm-compressor's oneshot recipe, a list of modifiers, each
+    #: {modifier: <class name>, <its arguments>}, e.g. [{modifier: QuantizationModifier,
+    #: scheme: FP8_DYNAMIC, targets: Linear, ignore: [lm_head]}]
+    recipe: list[dict[str, Any]] | None = None
     marks: list[str] = Field(default_factory=list)
     #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
     expect: Literal["pass", "fail"] = "pass"
@@ -139,15 +146,36 @@ class Compression(StrictModel):
             raise ValueError("method prebuilt needs source, and no quant_type or base")
         if self.method == "prune_blocks" and (not all(pruning) or self.quant_type or self.source):
             raise ValueError("method prune_blocks needs n_blocks and calibration, no quant_type")
+        if (self.method == "llm_compressor") != (self.recipe is not None):
+            raise ValueError("recipe belongs to method llm_compressor, which needs one")
+        if self.recipe is not None:
+            for i, step in enumerate(self.recipe):
+                modifier = step.get("modifier")
+                if modifier not in LLM_COMPRESSOR_MODIFIERS:
+                    raise ValueError(
+                        f"recipe[{i}].modifier: {modifier!r} is not one of "
+                        f"{', '.join(LLM_COMPRESSOR_MODIFIERS)}"
+                        f"{did_you_mean(str(modifier), LLM_COMPRESSOR_MODIFIERS)}"
+                    )
+                # every modifier but round-to-nearest quantization looks at activations
+                if modifier != "QuantizationModifier" and self.calibration is None:
+                    raise ValueError(f"recipe[{i}]: {modifier} needs a calibration text")
         return self
 
 
+#: llm-compressor modifiers a recipe may name (module paths: quantgate.llm_compressor_job)
+LLM_COMPRESSOR_MODIFIERS: tuple[str, ...] = (
+    "QuantizationModifier",
+    "GPTQModifier",
+    "AWQModifier",
+    "SmoothQuantModifier",
+)
 #: libraries whose transformers quantization config ``load_quantized`` builds
 LOAD_TIME_LIBRARIES: tuple[str, ...] = ("bitsandbytes", "quanto")
 #: which methods each model format supports
 FORMAT_METHODS: dict[str, tuple[str, ...]] = {
     "gguf": ("llama_quantize", "prebuilt", "prune_blocks"),
-    "hf": ("prebuilt", "load_quantized"),
+    "hf": ("prebuilt", "load_quantized", "llm_compressor"),
 }
 FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
     "gguf": ("llama_cpp",),

@@ -1,5 +1,5 @@
-"""Child process for quantgate.throughput.peak_rss_mib: load an artifact with its backend,
-evaluate a 32-token prompt, print the peak RSS.
+"""Child process for quantgate.throughput.peak_memory: load an artifact with its backend,
+evaluate a 32-token prompt, print the peak RSS and, for a model on a GPU, the peak VRAM.
 
 Usage: python -m quantgate.rss_probe '{"backend": ..., "artifact": {...}, "settings": {...}}'
 """
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> int:
             verbose=False,
         )
         llm.eval(llm.tokenize(PROMPT.encode())[:32])
-        print(json.dumps({"peak_rss_mib": peak_rss_kib() / 1024}))
+        print(json.dumps(_peaks(spec)))
         return 0
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]
@@ -44,8 +44,44 @@ def main(argv: list[str]) -> int:
     backend.process_prompt(
         backend.tokenize("The quick brown fox jumps over the lazy dog. " * 3)[:32]
     )
-    print(json.dumps({"peak_rss_mib": peak_rss_kib() / 1024}))
+    print(json.dumps(_peaks(spec)))
     return 0
+
+
+def _peaks(spec: dict) -> dict[str, float | None]:
+    return {"peak_rss_mib": peak_rss_kib() / 1024, "peak_vram_mib": peak_vram_mib(spec)}
+
+
+def on_gpu(backend: str, settings: dict) -> bool:
+    if backend == "llama_cpp":
+        return settings.get("n_gpu_layers", 0) != 0
+    return settings.get("device", "cpu") != "cpu"
+
+
+def peak_vram_mib(spec: dict) -> float | None:
+    """Peak GPU memory of this process; None for a model on the CPU.
+
+    transformers: torch's peak reserved memory (what its allocator held from the driver).
+    llama.cpp and vLLM allocate their buffers (weights, KV cache) up front, so the process's
+    GPU memory after a prompt is its peak: read from NVML (nvidia-ml-py, in the gpu tox env).
+    vLLM's tensor-parallel workers are other processes; their memory is not counted here.
+    """
+    if not on_gpu(spec["backend"], spec["settings"]):
+        return None
+    if spec["backend"] == "transformers":
+        import torch
+
+        return torch.cuda.max_memory_reserved() / 2**20
+    import pynvml
+
+    pynvml.nvmlInit()
+    used = 0
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if proc.pid == os.getpid() and proc.usedGpuMemory:
+                used += proc.usedGpuMemory
+    return used / 2**20
 
 
 def peak_rss_kib() -> float:

@@ -20,7 +20,7 @@ from quantgate.report import ROW_PROPERTY, outcome_row
 from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
 from quantgate.stats import Interval
 from quantgate.thresholds import Thresholds
-from quantgate.throughput import Workload, peak_rss_mib, workloads
+from quantgate.throughput import Workload, peak_memory, workloads
 
 RecordProperty = Callable[[str, object], None]
 
@@ -58,7 +58,7 @@ class GateSession:
         self.artifacts = ArtifactStore(registry)
         self._backends: OrderedDict[str, Backend] = OrderedDict()
         self._evaluators: dict[str, QualityEvaluator] = {}
-        self._baseline_rss: dict[str, float] = {}
+        self._baseline_memory: dict[str, dict[str, float | None]] = {}
         #: seconds each artifact took to load (first load in this session), for the reports
         self.load_seconds: dict[str, float] = {}
 
@@ -164,14 +164,14 @@ class GateSession:
         tp = self.registry.evaluation_for(model_key).throughput
         return workloads(backend, tp, self.settings(model_key).seed)[kind]
 
-    def baseline_rss_mib(self, model_key: str) -> float:
-        if model_key not in self._baseline_rss:
-            self._baseline_rss[model_key] = peak_rss_mib(
+    def baseline_memory(self, model_key: str) -> dict[str, float | None]:
+        if model_key not in self._baseline_memory:
+            self._baseline_memory[model_key] = peak_memory(
                 self.artifacts.baseline(model_key),
                 self.settings(model_key),
                 self.registry.models[model_key].backend,
             )
-        return self._baseline_rss[model_key]
+        return self._baseline_memory[model_key]
 
     def footprint(self, pair: Pair) -> dict[str, Any]:
         """Size facts of the variant and its baseline: file bytes, or for a load-time
@@ -194,10 +194,10 @@ class GateSession:
             "baseline_bits_per_weight": baseline.info.bits_per_weight,
             "n_blocks": variant.info.n_layers,
             "pruned_blocks": variant.notes.get("pruned_blocks"),
-            "peak_rss_mib": peak_rss_mib(
+            **peak_memory(
                 variant, self.settings(pair.model_key), self.registry.models[pair.model_key].backend
             ),
-            "baseline_peak_rss_mib": self.baseline_rss_mib(pair.model_key),
+            **{f"baseline_{k}": v for k, v in self.baseline_memory(pair.model_key).items()},
             "load_seconds": self._load_time(pair),
         }
 

@@ -102,11 +102,12 @@ def interleaved_tokens_per_second(
     return base.tokens_per_second(settings.rounds), variant.n_tokens / float(np.mean(times))
 
 
-def peak_rss_mib(
+def peak_memory(
     artifact: Artifact, settings: BackendSettings, backend: str = "llama_cpp"
-) -> float:
-    """Peak RSS of a fresh process that loads ``artifact`` with ``backend`` and evaluates a
-    short prompt. A child process, because the test process holds several models at once.
+) -> dict[str, float | None]:
+    """Peak RSS (``peak_rss_mib``) and peak VRAM (``peak_vram_mib``, None on the CPU) of a
+    fresh process that loads ``artifact`` with ``backend`` and evaluates a short prompt. A
+    child process, because the test process holds several models at once.
     """
     spec = {
         "backend": backend,
@@ -123,4 +124,4 @@ def peak_rss_mib(
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise EvaluationError(f"{artifact.label}: memory probe failed: {last}")
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mib"])
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -92,9 +92,18 @@ def registry_copy(tmp_path):
 
     def make(edit) -> Path:
         doc = yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
-        evaluation = doc["evaluation"]
-        evaluation["perplexity"]["text"] = str(REPO / "fixtures" / evaluation["perplexity"]["text"])
-        evaluation["task_paths"] = [str(REPO / "fixtures" / p) for p in evaluation["task_paths"]]
+        fixtures = REPO / "fixtures"
+        for evaluation in (
+            doc["evaluation"],
+            *(m.get("evaluation") for m in doc["models"].values()),
+        ):
+            if evaluation:
+                evaluation["perplexity"]["text"] = str(fixtures / evaluation["perplexity"]["text"])
+                evaluation["task_paths"] = [str(fixtures / p) for p in evaluation["task_paths"]]
+        for model in doc["models"].values():
+            for comp in model["compressions"].values():
+                if "calibration" in comp:
+                    comp["calibration"] = str(fixtures / comp["calibration"])
         edit(doc)
         path = tmp_path / "models.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -74,6 +74,7 @@ def _edit(doc, path, value):
 
 _DELETE = object()
 Q8 = ("models", "smollm2", "compressions", "Q8_0")
+FP8 = ("models", "smollm2_hf", "compressions", "llmc-fp8-dynamic")
 
 
 @pytest.mark.parametrize(
@@ -124,6 +125,25 @@ Q8 = ("models", "smollm2", "compressions", "Q8_0")
         ),
         # prebuilt without a source
         ((*Q8, "method"), "prebuilt", "method prebuilt needs source, and no quant_type or base"),
+        # an llm-compressor modifier misspelt: the known ones, and the close one
+        (
+            (*FP8, "recipe"),
+            [{"modifier": "GPTQModifer", "scheme": "W4A16"}],
+            "recipe[0].modifier: 'GPTQModifer' is not one of QuantizationModifier, GPTQModifier,"
+            " AWQModifier, SmoothQuantModifier (did you mean 'GPTQModifier'?)",
+        ),
+        # a calibrated modifier with no calibration text
+        (
+            (*FP8, "recipe"),
+            [{"modifier": "GPTQModifier", "scheme": "W4A16"}],
+            "recipe[0]: GPTQModifier needs a calibration text",
+        ),
+        # llm_compressor on a GGUF model: the methods that format takes
+        (
+            Q8,
+            {"method": "llm_compressor", "recipe": [{"modifier": "QuantizationModifier"}]},
+            "compressions.Q8_0: method llm_compressor does not apply to format gguf",
+        ),
     ],
 )
 def test_schema_errors_are_one_line_and_name_the_entry(tmp_path, path, value, message):

@@ -94,3 +94,16 @@ def test_bad_threshold_files_are_one_line_errors(tmp_path, registry, files, mess
 def test_shipped_thresholds_are_valid(registry):
     t = Thresholds(REPO / "thresholds", registry)
     assert t.for_pair("smollm2", "Q8_0")["ppl_increase_pct"].value == 1.0
+
+
+def test_a_vram_bound_is_gated_on_gpu_pairs_only(registry):
+    from quantgate.rss_probe import on_gpu
+
+    t = Thresholds(REPO / "thresholds", registry)
+    assert t.for_pair("llama31_hf", "awq-int4")["peak_vram_mib"].value == 7600
+    # what decides whether the memory probe measures VRAM (tests/test_throughput.py records
+    # "not measured" for a CPU pair, and gates the bound on a GPU pair)
+    assert not on_gpu("llama_cpp", {"n_gpu_layers": 0})
+    assert on_gpu("llama_cpp", {"n_gpu_layers": -1})
+    assert not on_gpu("transformers", {"device": "cpu"})
+    assert on_gpu("transformers", {"device": "cuda"}) and on_gpu("vllm", {"device": "cuda"})

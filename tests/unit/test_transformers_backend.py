@@ -40,7 +40,11 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
 @pytest.mark.parametrize(
     ("mark", "model", "expected"),
     [
-        ("awq", "llama31", {"llama31_hf-awq-int4", "llama31_405b-awq-int4"}),
+        (
+            "awq",
+            "llama31",
+            {"llama31_hf-awq-int4", "llama31_hf-awq-w4a16-llmc", "llama31_405b-awq-int4"},
+        ),
         ("gptq", "qwen25", {"qwen25_hf-gptq-int4"}),
         ("pruned", "gemma2", {"gemma2-pruned8", "gemma2-pruned8-Q4_K_M"}),
         (
@@ -55,6 +59,18 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
             },
         ),
         ("bnb", "smollm2_hf", {"smollm2_hf-bnb-int8", "smollm2_hf-bnb-nf4"}),
+        ("fp8", "smollm2_hf", {"smollm2_hf-llmc-fp8-dynamic"}),
+        ("w8a8", "llama31", {"llama31_hf-w8a8-redhat", "llama31_hf-w8a8-smoothquant"}),
+        ("gptq", "llama31", {"llama31_hf-gptq-int4", "llama31_hf-w8a8-smoothquant"}),
+        (
+            "llm_compressor",
+            "smollm2_hf",
+            {
+                "smollm2_hf-llmc-fp8-dynamic",
+                "smollm2_hf-llmc-w4a16-rtn-channel",
+                "smollm2_hf-llmc-w4a16-gptq-g64",
+            },
+        ),
     ],
 )
 def test_marks_and_families_select_the_study_pairs_offline_without_vllm(mark, model, expected):
@@ -120,22 +136,61 @@ def test_same_weights_same_ids_agree_across_backends(tmp_path):
 
 
 @pytest.mark.real_model
-def test_load_time_families_pass_and_their_canaries_fail(gate_run):
+def test_cpu_families_pass_and_their_canaries_fail(gate_run):
+    """bitsandbytes, optimum-quanto and llm-compressor on SmolLM2: each family's good variant
+    passes every gate (perplexity, KLD, retention, throughput, footprint), its canary is caught."""
     run = gate_run("-m", "cpu_slow", "--model", "smollm2_hf")
     assert run.returncode == 0, run.output[-3000:]
     outcomes = run.outcomes()
-    for good in ("bnb-int8", "quanto-int8"):
-        mine = {k: v for k, v in outcomes.items() if f"smollm2_hf-{good}" in k}
-        assert mine and set(mine.values()) <= {"passed", "skipped"}, mine
-        assert mine[f"test_perplexity[smollm2_hf-{good}]"] == "passed"
-        assert mine[f"test_retention[smollm2_hf-{good}-winogrande]"] == "passed"
-        assert mine[f"test_footprint[smollm2_hf-{good}]"] == "passed"
-    for canary in ("bnb-nf4", "quanto-int4"):
+    for good in ("bnb-int8", "quanto-int8", "llmc-fp8-dynamic"):
+        pair = f"smollm2_hf-{good}"
+        mine = {k: v for k, v in outcomes.items() if pair in k}
+        assert set(mine.values()) == {"passed"}, mine
+        for test in ("perplexity", "kl_divergence", "footprint"):
+            assert mine[f"test_{test}[{pair}]"] == "passed"
+        assert mine[f"test_retention[{pair}-winogrande]"] == "passed"
+        assert (
+            mine[f"test_throughput[{pair}-pp]"] == mine[f"test_throughput[{pair}-tg]"] == "passed"
+        )
+    for canary in ("bnb-nf4", "quanto-int4", "llmc-w4a16-rtn-channel"):
         assert outcomes[f"test_perplexity[smollm2_hf-{canary}]"] == "xfailed"
         assert outcomes[f"test_kl_divergence[smollm2_hf-{canary}]"] == "xfailed"
+    assert outcomes["test_retention[smollm2_hf-llmc-w4a16-rtn-channel-winogrande]"] == "xfailed"
     rows = run.summary()
     assert rows["smollm2_hf-bnb-int8", "size_ratio"]["size_measured_as"] == "loaded weights"
     assert rows["smollm2_hf-bnb-int8", "size_ratio"]["value"] < 0.5
+    # a compressed-tensors checkpoint is measured by its files: FP8 weights, float32 embeddings
+    assert rows["smollm2_hf-llmc-fp8-dynamic", "size_ratio"]["size_measured_as"] == "file"
+    assert rows["smollm2_hf-llmc-fp8-dynamic", "size_ratio"]["value"] < 0.5
+    assert rows["smollm2_hf-llmc-fp8-dynamic", "ppl_increase_pct"]["value"] < 5
+    assert rows["smollm2_hf-llmc-w4a16-rtn-channel", "ppl_increase_pct"]["value"] > 50
+    # every pair records its speed: tokens/s of the variant and of the baseline, same run
+    for good in ("bnb-int8", "quanto-int8", "llmc-fp8-dynamic"):
+        assert rows[f"smollm2_hf-{good}", "tg_tps_ratio"]["baseline"] > 0
+
+
+@pytest.mark.real_model
+def test_fp8_recipe_that_misses_the_mlp_fails_the_size_gate(gate_run, registry_copy):
+    """The footprint gate on a transformers checkpoint, failing: an FP8 recipe that targets the
+    attention projections only leaves the MLP (two thirds of the weights) in float32, over the
+    size bound set for FP8 in thresholds/smollm2_hf.yaml."""
+
+    def attention_only(doc):
+        recipe = doc["models"]["smollm2_hf"]["compressions"]["llmc-fp8-dynamic"]["recipe"]
+        recipe[0]["targets"] = ["re:.*self_attn.*_proj$"]
+
+    run = gate_run(
+        "tests/test_throughput.py::test_footprint",
+        f"--registry={registry_copy(attention_only)}",
+        "--model",
+        "smollm2_hf",
+        "--compression",
+        "llmc-fp8-dynamic",
+    )
+    assert run.returncode == 1, run.output[-3000:]
+    assert run.outcomes() == {"test_footprint[smollm2_hf-llmc-fp8-dynamic]": "failed"}
+    row = run.summary()["smollm2_hf-llmc-fp8-dynamic", "size_ratio"]
+    assert row["verdict"] == "FAIL" and row["value"] > 0.6, row
 
 
 def test_vllm_backend_serves_the_checkpoint_on_a_gpu():

@@ -14,6 +14,33 @@ from quantgate.backends.base import Backend
 from quantgate.errors import ArtifactError, ConfigError, EvaluationError
 from quantgate.registry import BackendSettings
 
+#: a checkpoint's quantization_config.quant_method -> the package transformers needs to load it
+_CHECKPOINT_LIBRARIES = {
+    "compressed-tensors": "compressed_tensors",
+    "awq": "awq",
+    "gptq": "gptqmodel",
+    "vptq": "vptq",
+}
+
+
+def _check_checkpoint_library(artifact: Artifact) -> None:
+    """A quantized checkpoint whose library is missing fails here, in one line, rather than
+    deep in transformers' loader."""
+    import importlib.util
+    import json
+
+    config = artifact.path / "config.json"
+    if not config.is_file():
+        return
+    method = json.loads(config.read_text()).get("quantization_config", {}).get("quant_method")
+    package = _CHECKPOINT_LIBRARIES.get(str(method))
+    if package is not None and importlib.util.find_spec(package) is None:
+        hint = "pip install -e '.[dev]'" if package == "compressed_tensors" else "tox -e gpu"
+        raise ConfigError(
+            f"{artifact.label}: {config} is a {method} checkpoint and {package} is not "
+            f"installed: {hint}"
+        )
+
 
 class TransformersBackend(Backend):
     """AutoModelForCausalLM + AutoTokenizer; greedy decoding; no gradient anywhere."""
@@ -40,6 +67,7 @@ class TransformersBackend(Backend):
             from quantgate.hf_checkpoint import quantization_config
 
             kw["quantization_config"] = quantization_config(spec, artifact.label)
+        _check_checkpoint_library(artifact)
         dtype = settings.dtype if settings.dtype == "auto" else getattr(torch, settings.dtype)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(artifact.path, **kw)
