@@ -41,6 +41,7 @@ def test_selection_by_model_and_compression():
     assert {p.model_key for p in registry.pairs(["llama31"])} == {
         "llama31",
         "llama31_hf",
+        "llama31_base_hf",
         "llama31_405b",
     }
     assert {p.model_key for p in registry.pairs(["llama31_hf"])} == {"llama31_hf"}

@@ -48,6 +48,16 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
         ("gptq", "qwen25", {"qwen25_hf-gptq-int4"}),
         ("pruned", "gemma2", {"gemma2-pruned8", "gemma2-pruned8-Q4_K_M"}),
         (
+            "pruned",
+            "llama31",
+            {
+                "llama31-pruned8",
+                "llama31-pruned8-Q4_K_M",
+                "llama31_base_hf-minitron-4b-width",
+                "llama31_base_hf-minitron-4b-depth",
+            },
+        ),
+        (
             "gguf",
             "qwen25",
             {
