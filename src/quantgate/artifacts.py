@@ -165,6 +165,9 @@ class ArtifactStore:
         except FileNotFoundError:
             raise ConfigError(f"{where}.calibration: {calib_path} not found") from None
         n_ctx = self.registry.evaluation_for(pair.model_key).perplexity.n_ctx
+        checkpoint = src.path.is_dir()  # a transformers checkpoint, else a GGUF file
+        # a checkpoint is rewritten by transformers' save_pretrained: its version shapes the files
+        writer = {"writer": f"transformers {_transformers_version()}"} if checkpoint else {}
         key = cache_key(
             input=src.sha256,
             method="prune_blocks/block_influence",
@@ -174,9 +177,10 @@ class ArtifactStore:
             n_ctx=n_ctx,
             protect=comp.protect,
             version=PRUNE_VERSION,
+            **writer,
         )
-        target = cache_root() / "artifacts" / key / f"{pair.id}.gguf"
-        notes_path = target.with_suffix(".prune.json")
+        target = cache_root() / "artifacts" / key / (pair.id if checkpoint else f"{pair.id}.gguf")
+        notes_path = target.with_name(f"{pair.id}.prune.json")
 
         def build(partial: Path) -> None:
             with progress.step(f"{pair.id}: block influence on {calib_path.name}"):
@@ -190,7 +194,8 @@ class ArtifactStore:
             with progress.step(
                 f"{pair.id}: write {len(scores) - len(dropped)} of {len(scores)} blocks"
             ):
-                prune.drop_blocks(src.path, partial, dropped, pair.id)
+                drop = prune.drop_blocks_hf if checkpoint else prune.drop_blocks
+                drop(src.path, partial, dropped, pair.id)
             write_json_atomic(notes_path, {"block_influence": scores, "dropped": dropped})
 
         build_once(target, build)
@@ -199,3 +204,9 @@ class ArtifactStore:
             chosen = prune.BlockScores(notes["block_influence"], notes["dropped"])
             progress.say(f"{pair.id}: {chosen.describe()}")
         return target, {"pruned_blocks": notes.get("dropped"), **dict(src.notes)}
+
+
+def _transformers_version() -> str:
+    from importlib.metadata import version
+
+    return version("transformers")

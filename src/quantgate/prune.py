@@ -1,4 +1,5 @@
-"""Structured pruning: remove whole transformer blocks from a GGUF file.
+"""Structured pruning: remove whole transformer blocks from a GGUF file or a transformers
+checkpoint.
 
 Blocks are chosen by ShortGPT's *block influence* (Men et al., 2024): on calibration text, the
 importance of block i is BI_i = 1 - mean over tokens of cos(h_i, h_{i+1}), where h_i is the
@@ -8,6 +9,9 @@ The hidden states come from transformers loading the same GGUF (``gguf_file``), 
 Dropping rewrites the file with gguf-py: every tensor of a dropped block is left out, the others
 renumbered (``blk.7.*`` -> ``blk.6.*``), ``<arch>.block_count`` lowered and per-block metadata
 arrays cut to match, so llama.cpp (and transformers) load the result as a shallower model.
+A transformers checkpoint is rewritten by transformers itself: the blocks leave the model's
+layer list, the survivors are renumbered (their attention's ``layer_idx`` indexes the KV cache)
+and ``num_hidden_layers`` (and ``layer_types``, where the architecture has it) follow.
 """
 
 from __future__ import annotations
@@ -65,9 +69,8 @@ def choose_blocks(scores: list[float], n_drop: int, protect: Iterable[int] = ())
     return sorted(sorted(candidates, key=lambda i: scores[i])[:n_drop])
 
 
-def hidden_states_on(gguf_path: Path, text: str, n_ctx: int, max_chunks: int) -> list[np.ndarray]:
-    """Hidden states (embeddings + every block's output) of the model in ``gguf_path`` over the
-    first ``max_chunks`` chunks of ``n_ctx`` tokens of ``text``, concatenated over tokens."""
+def _load(path: Path, dtype: str = "float32") -> tuple[object, object]:
+    """transformers' model and tokenizer for a GGUF file or a checkpoint folder."""
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -76,11 +79,25 @@ def hidden_states_on(gguf_path: Path, text: str, n_ctx: int, max_chunks: int) ->
             f"pruning needs torch and transformers ({exc.name} missing): "
             "pip install -e '.[dev]' (torch==2.13.0 is the CPU build)"
         ) from None
-    # a GGUF file carries no code: never run a repo's modelling code to read it
-    kw = {"gguf_file": gguf_path.name, "trust_remote_code": False}
-    tok = AutoTokenizer.from_pretrained(gguf_path.parent, **kw)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kw)
-    model.eval()
+    # never run a repo's modelling code to prune it (a GGUF file carries none)
+    kw: dict[str, object] = {"trust_remote_code": False}
+    folder = path
+    if not path.is_dir():
+        kw["gguf_file"], folder = path.name, path.parent
+    tok = AutoTokenizer.from_pretrained(folder, **kw)
+    model = AutoModelForCausalLM.from_pretrained(
+        folder, dtype=getattr(torch, dtype) if dtype != "auto" else "auto", **kw
+    )
+    return model.eval(), tok
+
+
+def hidden_states_on(path: Path, text: str, n_ctx: int, max_chunks: int) -> list[np.ndarray]:
+    """Hidden states (embeddings + every block's output) of the model in ``path`` (a GGUF file
+    or a transformers checkpoint) over the first ``max_chunks`` chunks of ``n_ctx`` tokens of
+    ``text``, concatenated over tokens."""
+    import torch
+
+    model, tok = _load(path)
     ids = tok(text, return_tensors="pt").input_ids[0]
     chunks = [ids[i : i + n_ctx] for i in range(0, len(ids) - n_ctx + 1, n_ctx)][:max_chunks]
     if not chunks:
@@ -154,4 +171,37 @@ def drop_blocks(src: Path, dst: Path, drop: Iterable[int], label: str) -> int:
     for _, t in tensors:
         writer.write_tensor_data(t.data, tensor_endianess=reader.endianess)
     writer.close()
+    return len(kept)
+
+
+def drop_blocks_hf(src: Path, dst: Path, drop: Iterable[int], label: str) -> int:
+    """Save the checkpoint ``src`` without the blocks in ``drop`` to the folder ``dst``, in the
+    checkpoint's own dtype; returns the new block count.
+
+    Raises:
+        ArtifactError: the model has no ``model.layers`` list, or ``drop`` names a block it lacks.
+    """
+    model, tok = _load(src, dtype="auto")
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise ArtifactError(f"{label}: {src} has no model.layers list; cannot prune blocks")
+    n_blocks = len(layers)
+    dropped = set(drop)
+    if not dropped <= set(range(n_blocks)):
+        raise ArtifactError(f"{label}: blocks {sorted(dropped)} are not all in 0..{n_blocks - 1}")
+    kept = [i for i in range(n_blocks) if i not in dropped]
+    import torch
+
+    model.model.layers = torch.nn.ModuleList(layers[i] for i in kept)
+    for new, layer in enumerate(model.model.layers):
+        attention = getattr(layer, "self_attn", None)
+        if attention is not None and hasattr(attention, "layer_idx"):
+            attention.layer_idx = new  # the KV cache is indexed by it
+    config = model.config
+    config.num_hidden_layers = len(kept)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[i] for i in kept]
+    dst.mkdir(parents=True)
+    model.save_pretrained(dst)
+    tok.save_pretrained(dst)
     return len(kept)

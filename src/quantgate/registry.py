@@ -175,7 +175,7 @@ LOAD_TIME_LIBRARIES: tuple[str, ...] = ("bitsandbytes", "quanto")
 #: which methods each model format supports
 FORMAT_METHODS: dict[str, tuple[str, ...]] = {
     "gguf": ("llama_quantize", "prebuilt", "prune_blocks"),
-    "hf": ("prebuilt", "load_quantized", "llm_compressor"),
+    "hf": ("prebuilt", "load_quantized", "llm_compressor", "prune_blocks"),
 }
 FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
     "gguf": ("llama_cpp",),

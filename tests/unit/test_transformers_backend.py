@@ -168,6 +168,9 @@ def test_cpu_families_pass_and_their_canaries_fail(gate_run):
     assert outcomes["test_retention[smollm2_hf-llmc-w4a16-rtn-channel-winogrande]"] == "xfailed"
     # a real compression, calibrated GPTQ int4, too lossy for a 135M model: declared, and caught
     assert outcomes["test_perplexity[smollm2_hf-llmc-w4a16-gptq-g64]"] == "xfailed"
+    # pruning the checkpoint, and FP8 on the pruned checkpoint (a chain across methods)
+    for pruned in ("pruned2", "pruned2-fp8"):
+        assert outcomes[f"test_kl_divergence[smollm2_hf-{pruned}]"] == "xfailed"
     rows = run.summary()
     assert rows["smollm2_hf-bnb-int8", "size_ratio"]["size_measured_as"] == "loaded weights"
     assert rows["smollm2_hf-bnb-int8", "size_ratio"]["value"] < 0.5
@@ -180,6 +183,12 @@ def test_cpu_families_pass_and_their_canaries_fail(gate_run):
         for name in ("rtn-channel", "gptq-g64")
     )
     assert rtn > 50 and 10 < gptq < rtn
+    # the same blocks dropped as on the GGUF, and the same loss, through the other backend
+    assert rows["smollm2_hf-pruned2", "size_ratio"]["pruned_blocks"] == [13, 14]
+    assert rows["smollm2_hf-pruned2", "size_ratio"]["n_blocks"] == 28
+    assert 35 < rows["smollm2_hf-pruned2", "ppl_increase_pct"]["value"] < 48
+    chain = rows["smollm2_hf-pruned2-fp8", "size_ratio"]
+    assert chain["pruned_blocks"] == [13, 14] and chain["value"] < 0.45
     # every pair records its speed: tokens/s of the variant and of the baseline, same run
     for good in ("bnb-int8", "quanto-int8", "llmc-fp8-dynamic"):
         assert rows[f"smollm2_hf-{good}", "tg_tps_ratio"]["baseline"] > 0
