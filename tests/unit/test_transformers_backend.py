@@ -69,7 +69,7 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
             },
         ),
         ("bnb", "smollm2_hf", {"smollm2_hf-bnb-int8", "smollm2_hf-bnb-nf4"}),
-        ("fp8", "smollm2_hf", {"smollm2_hf-llmc-fp8-dynamic"}),
+        ("fp8", "smollm2_hf", {"smollm2_hf-llmc-fp8-dynamic", "smollm2_hf-pruned2-fp8"}),
         ("w8a8", "llama31", {"llama31_hf-w8a8-redhat", "llama31_hf-w8a8-smoothquant"}),
         ("gptq", "llama31", {"llama31_hf-gptq-int4", "llama31_hf-w8a8-smoothquant"}),
         (
@@ -79,6 +79,7 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
                 "smollm2_hf-llmc-fp8-dynamic",
                 "smollm2_hf-llmc-w4a16-rtn-channel",
                 "smollm2_hf-llmc-w4a16-gptq-g64",
+                "smollm2_hf-pruned2-fp8",
             },
         ),
     ],
