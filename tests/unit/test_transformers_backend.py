@@ -79,6 +79,7 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
                 "smollm2_hf-llmc-fp8-dynamic",
                 "smollm2_hf-llmc-w4a16-rtn-channel",
                 "smollm2_hf-llmc-w4a16-gptq-g64",
+                "smollm2_hf-llmc-w8a8-smoothquant",
                 "smollm2_hf-pruned2-fp8",
             },
         ),
@@ -146,6 +147,10 @@ def test_same_weights_same_ids_agree_across_backends(tmp_path):
     llama.close()
 
 
+#: one passing variant per CPU family: LLM.int8, quanto int8, FP8 dynamic, SmoothQuant W8A8
+GOOD_CPU_VARIANTS = ("bnb-int8", "quanto-int8", "llmc-fp8-dynamic", "llmc-w8a8-smoothquant")
+
+
 @pytest.mark.real_model
 def test_cpu_families_pass_and_their_canaries_fail(gate_run):
     """bitsandbytes, optimum-quanto and llm-compressor on SmolLM2: each family's good variant
@@ -153,7 +158,7 @@ def test_cpu_families_pass_and_their_canaries_fail(gate_run):
     run = gate_run("-m", "cpu_slow", "--model", "smollm2_hf")
     assert run.returncode == 0, run.output[-3000:]
     outcomes = run.outcomes()
-    for good in ("bnb-int8", "quanto-int8", "llmc-fp8-dynamic"):
+    for good in GOOD_CPU_VARIANTS:
         pair = f"smollm2_hf-{good}"
         mine = {k: v for k, v in outcomes.items() if pair in k}
         assert set(mine.values()) == {"passed"}, mine
@@ -191,7 +196,7 @@ def test_cpu_families_pass_and_their_canaries_fail(gate_run):
     chain = rows["smollm2_hf-pruned2-fp8", "size_ratio"]
     assert chain["pruned_blocks"] == [13, 14] and chain["value"] < 0.45
     # every pair records its speed: tokens/s of the variant and of the baseline, same run
-    for good in ("bnb-int8", "quanto-int8", "llmc-fp8-dynamic"):
+    for good in GOOD_CPU_VARIANTS:
         assert rows[f"smollm2_hf-{good}", "tg_tps_ratio"]["baseline"] > 0
 
 
