@@ -126,6 +126,17 @@ class ArtifactStore:
             pair.id, self._requantized(pair.id, base, comp.quant_type), dict(base.notes)
         )
 
+    def _calibration(self, relative: str, where: str) -> Path:
+        """A compression's calibration text, resolved next to the registry.
+
+        Raises:
+            ConfigError: the file does not exist.
+        """
+        path = self.registry.resolve(relative)
+        if not path.is_file():
+            raise ConfigError(f"{where}.calibration: {path} not found")
+        return path
+
     def _llm_compressed(self, pair: Pair, src: Artifact) -> Path:
         from quantgate import llm_compressor
 
@@ -136,9 +147,7 @@ class ArtifactStore:
             raise ConfigError(f"{where}: llm_compressor needs a transformers checkpoint as input")
         calibration = None
         if comp.calibration is not None:
-            calibration = self.registry.resolve(comp.calibration)
-            if not calibration.is_file():
-                raise ConfigError(f"{where}.calibration: {calibration} not found")
+            calibration = self._calibration(comp.calibration, where)
         return llm_compressor.compress(
             pair.id,
             src.path,
@@ -159,11 +168,8 @@ class ArtifactStore:
         comp = pair.compression
         assert comp.n_blocks is not None and comp.calibration is not None
         where = f"models.{pair.model_key}.compressions.{pair.compression_name}"
-        calib_path = self.registry.resolve(comp.calibration)
-        try:
-            text = calib_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{where}.calibration: {calib_path} not found") from None
+        calib_path = self._calibration(comp.calibration, where)
+        text = calib_path.read_text(encoding="utf-8")
         n_ctx = self.registry.evaluation_for(pair.model_key).perplexity.n_ctx
         checkpoint = src.path.is_dir()  # a transformers checkpoint, else a GGUF file
         # a checkpoint is rewritten by transformers' save_pretrained: its version shapes the files

@@ -95,9 +95,9 @@ def hidden_states_on(path: Path, text: str, n_ctx: int, max_chunks: int) -> list
     """Hidden states (embeddings + every block's output) of the model in ``path`` (a GGUF file
     or a transformers checkpoint) over the first ``max_chunks`` chunks of ``n_ctx`` tokens of
     ``text``, concatenated over tokens."""
+    model, tok = _load(path)  # first: it turns a missing torch into a one-line error
     import torch
 
-    model, tok = _load(path)
     ids = tok(text, return_tensors="pt").input_ids[0]
     chunks = [ids[i : i + n_ctx] for i in range(0, len(ids) - n_ctx + 1, n_ctx)][:max_chunks]
     if not chunks:
@@ -115,6 +115,17 @@ def hidden_states_on(path: Path, text: str, n_ctx: int, max_chunks: int) -> list
             for i, h in enumerate(states):
                 per_layer[i].append(h[0].float().numpy())
     return [np.concatenate(layer) for layer in per_layer]
+
+
+def _kept_blocks(n_blocks: int, dropped: set[int], label: str) -> list[int]:
+    """The blocks left after dropping ``dropped`` of ``n_blocks``, in order.
+
+    Raises:
+        ArtifactError: ``dropped`` names a block the model lacks.
+    """
+    if not dropped <= set(range(n_blocks)):
+        raise ArtifactError(f"{label}: blocks {sorted(dropped)} are not all in 0..{n_blocks - 1}")
+    return [i for i in range(n_blocks) if i not in dropped]
 
 
 def drop_blocks(src: Path, dst: Path, drop: Iterable[int], label: str) -> int:
@@ -136,9 +147,7 @@ def drop_blocks(src: Path, dst: Path, drop: Iterable[int], label: str) -> int:
         raise ArtifactError(f"{label}: {src} has no {count_key}; cannot prune blocks")
     n_blocks = int(count_field.contents())
     dropped = set(drop)
-    if not dropped <= set(range(n_blocks)):
-        raise ArtifactError(f"{label}: blocks {sorted(dropped)} are not all in 0..{n_blocks - 1}")
-    kept = [i for i in range(n_blocks) if i not in dropped]
+    kept = _kept_blocks(n_blocks, dropped, label)
     renumber = {old: new for new, old in enumerate(kept)}
 
     writer = gguf.GGUFWriter(dst, arch=arch, endianess=reader.endianess)
@@ -185,11 +194,7 @@ def drop_blocks_hf(src: Path, dst: Path, drop: Iterable[int], label: str) -> int
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:
         raise ArtifactError(f"{label}: {src} has no model.layers list; cannot prune blocks")
-    n_blocks = len(layers)
-    dropped = set(drop)
-    if not dropped <= set(range(n_blocks)):
-        raise ArtifactError(f"{label}: blocks {sorted(dropped)} are not all in 0..{n_blocks - 1}")
-    kept = [i for i in range(n_blocks) if i not in dropped]
+    kept = _kept_blocks(len(layers), set(drop), label)
     import torch
 
     model.model.layers = torch.nn.ModuleList(layers[i] for i in kept)

@@ -41,9 +41,7 @@ def main(argv: list[str]) -> int:
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]
     backend = backend_class(spec["backend"])(artifact, BackendSettings(**spec["settings"]))
-    backend.process_prompt(
-        backend.tokenize("The quick brown fox jumps over the lazy dog. " * 3)[:32]
-    )
+    backend.process_prompt(backend.tokenize(PROMPT)[:32])
     print(json.dumps(_peaks(spec)))
     return 0
 

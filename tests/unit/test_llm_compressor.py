@@ -71,3 +71,12 @@ def test_a_failed_oneshot_names_its_log_and_leaves_no_artifact(tmp_path, monkeyp
     assert "\n" not in text and "m-broken.oneshot.log" in text
     built = [p for p in (tmp_path / "cache").rglob("m-broken*") if not p.name.endswith(".log")]
     assert [p.name for p in built if not p.name.endswith(".lock")] == []
+
+
+def test_the_registry_and_the_job_know_the_same_modifiers():
+    # the job runs in the quantizer env and cannot import quantgate: the two lists are kept
+    # apart on purpose, and must not drift
+    from quantgate.llm_compressor_job import MODIFIER_MODULES
+    from quantgate.registry import LLM_COMPRESSOR_MODIFIERS
+
+    assert set(MODIFIER_MODULES) == set(LLM_COMPRESSOR_MODIFIERS)
