@@ -68,13 +68,15 @@ METRICS: dict[str, Metric] = {
         Metric("ppl_increase_pct", "perplexity", Direction.MAX, "%",
                "PPL rise over the baseline: (PPL_c / PPL_b - 1) * 100", has_interval=True),
         Metric("ln_ppl_ratio", "perplexity", Direction.MAX, "nats",
-               "ln(PPL_c / PPL_b): the mean per-token NLL increase"),
+               "ln(PPL_c / PPL_b): the mean per-token NLL increase (the same rule as "
+               "ppl_increase_pct in other units: a pair may gate one of the two)",
+               has_interval=True),
         Metric("kld_mean", "kld", Direction.MAX, "nats",
                "mean KL(P_baseline || P_compressed) over the scored tokens", has_interval=True),
         Metric("kld_p99", "kld", Direction.MAX, "nats",
-               "99th percentile of the per-token KL divergence"),
+               "99th percentile of the per-token KL divergence", has_interval=True),
         Metric("top1_agreement_pct", "kld", Direction.MIN, "%",
-               "share of scored tokens whose argmax equals the baseline's"),
+               "share of scored tokens whose argmax equals the baseline's", has_interval=True),
         Metric("pp_tps_ratio", "throughput", Direction.MIN, "x",
                "prompt-processing tokens/s of the compressed model / the baseline's, same run"),
         Metric("tg_tps_ratio", "throughput", Direction.MIN, "x",
@@ -100,24 +102,56 @@ RETENTION_PREFIX = "D_"
 OVERALL = "overall"
 #: flips_<benchmark>: % of items whose correctness changed (correct/wrong metrics only)
 FLIPS_PREFIX = "flips_"
+#: Dgold_<benchmark>: the retention of the mean gold-choice probability (multiple choice with
+#: one gold answer): a graded, paired per-item signal where accuracy on a few dozen items of a
+#: near-chance model carries almost none
+GOLD_PREFIX = "Dgold_"
+#: choice_kld_<benchmark>: mean KL divergence between the baseline's and the compressed
+#: model's answer distributions over each item's choices
+CHOICE_KLD_PREFIX = "choice_kld_"
 
 
-#: per-benchmark metric families: prefix -> (description of <benchmark>, has an interval)
-_PER_BENCHMARK: dict[str, tuple[str, bool]] = {
-    RETENTION_PREFIX: ("score lost on {}: (1 - B_compressed / B_baseline) * 100", True),
-    FLIPS_PREFIX: ("items of {} whose correctness changed (either way), in % of the items", False),
+@dataclass(frozen=True)
+class _Family:
+    description: str
+    unit: str = "%"
+
+
+#: per-benchmark metric families (all in the retention gate, all upper bounds, all with a
+#: paired interval): prefix -> description of <benchmark>
+PER_BENCHMARK: dict[str, _Family] = {
+    RETENTION_PREFIX: _Family("score lost on {}: (1 - B_compressed / B_baseline) * 100"),
+    FLIPS_PREFIX: _Family("items of {} whose correctness changed (either way), in % of the items"),
+    GOLD_PREFIX: _Family(
+        "gold-choice probability lost on {}: (1 - mean p_c(gold) / mean p_b(gold)) * 100, p "
+        "the softmax of the choices' log-likelihoods"
+    ),
+    CHOICE_KLD_PREFIX: _Family(
+        "mean KL(P_baseline || P_compressed) between the answer distributions over the choices "
+        "of {}'s items",
+        "nats",
+    ),
 }
 
 
+def split_benchmark_metric(name: str) -> tuple[str, str] | None:
+    """(prefix, benchmark) of a per-benchmark metric name, else None. The longest matching
+    prefix wins, so a benchmark may itself be named like another family."""
+    for prefix in sorted(PER_BENCHMARK, key=len, reverse=True):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return prefix, name.removeprefix(prefix)
+    return None
+
+
 def metric(name: str) -> Metric:
-    """The catalog entry of a metric, including the per-benchmark retention metrics (both
-    families belong to the retention gate, in %, as upper bounds)."""
+    """The catalog entry of a metric, including the per-benchmark families (all belong to the
+    retention gate, as upper bounds, with a paired interval)."""
     if name in METRICS:
         return METRICS[name]
-    for prefix, (description, has_interval) in _PER_BENCHMARK.items():
-        if name.startswith(prefix):
-            bench = name.removeprefix(prefix)
-            return Metric(
-                name, "retention", Direction.MAX, "%", description.format(bench), has_interval
-            )
+    split = split_benchmark_metric(name)
+    if split is not None:
+        family = PER_BENCHMARK[split[0]]
+        return Metric(
+            name, "retention", Direction.MAX, family.unit, family.description.format(split[1]), True
+        )
     raise KeyError(name)

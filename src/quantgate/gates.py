@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from quantgate.constants import Direction, metric
 from quantgate.errors import EvaluationError, GateFailure
-from quantgate.stats import Interval
+from quantgate.stats import Interval, minimum_detectable
 from quantgate.thresholds import Threshold
 
 
@@ -48,6 +48,35 @@ class Outcome:
         if metric(self.metric).direction is Direction.MAX:
             return self.judged_value <= self.threshold.value
         return self.judged_value >= self.threshold.value
+
+    @property
+    def minimum_detectable(self) -> float | None:
+        """The smallest true value this gate fails with 80 % probability, from the measured
+        interval's width (None without an interval or a threshold); see
+        quantgate.stats.minimum_detectable."""
+        if self.threshold is None or self.interval is None:
+            return None
+        return minimum_detectable(
+            self.threshold.value,
+            self.interval.half_width,
+            self.threshold.mode,
+            upper_bound=metric(self.metric).direction is Direction.MAX,
+        )
+
+    @property
+    def underpowered(self) -> bool:
+        """A passing loss bound (an upper bound above 0) whose gate cannot see a loss of twice
+        the bound: the sample is too small for the threshold. (A failure needs no power
+        claim: in mode ci the loss is proven.)"""
+        mdl = self.minimum_detectable
+        return (
+            mdl is not None
+            and self.passed
+            and self.threshold is not None
+            and metric(self.metric).direction is Direction.MAX
+            and self.threshold.value > 0
+            and mdl > 2 * self.threshold.value
+        )
 
     @property
     def verdict(self) -> str:

@@ -17,7 +17,14 @@ import numpy as np
 
 from quantgate import progress
 from quantgate.backends.base import Backend, result_settings
-from quantgate.cache import build_once, cache_key, cache_root, read_json, write_json_atomic
+from quantgate.cache import (
+    build_once,
+    cache_key,
+    cache_root,
+    locked,
+    read_json,
+    write_json_atomic,
+)
 from quantgate.errors import DataError, EvaluationError
 from quantgate.perplexity import (
     first_scored,
@@ -27,12 +34,16 @@ from quantgate.perplexity import (
     perplexity,
     scored_logprobs,
 )
-from quantgate.quantize import llama_cpp_version
 from quantgate.registry import PerplexitySettings
-from quantgate.stats import Interval, chunk_ratio_interval, mean_interval
+from quantgate.stats import (
+    Interval,
+    chunk_percentile_interval,
+    chunk_ratio_interval,
+    mean_interval,
+)
 
 #: Bump when the computation below changes, so old cache entries are not reused.
-METHOD_VERSION = 3
+METHOD_VERSION = 5
 
 
 def read_text(path: Path) -> str:
@@ -78,13 +89,27 @@ class QualityResult:
     chunk_nll: list[float]
     chunk_nll_baseline: list[float]
     chunk_kld: list[float]
+    #: per chunk, the share of scored tokens whose argmax matches the baseline's (%)
+    chunk_top1: list[float]
+    #: per-token KLD (chunk after chunk, equal counts), for the p99's interval over chunks
+    token_kld: list[float]
 
     @property
     def intervals(self) -> dict[str, Interval]:
         """95 % bootstrap intervals over chunks, for the metrics that have one."""
+        ppl = chunk_ratio_interval(self.chunk_nll_baseline, self.chunk_nll)
+
+        def nats(pct: float) -> float:  # ln_ppl_ratio is a monotone map of ppl_increase_pct
+            return math.log1p(pct / 100.0)
+
         return {
-            "ppl_increase_pct": chunk_ratio_interval(self.chunk_nll_baseline, self.chunk_nll),
+            "ppl_increase_pct": ppl,
+            "ln_ppl_ratio": Interval(nats(ppl.value), nats(ppl.low), nats(ppl.high)),
             "kld_mean": mean_interval(self.chunk_kld),
+            "kld_p99": chunk_percentile_interval(
+                np.asarray(self.token_kld).reshape(self.n_chunks, -1), 99.0
+            ),
+            "top1_agreement_pct": mean_interval(self.chunk_top1),
         }
 
     @property
@@ -123,7 +148,6 @@ class QualityEvaluator:
             "n_ctx": self.settings.n_ctx,
             "max_chunks": self.settings.max_chunks,
             **result_settings(backend.name, backend.settings),
-            "llama_cpp": llama_cpp_version(),
             "method": METHOD_VERSION,
         }
 
@@ -179,8 +203,7 @@ class QualityEvaluator:
         )
 
     def compare(self, base: BaselineScores, backend: Backend) -> QualityResult:
-        """PPL, KLD and top-1 agreement of ``backend``'s model against ``base``."""
-        label = backend.artifact.label
+        """PPL, KLD and top-1 agreement of ``backend``'s model against ``base`` (cached)."""
         key = cache_key(
             artifact=backend.artifact.sha256, baseline=base.key, **self._settings_key(backend)
         )
@@ -188,6 +211,17 @@ class QualityEvaluator:
         cached = read_json(result_path)
         if cached is not None:
             return QualityResult(**cached)
+        # the PPL and KLD tests of one pair may run on two xdist workers: one computes
+        with locked(result_path):
+            cached = read_json(result_path)
+            if cached is not None:
+                return QualityResult(**cached)
+            result = self._compare(base, backend)
+            write_json_atomic(result_path, asdict(result))
+        return result
+
+    def _compare(self, base: BaselineScores, backend: Backend) -> QualityResult:
+        label = backend.artifact.label
         chunks = self._chunks(backend)
         if _tokens_sha(chunks) != base.tokens_sha:
             raise EvaluationError(
@@ -203,10 +237,14 @@ class QualityEvaluator:
                 logp, nll = scored_logprobs(backend.logits(chunk, first), chunk, label, first)
                 ref = np.asarray(base_logp[i * per_chunk : (i + 1) * per_chunk])
                 nll_all.append(nll)
-                kld_all.append(kl_divergence_rows(ref, logp))
-                top1_all.append(ref.argmax(axis=-1) == logp.argmax(axis=-1))
+                # compared at the baseline's stored precision (float16): the same rounding on
+                # both sides makes the baseline against itself exactly 0 nats and argmax ties
+                # break alike; the NLL above keeps full precision
+                stored = logp.astype(np.float16)
+                kld_all.append(kl_divergence_rows(ref, stored.astype(np.float32)))
+                top1_all.append(ref.argmax(axis=-1) == stored.argmax(axis=-1))
         stats = kld_stats(np.concatenate(kld_all), np.concatenate(top1_all))
-        result = QualityResult(
+        return QualityResult(
             ppl=perplexity(np.concatenate(nll_all)),
             ppl_baseline=base.ppl,
             n_scored=stats.n_tokens,
@@ -217,9 +255,10 @@ class QualityEvaluator:
             chunk_nll=[float(c.mean()) for c in nll_all],
             chunk_nll_baseline=base.chunk_nll,
             chunk_kld=[float(k.mean()) for k in kld_all],
+            chunk_top1=[float(t.mean() * 100.0) for t in top1_all],
+            # 6 significant digits: the p99's interval needs the distribution, not the bits
+            token_kld=[float(f"{v:.6g}") for v in np.concatenate(kld_all)],
         )
-        write_json_atomic(result_path, asdict(result))
-        return result
 
 
 def _tokens_sha(chunks: list[list[int]]) -> str:

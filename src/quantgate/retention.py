@@ -18,11 +18,20 @@ import numpy as np
 
 from quantgate import progress
 from quantgate.backends.base import Backend, result_settings
-from quantgate.cache import cache_key, cache_root, read_json, write_json_atomic
+from quantgate.cache import cache_key, cache_root, locked, read_json, write_json_atomic
+from quantgate.constants import CHOICE_KLD_PREFIX, GOLD_PREFIX
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.registry import Benchmark
 from quantgate.schema_base import did_you_mean
-from quantgate.stats import Flips, Interval, expected_half_width, flips, is_binary
+from quantgate.stats import (
+    Flips,
+    Interval,
+    choice_kld,
+    flips,
+    gold_probability,
+    is_binary,
+    mean_interval,
+)
 from quantgate.stats import retention_interval as _retention_interval
 
 #: Bump when the scoring code below changes, so old cache entries are not reused.
@@ -41,6 +50,29 @@ class BenchmarkResult:
     items: list[dict[str, Any]]
 
 
+def paired_items(
+    base: BenchmarkResult, comp: BenchmarkResult, what: str
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The two runs' records of each item, matched by doc_id (lm-eval's sample order is not
+    a contract: a cached run and a fresh one, or two worker counts, may list them apart).
+
+    Raises:
+        EvaluationError: the runs scored different items.
+    """
+    by_id = {it["doc_id"]: it for it in comp.items}
+    base_ids = [it["doc_id"] for it in base.items]
+    if len(by_id) != len(comp.items) or len(set(base_ids)) != len(base_ids):
+        raise EvaluationError(f"{what}: a doc_id appears twice in one run's samples")
+    if set(base_ids) != set(by_id):
+        only_b = sorted(set(base_ids) - set(by_id))[:5]
+        only_c = sorted(set(by_id) - set(base_ids))[:5]
+        raise EvaluationError(
+            f"{what}: baseline and compressed model scored different items (only the baseline: "
+            f"{only_b}, only the compressed model: {only_c}); they must see the same items"
+        )
+    return [(b, by_id[b["doc_id"]]) for b in base.items]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One benchmark of one pair: the compressed model's result and the baseline's, on the
@@ -55,9 +87,17 @@ class Comparison:
     def what(self) -> str:
         return f"{self.compressed.task} {self.compressed.metric}"
 
-    def item_scores(self, result: BenchmarkResult) -> list[float] | None:
+    @cached_property
+    def items(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(baseline, compressed) records of every item, matched by doc_id."""
+        if self.baseline is None:
+            return []
+        return paired_items(self.baseline, self.compressed, self.what)
+
+    @staticmethod
+    def item_scores(result: BenchmarkResult, records: list[dict[str, Any]]) -> list[float] | None:
         """Per-item metric values, if they average to the task's score (a mean aggregation)."""
-        values = [it.get(result.metric) for it in result.items]
+        values = [it.get(result.metric) for it in records]
         if any(v is None for v in values) or not values:
             return None
         scores = [float(v) for v in values]  # type: ignore[arg-type]
@@ -74,7 +114,8 @@ class Comparison:
     def _paired(self) -> tuple[list[float], list[float]] | None:
         if self.baseline is None:
             return None
-        base, comp = self.item_scores(self.baseline), self.item_scores(self.compressed)
+        base = self.item_scores(self.baseline, [b for b, _ in self.items])
+        comp = self.item_scores(self.compressed, [c for _, c in self.items])
         return None if base is None or comp is None else (base, comp)
 
     def interval(self) -> Interval | None:
@@ -83,9 +124,16 @@ class Comparison:
 
     @cached_property
     def _interval(self) -> Interval | None:
-        # computed once: the gate reports it and, for graded metrics, resolution() reads it
+        # computed once: the gate reports it and the summary row carries it
         paired = self._paired
-        return None if paired is None else _retention_interval(*paired, what=self.what)
+        if paired is not None:
+            return _retention_interval(*paired, what=self.what)
+        if self.baseline is None:  # a pinned baseline: a constant, only the variant's items vary
+            comp = self.item_scores(self.compressed, self.compressed.items)
+            if comp is not None:
+                fixed = [self.baseline_score] * len(comp)
+                return _retention_interval(fixed, comp, what=f"{self.what} (pinned baseline)")
+        return None
 
     def flips(self) -> Flips | None:
         """Correct/wrong changes (None for graded metrics such as truthfulqa_mc2's mass)."""
@@ -94,14 +142,51 @@ class Comparison:
             return None
         return flips(*paired, what=self.what)
 
-    def resolution(self) -> float | None:
-        """The CI half-width, in points of D, that this many items give at the baseline's score
-        (correct/wrong metrics; for graded ones the measured interval tells)."""
-        paired = self.paired_scores()
-        if paired is not None and is_binary(paired[0]):
-            return expected_half_width(len(paired[0]), self.baseline_score)
-        interval = self.interval()
-        return None if interval is None else interval.half_width
+    @cached_property
+    def _choices(self) -> list[tuple[list[float], list[float], Any]] | None:
+        """Both runs' per-choice log-likelihoods and the target, for multiple-choice items
+        (None for generation tasks, or where the runs saw different choices)."""
+        out = []
+        for b, c in self.items:
+            lls_b, lls_c = b.get("loglikelihoods") or [], c.get("loglikelihoods") or []
+            if len(lls_b) < 2 or len(lls_b) != len(lls_c):
+                return None
+            out.append((lls_b, lls_c, b.get("target")))
+        return out or None
+
+    def gold_probability(self) -> tuple[list[float], list[float]] | None:
+        """Each item's probability of the gold choice under the baseline and the compressed
+        model, for a correct/wrong multiple-choice metric with one gold index (None else:
+        truthfulqa_mc2's items have several true answers, and its score already is a mass)."""
+        choices, paired = self._choices, self.paired_scores()
+        if choices is None or paired is None or not is_binary(paired[0]):
+            return None
+        if not all(isinstance(t, int) and 0 <= t < len(b) for b, _, t in choices):
+            return None
+        return (
+            [gold_probability(b, t) for b, _, t in choices],
+            [gold_probability(c, t) for _, c, t in choices],
+        )
+
+    def choice_kld(self) -> list[float] | None:
+        """Per item, KL(P_baseline || P_compressed) between the answer distributions."""
+        choices = self._choices
+        return None if choices is None else [choice_kld(b, c) for b, c, _ in choices]
+
+    def graded(self) -> dict[str, Interval]:
+        """The graded per-item signals this benchmark supports, as metric name -> value with
+        its paired 95 % interval: Dgold_<bench> (retention of the gold-choice probability)
+        and choice_kld_<bench> (mean answer-distribution KLD)."""
+        out: dict[str, Interval] = {}
+        gold = self.gold_probability()
+        if gold is not None:
+            out[f"{GOLD_PREFIX}{self.benchmark}"] = _retention_interval(
+                *gold, what=f"{self.what} gold probability"
+            )
+        kld = self.choice_kld()
+        if kld is not None:
+            out[f"{CHOICE_KLD_PREFIX}{self.benchmark}"] = mean_interval(kld)
+        return out
 
 
 def retention_pct(compressed: float, baseline: float, what: str) -> float:
@@ -249,7 +334,23 @@ def run_benchmark(
     cached = read_json(path)
     if cached is not None:
         return BenchmarkResult(**cached)
+    # one scorer per result: an xdist worker that needs the same baseline waits and reads it
+    with locked(path):
+        cached = read_json(path)
+        if cached is not None:
+            return BenchmarkResult(**cached)
+        return _score(backend, name, bench, source, tasks, where, path)
 
+
+def _score(
+    backend: Backend,
+    name: str,
+    bench: Benchmark,
+    source: dict[str, Any] | str,
+    tasks: TaskIndex,
+    where: str,
+    path: Path,
+) -> BenchmarkResult:
     from lm_eval import simple_evaluate
 
     lm = backend.lm_eval_model()

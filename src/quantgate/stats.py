@@ -127,8 +127,19 @@ class Flips:
     mcnemar_p: float
 
     @property
+    def n_flipped(self) -> int:
+        return self.correct_to_wrong + self.wrong_to_correct
+
+    @property
     def flips_pct(self) -> float:
-        return (self.correct_to_wrong + self.wrong_to_correct) / self.n_items * 100.0
+        return self.n_flipped / self.n_items * 100.0
+
+    @property
+    def interval(self) -> Interval:
+        """The flip rate's exact 95 % interval over the paired items (what modes ci and
+        strict judge): a count on 40 items is a sample, and another machine's kernels move
+        a near-tie or two."""
+        return proportion_interval(self.n_flipped, self.n_items)
 
 
 def mcnemar_exact(correct_to_wrong: int, wrong_to_correct: int) -> float:
@@ -188,6 +199,27 @@ def chunk_ratio_interval(
     return Interval(point, *_percentiles(reps, level))
 
 
+def chunk_percentile_interval(
+    per_chunk: np.ndarray,
+    q: float,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    level: float = LEVEL,
+    batch: int = 100,
+) -> Interval:
+    """A percentile of per-token values (``[n_chunks, tokens_per_chunk]``) with a bootstrap CI
+    that resamples whole chunks (tokens within a chunk are not independent), e.g. kld_p99."""
+    v = np.asarray(per_chunk, dtype=np.float64)
+    if v.ndim != 2 or v.size == 0:
+        raise EvaluationError("a percentile over zero chunks")
+    idx = _resample_index(len(v), n_boot, np.random.default_rng(seed))
+    reps = np.concatenate(
+        [np.percentile(v[idx[i : i + batch]].reshape(len(idx[i : i + batch]), -1), q, axis=1)
+         for i in range(0, n_boot, batch)]
+    )  # fmt: skip
+    return Interval(float(np.percentile(v, q)), *_percentiles(reps, level))
+
+
 def mean_interval(
     values: Sequence[float], n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL
 ) -> Interval:
@@ -197,3 +229,74 @@ def mean_interval(
         raise EvaluationError("a mean over zero values")
     idx = _resample_index(len(v), n_boot, np.random.default_rng(seed))
     return Interval(float(v.mean()), *_percentiles(v[idx].mean(1), level))
+
+
+def proportion_interval(k: int, n: int, level: float = LEVEL) -> Interval:
+    """A count of ``k`` in ``n`` as a percentage with its exact (Clopper-Pearson) interval:
+    the flip rate over the paired items. Exact, not a bootstrap: with 0 or 1 flips the
+    bootstrap interval collapses to the point, and a rate near 0 is the usual case."""
+    from scipy.stats import binomtest
+
+    if n <= 0:
+        raise EvaluationError("a rate over zero items")
+    ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+    return Interval(k / n * 100.0, float(ci.low) * 100.0, float(ci.high) * 100.0, level)
+
+
+# -- graded per-item signals of multiple-choice items ----------------------------------------------
+
+
+def choice_distribution(loglikelihoods: Sequence[float]) -> np.ndarray:
+    """The model's answer distribution over an item's choices: the softmax of the choices'
+    summed log-likelihoods (the quantities lm-eval compares for acc)."""
+    x = np.asarray(loglikelihoods, dtype=np.float64)
+    x = x - x.max()
+    p = np.exp(x)
+    return p / p.sum()
+
+
+def gold_probability(loglikelihoods: Sequence[float], target: int) -> float:
+    """Probability the model gives the gold choice among the item's choices."""
+    return float(choice_distribution(loglikelihoods)[target])
+
+
+def choice_kld(base_lls: Sequence[float], comp_lls: Sequence[float]) -> float:
+    """KL(P_baseline || P_compressed) between the two answer distributions over one item's
+    choices, in nats. Exactly 0 for identical log-likelihoods."""
+    p, q = choice_distribution(base_lls), choice_distribution(comp_lls)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
+    return max(0.0, float(terms.sum()))
+
+
+# -- power ---------------------------------------------------------------------------------------
+
+#: the power at which "detectable" is read: a loss of the minimum detectable size fails the
+#: gate in 80 % of repeated samples (the usual choice in power analysis)
+POWER = 0.80
+
+
+def minimum_detectable(
+    threshold: float,
+    half_width: float,
+    mode: str,
+    upper_bound: bool = True,
+    level: float = LEVEL,
+    power: float = POWER,
+) -> float:
+    """The smallest true value of a metric that its gate fails with probability ``power``,
+    given the measured sampling error (``half_width`` of the measured two-sided interval:
+    se = half_width / z). Normal approximation:
+
+    * point: fails when the estimate is beyond the threshold: threshold + z_power * se;
+    * ci: fails when the whole interval is: threshold + (z + z_power) * se;
+    * strict: fails when any of it is: threshold - (z - z_power) * se.
+
+    For a lower bound (``upper_bound`` False) the offsets go the other way."""
+    from scipy.stats import norm
+
+    z = _z(level)
+    se = half_width / z
+    z_power = float(norm.ppf(power))
+    offset = {"point": z_power, "ci": z + z_power, "strict": z_power - z}[mode] * se
+    return threshold + offset if upper_bound else threshold - offset

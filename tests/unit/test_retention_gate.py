@@ -16,6 +16,8 @@ from .conftest import OFFLINE, REPO
 
 RET = "tests/test_retention.py"
 ONLY = ("--model", "smollm2")
+#: a benchmark a test adds needs its D_ bound (a benchmark without one is a usage error)
+WG_BOUND = {"smollm2.yaml": {"D_wg": {"value": 10.0, "mode": "ci"}}}
 
 
 def test_retention_formula_and_zero_baseline():
@@ -74,12 +76,19 @@ def test_q2_k_fails_the_run_when_not_declared_a_canary(gate_run, registry_copy):
     ],
 )
 @pytest.mark.real_model
-def test_bad_benchmark_entries_are_errors(gate_run, registry_copy, bench, message):
+def test_bad_benchmark_entries_are_errors(gate_run, registry_copy, thresholds_copy, bench, message):
     def edit(doc):  # added beside the shipped benchmarks, whose thresholds stay valid
         doc["models"]["smollm2"]["benchmarks"]["wg"] = bench
 
     run = gate_run(
-        RET, f"--registry={registry_copy(edit)}", *ONLY, "--compression", "Q8_0", "-k", "wg"
+        RET,
+        f"--registry={registry_copy(edit)}",
+        f"--thresholds={thresholds_copy(defaults=WG_BOUND)}",
+        *ONLY,
+        "--compression",
+        "Q8_0",
+        "-k",
+        "wg",
     )
     assert run.returncode == 1
     assert set(run.outcomes().values()) == {"failed"}
@@ -87,7 +96,7 @@ def test_bad_benchmark_entries_are_errors(gate_run, registry_copy, bench, messag
 
 
 @pytest.mark.real_model
-def test_empty_data_file_is_an_error(gate_run, registry_copy, tmp_path):
+def test_empty_data_file_is_an_error(gate_run, registry_copy, thresholds_copy, tmp_path):
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     src = (REPO / "fixtures" / "tasks" / "winogrande_smoke.yaml").read_text()
@@ -105,7 +114,14 @@ def test_empty_data_file_is_an_error(gate_run, registry_copy, tmp_path):
         doc["models"]["smollm2"]["benchmarks"]["wg"] = {"task": "wg_empty", "metric": "acc"}
 
     run = gate_run(
-        RET, f"--registry={registry_copy(edit)}", *ONLY, "--compression", "Q8_0", "-k", "wg"
+        RET,
+        f"--registry={registry_copy(edit)}",
+        f"--thresholds={thresholds_copy(defaults=WG_BOUND)}",
+        *ONLY,
+        "--compression",
+        "Q8_0",
+        "-k",
+        "wg",
     )
     assert run.returncode == 1
     assert f"data_files.validation: {empty} is empty" in run.output
@@ -164,3 +180,64 @@ def test_pinned_baseline_replaces_the_live_run(gate_run, registry_copy):
         "models.smollm2.benchmarks.hellaswag: --baseline pinned, but the entry has no "
         "pinned_baseline" in run.output
     )
+
+
+def _result(items, score=None):
+    from quantgate.retention import BenchmarkResult
+
+    scores = [it["acc"] for it in items]
+    return BenchmarkResult("b", "t", "acc", score or sum(scores) / len(scores), len(items), items)
+
+
+def _item(doc_id, acc, lls=(-1.0, -2.0)):
+    return {"doc_id": doc_id, "target": 0, "loglikelihoods": list(lls), "acc": acc}
+
+
+def test_items_pair_by_doc_id_not_position():
+    from quantgate.retention import Comparison
+
+    base = _result([_item(0, 1.0), _item(1, 0.0), _item(2, 1.0)])
+    # the same answers, listed in another order (a cached run against a fresh one)
+    comp = _result([_item(2, 1.0), _item(0, 1.0), _item(1, 0.0)])
+    c = Comparison("b", base.score, comp, base)
+    assert c.flips().n_flipped == 0  # by position, two items would have flipped
+    assert [b["doc_id"] for b, _ in c.items] == [0, 1, 2]
+    assert c.graded()["choice_kld_b"].value == 0.0
+
+
+def test_different_item_sets_are_an_error():
+    from quantgate.retention import Comparison
+
+    base = _result([_item(0, 1.0), _item(1, 0.0)])
+    comp = _result([_item(0, 1.0), _item(5, 0.0)])
+    with pytest.raises(EvaluationError, match=r"only the baseline: \[1\].*compressed model: \[5\]"):
+        _ = Comparison("b", base.score, comp, base).items
+
+
+def test_graded_signals_see_a_loss_that_accuracy_hides():
+    from quantgate.retention import Comparison
+
+    # every item still right, but the compressed model is far less sure of the gold answer
+    base = _result([_item(i, 1.0, (-1.0, -4.0)) for i in range(20)])
+    comp = _result([_item(i, 1.0, (-1.0, -1.5)) for i in range(20)])
+    c = Comparison("b", base.score, comp, base)
+    assert c.d == 0.0 and c.flips().n_flipped == 0
+    graded = c.graded()
+    assert graded["Dgold_b"].value > 20 and graded["choice_kld_b"].value > 0.1
+
+
+@pytest.mark.real_model
+def test_a_bound_the_run_cannot_measure_is_an_error(gate_run, thresholds_copy):
+    """flips need correct/wrong items; truthfulqa_mc2 scores a probability mass. The bound is
+    valid on paper (the benchmark exists), so the run finds it unmeasured: an error, never a
+    pass."""
+    bounds = thresholds_copy(defaults={"smollm2.yaml": {"flips_truthfulqa_mc2": 10.0}})
+    run = gate_run(
+        RET, f"--thresholds={bounds}", *ONLY, "--compression", "Q8_0", "-k", "truthfulqa"
+    )
+    assert run.returncode == 1
+    assert run.outcomes() == {"test_retention[smollm2-Q8_0-truthfulqa_mc2]": "failed"}
+    assert (
+        "flips_truthfulqa_mc2 has a bound (smollm2.yaml:defaults) but this pair's retention "
+        "test cannot measure it (for flips need a correct/wrong metric); delete the key"
+    ) in run.output

@@ -16,6 +16,7 @@ from quantgate.stats import (
     flips,
     mcnemar_exact,
     mean_interval,
+    minimum_detectable,
     overall_interval,
     retention_interval,
 )
@@ -159,11 +160,11 @@ def _thresholds(tmp_path, text):
     from quantgate.registry import load_registry
     from quantgate.thresholds import Thresholds
 
-    from .conftest import REPO
+    from .conftest import REPO, with_retention_bounds
 
     d = tmp_path / "thresholds"
     d.mkdir()
-    (d / "default.yaml").write_text(text)
+    (d / "default.yaml").write_text(with_retention_bounds(text))
     return Thresholds(d, load_registry(REPO / "fixtures" / "models.yaml"))
 
 
@@ -192,26 +193,76 @@ def test_bad_modes_are_one_line_errors(tmp_path, text, message):
     assert "default.yaml" in str(exc.value) and "\n" not in str(exc.value)
 
 
-def _power(mode, half_width, limit=10.0):
+def _power(mode, half_width, limit=10.0, action="warn"):
     from quantgate.gates import Outcome
     from quantgate.registry import load_registry
     from quantgate.session import _power_check
+    from quantgate.stats import Interval
 
     from .conftest import REPO
 
     pair = load_registry(REPO / "fixtures" / "models.yaml").pairs(["smollm2"], ["Q8_0"])[0]
-    outcome = Outcome("D_hellaswag", 1.0, Threshold("D_hellaswag", limit, "t.yaml:defaults", mode))
+    outcome = Outcome(
+        "D_hellaswag",
+        1.0,
+        Threshold("D_hellaswag", limit, "t.yaml:defaults", mode),
+        interval=Interval(1.0, 1.0 - half_width, 1.0 + half_width),
+    )
     recorded = []
-    _power_check(pair, outcome, half_width, lambda k, v: recorded.append(k))
+    _power_check(pair, outcome, lambda k, v: recorded.append(k), action)
     return recorded
 
 
-def test_power_check_warns_in_ci_mode_and_errors_in_strict_mode():
+def test_minimum_detectable_loss_follows_the_mode():
+    # se = 1.96 / 1.96 = 1: point needs z_0.8 = 0.84 beyond the bound, ci 1.96 + 0.84 more,
+    # strict fails 1.96 - 0.84 before it
+    assert minimum_detectable(10, 1.96, "point") == pytest.approx(10.842, abs=1e-3)
+    assert minimum_detectable(10, 1.96, "ci") == pytest.approx(12.802, abs=1e-3)
+    assert minimum_detectable(10, 1.96, "strict") == pytest.approx(8.882, abs=1e-3)
+    # a lower bound (top-1 agreement >= 80): detectable losses lie below it
+    assert minimum_detectable(80, 1.96, "ci", upper_bound=False) == pytest.approx(77.198, abs=1e-3)
+
+
+def test_minimum_detectable_loss_is_what_the_gate_fails_80_percent_of_the_time():
+    # simulate the ci-mode gate on normal estimates around the minimum detectable value
+    rng = np.random.default_rng(3)
+    se, bound = 2.0, 10.0
+    mdl = minimum_detectable(bound, 1.959964 * se, "ci")
+    estimates = rng.normal(mdl, se, 20000)
+    fails = (estimates - 1.959964 * se) > bound
+    assert fails.mean() == pytest.approx(0.80, abs=0.01)
+
+
+def test_power_check_from_the_measured_interval():
     from quantgate.session import PowerWarning
 
-    assert _power("ci", 4.0) == []  # the sample resolves a 10-point loss: silent
-    with pytest.warns(PowerWarning, match="half-width of 48.5 points, not below the threshold 10"):
+    # mode ci, threshold 10: half-width 4 gives a minimum detectable loss of 15.7: silent
+    assert _power("ci", 4.0) == []
+    with pytest.warns(PowerWarning, match="underpowered: the smallest loss this sample detects"):
         assert _power("ci", 48.5) == ["D_hellaswag.power_warning"]
+    with pytest.raises(EvaluationError, match="--underpowered=error"):
+        _power("ci", 48.5, action="error")
     with pytest.raises(EvaluationError, match="in strict mode even an identical model would fail"):
         _power("strict", 48.5)
-    assert _power("point", 48.5) == []  # the study's rule: no interval, no power claim
+    # point mode: 10 + 0.84 * 48.5 / 1.96 = 30.8, beyond 20: underpowered too
+    with pytest.warns(PowerWarning):
+        _power("point", 48.5)
+    assert _power("point", 4.0) == []
+
+
+def test_flip_rate_interval_is_exact():
+    from quantgate.stats import proportion_interval
+
+    iv = proportion_interval(6, 40)
+    # Clopper-Pearson for 6/40 (scipy's binomtest, method exact)
+    assert (iv.value, round(iv.low, 2), round(iv.high, 2)) == (15.0, 5.71, 29.84)
+    assert proportion_interval(0, 40).low == 0.0 and proportion_interval(0, 40).high > 8
+
+
+def test_graded_choice_signals():
+    from quantgate.stats import choice_kld, gold_probability
+
+    lls = [-10.0, -11.0, -12.0, -13.0]
+    assert gold_probability(lls, 0) == pytest.approx(np.exp(0) / np.exp([0, -1, -2, -3]).sum())
+    assert choice_kld(lls, lls) == 0.0  # identical answers: exactly 0
+    assert choice_kld(lls, [-13.0, -12.0, -11.0, -10.0]) > 1.0
