@@ -253,6 +253,9 @@ class ModelEntry(StrictModel):
     backend: Literal["llama_cpp", "transformers", "vllm"] = "llama_cpp"
     baseline: Baseline
     marks: list[str] = Field(default_factory=list)
+    #: marks of this model's noise-floor test (tests/test_noise_floor.py), so a tier can run it
+    #: and show the machine's own noise beside every gate
+    noise_floor_marks: list[str] = Field(default_factory=list)
     backend_settings: BackendSettings = BackendSettings()
     evaluation: Evaluation | None = None
     #: benchmarks whose retention is gated, by name (the name is used in ids and thresholds)
@@ -276,6 +279,14 @@ class ModelEntry(StrictModel):
         ):
             data = {**data, "backend": FORMAT_BACKENDS[data["format"]][0]}
         return data
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the entry asks for a GPU (llama.cpp offload, a CUDA device, or vLLM)."""
+        s = self.backend_settings
+        if self.backend == "llama_cpp":
+            return s.n_gpu_layers != 0
+        return self.backend == "vllm" or s.device != "cpu"
 
     @model_validator(mode="after")
     def _format_fits(self) -> ModelEntry:
@@ -469,7 +480,11 @@ def load_registry(path: Path) -> Registry:
                         f"; declared: {', '.join(entry.benchmarks) or 'none'}"
                     )
         for name, comp in {"": None, **entry.compressions}.items():
-            used = [entry.format, *entry.marks] if comp is None else comp.marks
+            used = (
+                [entry.format, *entry.marks, *entry.noise_floor_marks]
+                if comp is None
+                else comp.marks
+            )
             where = f"models.{key}" + (f".compressions.{name}" if name else "")
             for mark in used:
                 if mark not in data.marks:

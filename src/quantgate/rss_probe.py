@@ -51,9 +51,10 @@ def _peaks(spec: dict) -> dict[str, float | None]:
 
 
 def on_gpu(backend: str, settings: dict) -> bool:
+    # the rule of ModelEntry.on_gpu, on the plain dict this child process receives
     if backend == "llama_cpp":
         return settings.get("n_gpu_layers", 0) != 0
-    return settings.get("device", "cpu") != "cpu"
+    return backend == "vllm" or settings.get("device", "cpu") != "cpu"
 
 
 def peak_vram_mib(spec: dict) -> float | None:

@@ -38,15 +38,24 @@ from typing import Literal, cast
 
 import yaml
 
-from quantgate.constants import FLIPS_PREFIX, METRICS, OVERALL, RETENTION_PREFIX, metric
+from quantgate.constants import (
+    METRICS,
+    OVERALL,
+    PER_BENCHMARK,
+    RETENTION_PREFIX,
+    metric,
+    split_benchmark_metric,
+)
 from quantgate.errors import ConfigError
-from quantgate.registry import Registry
+from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
 
 DEFAULT_FILE = "default.yaml"
 _TOP_KEYS = ("defaults", "compressions")
 GateMode = Literal["point", "ci", "strict"]
 GATE_MODES: tuple[str, ...] = ("point", "ci", "strict")
+#: the perplexity rule in % and in nats: ln_ppl_ratio = ln(1 + ppl_increase_pct / 100)
+_PPL_RULES = frozenset({"ppl_increase_pct", "ln_ppl_ratio"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,11 @@ class _Entry:
 def _number(value: object, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if math.isinf(value):
+        raise ConfigError(
+            f"{where}: {value!r} is no bound (nothing can breach it); delete the key to leave "
+            "the metric ungated, or give a finite number"
+        )
     return float(value)
 
 
@@ -159,13 +173,18 @@ class Thresholds:
         default = directory / DEFAULT_FILE
         if not default.is_file():
             raise ConfigError(f"{default} not found; pass --thresholds DIR holding {DEFAULT_FILE}")
+        if not (yaml.safe_load(default.read_text(encoding="utf-8")) or {}):
+            raise ConfigError(
+                f"{default} is empty: it holds the bounds every model falls back on; restore it "
+                "(git checkout thresholds/default.yaml) or write its defaults:"
+            )
         all_compressions = {c for m in registry.models.values() for c in m.compressions}
-        # D_<benchmark> for every benchmark the registry declares, and D_overall (their mean);
-        # flips_<benchmark> for each benchmark
+        # every per-benchmark family (D_, flips_, Dgold_, choice_kld_) for every benchmark the
+        # registry declares, and D_overall (the mean of the D_)
         known = (
             set(METRICS)
-            | {f"{RETENTION_PREFIX}{b}" for b in (*registry.benchmark_names, OVERALL)}
-            | {f"{FLIPS_PREFIX}{b}" for b in registry.benchmark_names}
+            | {f"{p}{b}" for p in PER_BENCHMARK for b in registry.benchmark_names}
+            | {f"{RETENTION_PREFIX}{OVERALL}"}
         )
         self.default = ThresholdFile.load(default, all_compressions, known)
         self.per_model: dict[str, ThresholdFile] = {}
@@ -181,6 +200,62 @@ class Thresholds:
             self.per_model[key] = ThresholdFile.load(
                 path, set(registry.models[key].compressions), known
             )
+        self.validate(registry)
+
+    def validate(self, registry: Registry) -> None:
+        """Every configured bound gets judged, and every judged benchmark has a bound: a bound
+        that no test of its pair measures would read as a pass it never was.
+
+        * a key of a model file's compressions.<name> must be measurable for that pair; a key
+          of its defaults for some pair of the model; default.yaml's sections apply across
+          models, so each key needs some pair that measures it (D_ifeval: a model with
+          IFEval);
+        * a pair that runs retention needs a D_<benchmark> bound for each of its benchmarks;
+        * ppl_increase_pct and ln_ppl_ratio are one rule in two units: a section sets one
+          (for_pair keeps the more specific of the two when layers set both).
+
+        Raises:
+            ConfigError: the first problem, naming the file and key and what to do.
+        """
+        pairs = registry.pairs()
+        for model_key, tfile in [("", self.default), *self.per_model.items()]:
+            mine = [p for p in pairs if not model_key or p.model_key == model_key]
+            sections = {"defaults": (tfile.defaults, mine)} | {
+                f"compressions.{c}": (t, [p for p in mine if p.compression_name == c])
+                for c, t in tfile.compressions.items()
+            }
+            for where, (table, scope) in sections.items():
+                # a model file's compression section speaks of one pair: it must measure every
+                # key; the other sections apply to several pairs, one of which must
+                every = bool(model_key) and where != "defaults"
+                for key in table:
+                    whys = [_unmeasured(p, key) for p in scope]
+                    if whys and (any(whys) if every else all(whys)):
+                        why = next(w for w in whys if w)
+                        raise ConfigError(f"{tfile.path}: {where}.{key}: {why}; delete the key")
+        for tfile in (self.default, *self.per_model.values()):
+            sections = {"defaults": tfile.defaults} | {
+                f"compressions.{c}": t for c, t in tfile.compressions.items()
+            }
+            for where, table in sections.items():
+                if set(table) >= _PPL_RULES:
+                    raise ConfigError(
+                        f"{tfile.path}: {where}: ppl_increase_pct and ln_ppl_ratio are one rule "
+                        "in two units (ln_ppl_ratio = ln(1 + ppl_increase_pct / 100)); keep one"
+                    )
+        for pair in pairs:
+            effective = self.for_pair(pair.model_key, pair.compression_name)
+            if "retention" in pair.compression.skip:
+                continue
+            for bench in pair.model.benchmarks:
+                key = f"{RETENTION_PREFIX}{bench}"
+                if key not in effective:
+                    model_file = self.directory / f"{pair.model_key}.yaml"
+                    raise ConfigError(
+                        f"{pair.id}: benchmark {bench} has no bound: add {key} to "
+                        f"{model_file}'s defaults (or to {self.default.path}); a retention "
+                        "gate without a bound would judge nothing"
+                    )
 
     def for_pair(self, model_key: str, compression: str) -> dict[str, Threshold]:
         """The effective threshold of every gated metric for one pair (precedence above)."""
@@ -197,5 +272,26 @@ class Thresholds:
                 "defaults" if comp is None else f"compressions.{comp}"
             )
             for name, entry in table.items():
+                if name in _PPL_RULES:  # one rule in two units: the more specific layer wins
+                    for other in _PPL_RULES - {name}:
+                        out.pop(other, None)
                 out[name] = Threshold(name, entry.value, origin, entry.mode)
         return out
+
+
+def _unmeasured(pair: Pair, key: str) -> str | None:
+    """Why no test of ``pair`` measures metric ``key`` (None: some test does)."""
+    info = metric(key)
+    if info.gate in pair.compression.skip:
+        return f"{pair.id} skips the {info.gate} gate (skip: in the registry)"
+    split = split_benchmark_metric(key)
+    if split is not None and split[1] != OVERALL and split[1] not in pair.model.benchmarks:
+        return (
+            f"models.{pair.model_key} declares no benchmark {split[1]!r} "
+            f"(it has: {', '.join(pair.model.benchmarks) or 'none'})"
+        )
+    if key == f"{RETENTION_PREFIX}{OVERALL}" and not pair.model.benchmarks:
+        return f"models.{pair.model_key} declares no benchmarks"
+    if key == "peak_vram_mib" and not pair.model.on_gpu:
+        return f"{pair.id} runs on the CPU (no n_gpu_layers, device or vLLM): no VRAM to measure"
+    return None

@@ -112,11 +112,30 @@ def registry_copy(tmp_path):
     return make
 
 
+def with_retention_bounds(text: str) -> str:
+    """A default.yaml text plus a D_<benchmark> bound for every benchmark of the shipped
+    registry it lacks (thresholds/ requires one for each), for tests that write their own."""
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        return text
+    registry = yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
+    benches = {b for m in registry["models"].values() for b in m.get("benchmarks") or {}}
+    defaults = doc.setdefault("defaults", None) or {}
+    doc["defaults"] = {**{f"D_{b}": 5.0 for b in sorted(benches)}, **defaults}
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
 @pytest.fixture
 def thresholds_copy(tmp_path):
     """A copy of thresholds/, with optional extra files {name: yaml text}."""
 
-    def make(files: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -> Path:
+    def make(
+        files: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
+        defaults: dict[str, dict[str, object]] | None = None,
+    ) -> Path:
+        """``files``: whole files to write; ``defaults``: {file: {key: bound}} merged into a
+        shipped file's ``defaults:`` (a benchmark a test adds needs its D_ bound)."""
         out = tmp_path / "thresholds"
         out.mkdir(exist_ok=True)
         for f in (REPO / "thresholds").glob("*.yaml"):
@@ -124,6 +143,10 @@ def thresholds_copy(tmp_path):
                 (out / f.name).write_text(f.read_text())
         for name, text in (files or {}).items():
             (out / name).write_text(text)
+        for name, bounds in (defaults or {}).items():
+            doc = yaml.safe_load((out / name).read_text()) or {}
+            doc["defaults"] = {**(doc.get("defaults") or {}), **bounds}
+            (out / name).write_text(yaml.safe_dump(doc, sort_keys=False))
         return out
 
     return make

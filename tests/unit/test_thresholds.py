@@ -8,7 +8,7 @@ from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
 from quantgate.thresholds import Thresholds
 
-from .conftest import REPO
+from .conftest import REPO, with_retention_bounds
 
 
 @pytest.fixture
@@ -16,10 +16,14 @@ def registry():
     return load_registry(REPO / "fixtures" / "models.yaml")
 
 
-def make_dir(tmp_path, files):
+def make_dir(tmp_path, files, bounds=True):
+    """A thresholds/ folder; ``bounds`` adds the D_<benchmark> bounds every benchmark needs
+    to default.yaml."""
     d = tmp_path / "thresholds"
     d.mkdir()
     for name, text in files.items():
+        if name == "default.yaml" and bounds:
+            text = with_retention_bounds(text)
         (d / name).write_text(text)
     return d
 
@@ -82,6 +86,30 @@ def test_precedence_most_specific_wins(tmp_path, registry):
         ({"default.yaml": "{}\n", "smolm2.yaml": "{}\n"}, "smolm2.yaml: no model 'smolm2' in"),
         # no default.yaml at all
         ({"smollm2.yaml": "{}\n"}, "default.yaml not found; pass --thresholds DIR"),
+        # an infinite bound can never be breached: it would read as a pass
+        ({"default.yaml": "defaults: {kld_mean: .inf}\n"}, "defaults.kld_mean: inf is no bound"),
+        ({"default.yaml": "defaults: {kld_mean: {value: -.inf, mode: ci}}\n"}, "is no bound"),
+        # one rule in two units in one section: the stricter copy would always decide
+        (
+            {"default.yaml": "defaults: {ppl_increase_pct: 10, ln_ppl_ratio: 0.05}\n"},
+            "default.yaml: defaults: ppl_increase_pct and ln_ppl_ratio are one rule",
+        ),
+        # a bound for a metric no test of the pair measures: never judged, so never a pass
+        (
+            {"default.yaml": "{}\n", "smollm2.yaml": "defaults: {D_ifeval: 5}\n"},
+            "smollm2.yaml: defaults.D_ifeval: models.smollm2 declares no benchmark 'ifeval'",
+        ),
+        (
+            {"default.yaml": "{}\n", "smollm2.yaml": "compressions: {Q8_0: {peak_vram_mib: 1}}\n"},
+            "smollm2.yaml: compressions.Q8_0.peak_vram_mib: smollm2-Q8_0 runs on the CPU",
+        ),
+        (
+            {
+                "default.yaml": "{}\n",
+                "smollm2_ifeval.yaml": "compressions: {Q8_0: {kld_mean: 0.01}}\n",
+            },
+            "compressions.Q8_0.kld_mean: smollm2_ifeval-Q8_0 skips the kld gate",
+        ),
     ],
 )
 def test_bad_threshold_files_are_one_line_errors(tmp_path, registry, files, message):
@@ -89,6 +117,35 @@ def test_bad_threshold_files_are_one_line_errors(tmp_path, registry, files, mess
         Thresholds(make_dir(tmp_path, files), registry)
     assert message in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n"])
+def test_an_empty_default_yaml_is_an_error(tmp_path, registry, text):
+    with pytest.raises(ConfigError, match=r"default.yaml is empty: it holds the bounds"):
+        Thresholds(make_dir(tmp_path, {"default.yaml": text}, bounds=False), registry)
+
+
+def test_a_benchmark_without_a_retention_bound_is_an_error(tmp_path, registry):
+    text = with_retention_bounds("defaults: {kld_mean: 0.1}\n").replace("D_winogrande", "#")
+    d = make_dir(tmp_path, {"default.yaml": text}, bounds=False)
+    with pytest.raises(ConfigError) as exc:
+        Thresholds(d, registry)
+    assert "benchmark winogrande has no bound: add D_winogrande to" in str(exc.value)
+    assert "smollm2.yaml's defaults" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_the_more_specific_of_the_two_ppl_rules_decides(tmp_path, registry):
+    d = make_dir(
+        tmp_path,
+        {
+            "default.yaml": "defaults: {ppl_increase_pct: 10}\n",
+            "smollm2.yaml": "compressions: {Q8_0: {ln_ppl_ratio: {value: 0.01, mode: ci}}}\n",
+        },
+    )
+    t = Thresholds(d, registry)
+    q8 = t.for_pair("smollm2", "Q8_0")
+    assert "ppl_increase_pct" not in q8 and q8["ln_ppl_ratio"].mode == "ci"
+    assert t.for_pair("smollm2", "Q2_K")["ppl_increase_pct"].value == 10
 
 
 def test_shipped_thresholds_are_valid(registry):
