@@ -107,8 +107,30 @@ def read_json(path: Path) -> Any | None:
         return None
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a partial file beside ``path`` and rename it into place: a reader
+    (or another writer) never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
-    partial.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    partial.write_text(text, encoding="utf-8")
     os.replace(partial, path)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
+
+
+#: what a cache holds that is the same bytes on every machine (downloads and built files)
+SHARED_PARTS = ("sources", "artifacts")
+
+
+def results_free_cache(folder: Path) -> Path:
+    """A new cache under ``folder`` that shares this cache's downloads and built artifacts
+    (symlinks) but holds no scored result: every number computed in it is computed afresh.
+    For tests and benchmarks that must measure cold evaluation without rebuilding files."""
+    root, fresh = cache_root(), folder / "cache"
+    fresh.mkdir(parents=True)
+    for part in SHARED_PARTS:
+        (root / part).mkdir(exist_ok=True)
+        (fresh / part).symlink_to(root / part)
+    return fresh

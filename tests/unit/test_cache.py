@@ -76,3 +76,57 @@ def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTGATE_CACHE", str(blocker / "cache"))
     with pytest.raises(QuantgateError, match=r"is not writable .* set QUANTGATE_CACHE"):
         cache_root()
+
+
+def _key(backend: str) -> str:
+    from quantgate.backends.base import result_settings
+    from quantgate.registry import BackendSettings
+
+    return cache_key(**result_settings(backend, BackendSettings()))
+
+
+@pytest.mark.parametrize(
+    ("backend", "library"),
+    [
+        ("llama_cpp", "llama_cpp_python"),
+        ("transformers", "transformers"),
+        ("transformers", "torch"),
+        ("transformers", "bitsandbytes"),
+        ("transformers", "optimum-quanto"),
+        ("transformers", "compressed-tensors"),
+        ("vllm", "vllm"),
+        ("vllm", "torch"),
+    ],
+)
+def test_a_library_upgrade_misses_the_cache(monkeypatch, backend, library):
+    """A cached result must not survive an upgrade of what computed it: a gate whose cache
+    hides a library regression hides what it exists to catch."""
+    from quantgate import versions
+
+    before = _key(backend)
+    real = versions.distribution_version
+    monkeypatch.setattr(
+        versions, "distribution_version", lambda n: "99.0" if n == library else real(n)
+    )
+    assert _key(backend) != before
+
+
+def test_a_backend_key_carries_its_own_libraries_only(monkeypatch):
+    from quantgate import versions
+
+    before = _key("transformers")
+    real = versions.distribution_version
+    monkeypatch.setattr(
+        versions, "distribution_version", lambda n: "99.0" if n == "llama_cpp_python" else real(n)
+    )
+    assert _key("transformers") == before  # llama.cpp moved: transformers results still valid
+    assert "torch" not in versions.backend_versions("llama_cpp")
+
+
+def test_a_llama_cpp_build_change_misses_the_cache(monkeypatch):
+    from quantgate import versions
+
+    before = _key("llama_cpp")
+    assert "gpu_offload" in versions.llama_cpp_build()
+    monkeypatch.setattr(versions, "llama_cpp_build", lambda: "CUDA : ARCHS = 900 | gpu_offload = 1")
+    assert _key("llama_cpp") != before

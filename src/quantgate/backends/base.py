@@ -10,12 +10,18 @@ import numpy as np
 
 from quantgate.artifacts import Artifact
 from quantgate.registry import BackendSettings
+from quantgate.versions import backend_versions
 
 
 def result_settings(backend_name: str, settings: BackendSettings) -> dict[str, object]:
-    """The backend settings that change computed numbers, for cache keys: everything but the
-    thread count (which changes speed only)."""
-    return {"backend": backend_name, **settings.model_dump(exclude={"n_threads"})}
+    """What changes a backend's computed numbers, for cache keys: its settings but the thread
+    count (verdicts are shown to hold across thread counts: benchmarks/perturbations.py), and
+    the versions and build of the libraries that compute them (quantgate.versions)."""
+    return {
+        "backend": backend_name,
+        **settings.model_dump(exclude={"n_threads"}),
+        "versions": backend_versions(backend_name),
+    }
 
 
 class Backend(ABC):
@@ -31,6 +37,9 @@ class Backend(ABC):
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         self.artifact = artifact
         self.settings = settings
+        #: threads for process_prompt / decode_one_by_one (timed sections run alone, so they
+        #: may use more cores than evaluation shares); None: settings.n_threads
+        self.timing_threads: int | None = None
 
     @property
     @abstractmethod

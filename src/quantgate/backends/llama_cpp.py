@@ -153,7 +153,11 @@ class LlamaCppBackend(Backend):
         stop_text: Sequence[str] = (),
     ) -> list[int]:
         self._check_fits(len(prompt) + max_new_tokens)
+        import llama_cpp
+
         llm = self._serving
+        threads = self.settings.n_threads or os.cpu_count() or 1
+        llama_cpp.llama_set_n_threads(llm._ctx.ctx, threads, threads)
         llm.reset()
         llm.eval(list(prompt))
         out: list[int] = []
@@ -178,15 +182,25 @@ class LlamaCppBackend(Backend):
         ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
+    def _timed_context(self):  # -> llama_cpp.Llama
+        """The serving context at the timing thread count (llama_set_n_threads, per call:
+        generate may have set it back)."""
+        import llama_cpp
+
+        llm = self._serving
+        n = self.timing_threads or self.settings.n_threads or os.cpu_count() or 1
+        llama_cpp.llama_set_n_threads(llm._ctx.ctx, n, n)
+        return llm
+
     def process_prompt(self, tokens: Sequence[int]) -> None:
         self._check_fits(len(tokens))
-        llm = self._serving
+        llm = self._timed_context()
         llm.reset()
         llm.eval(list(tokens))
 
     def decode_one_by_one(self, tokens: Sequence[int]) -> None:
         self._check_fits(len(tokens))
-        llm = self._serving
+        llm = self._timed_context()
         llm.reset()
         for token in tokens:
             llm.eval([token])

@@ -3,8 +3,9 @@ optionally quantized as it loads (bitsandbytes, optimum-quanto)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -151,13 +152,27 @@ class TransformersBackend(Backend):
         return new
 
     # -- speed (llama-bench's pp and tg) -------------------------------------------------------
+    @contextlib.contextmanager
+    def _timed(self) -> Iterator[None]:
+        """torch's CPU threads at the timing count while a timed section runs (it runs alone:
+        quantgate.quiet), then back to the evaluation count."""
+        torch = self._torch
+        before = torch.get_num_threads()
+        if self.settings.device == "cpu" and self.timing_threads:
+            torch.set_num_threads(self.timing_threads)
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            torch.set_num_threads(before)
+
     def process_prompt(self, tokens: Sequence[int]) -> None:
-        with self._torch.no_grad():
+        with self._timed():
             self.model(self._ids(tokens), use_cache=True, logits_to_keep=1)
 
     def decode_one_by_one(self, tokens: Sequence[int]) -> None:
         past = None
-        with self._torch.no_grad():
+        with self._timed():
             for token in tokens:
                 out = self.model(
                     self._ids([token]), past_key_values=past, use_cache=True, logits_to_keep=1
