@@ -87,11 +87,32 @@ class ArtifactStore:
             source = self.baseline(other)
         else:
             source = self._checked(f"{model_key}-source", fetch(entry.source, self.registry, where))
+        # where the baseline's weights came from (a from_model baseline inherits its chain)
+        upstream = source.notes.get("provenance") or {}
+        provenance = {
+            "source_type": upstream.get("source_type") or source.info.file_type,
+            "source": upstream.get("source") or _describe(entry.source),
+        }
+        if upstream.get("conversion"):
+            provenance["conversion"] = upstream["conversion"]
         if model.format == "hf" and not source.path.is_dir():  # a GGUF made into a checkpoint
-            return self._checked(label, from_gguf(source.path, source.sha256, label))
+            provenance["conversion"] = "; ".join(
+                [*filter(None, [upstream.get("conversion")]), "GGUF -> transformers checkpoint"]
+            )
+            return self._checked(
+                label,
+                from_gguf(source.path, source.sha256, label),
+                {"provenance": provenance},
+            )
         if entry.convert_to is None:
-            return self._checked(label, source.path)
-        return self._checked(label, self._requantized(label, source, entry.convert_to))
+            return self._checked(label, source.path, {"provenance": provenance})
+        provenance["conversion"] = (
+            f"{source.info.file_type or '?'} -> {entry.convert_to} with llama_model_quantize"
+            + (" (dequantized: not the original weights)" if _is_quantized(source.info) else "")
+        )
+        return self._checked(
+            label, self._requantized(label, source, entry.convert_to), {"provenance": provenance}
+        )
 
     def variant(self, pair: Pair) -> Artifact:
         if pair.id in self._memo:
@@ -216,3 +237,44 @@ def _transformers_version() -> str:
     from importlib.metadata import version
 
     return version("transformers")
+
+
+#: llama.cpp file types that store weights at full or half precision
+_UNQUANTIZED = frozenset({"F32", "F16", "BF16"})
+
+
+def _is_quantized(info: GGUFInfo) -> bool:
+    return info.file_type is not None and info.file_type not in _UNQUANTIZED
+
+
+def _describe(source: Any) -> str:
+    """Where a baseline's source came from, in a few words for the report."""
+    if source.pypi_wheel is not None:
+        w = source.pypi_wheel
+        return f"PyPI {w.package}=={w.version}: {w.member}"
+    if source.hf is not None:
+        return f"Hub {source.hf.repo}@{source.hf.revision}" + (
+            f": {source.hf.file}" if getattr(source.hf, "file", None) else ""
+        )
+    if source.path is not None:
+        return f"file {source.path}"
+    return f"model {source.from_model}"
+
+
+def source_type_match(pair: Pair, baseline: Artifact) -> str | None:
+    """A warning when a llama_quantize variant has the type its baseline was dequantized from:
+    it re-creates nearly the source's weights, so it looks more lossless than a variant of
+    higher precision would (seen on a model shipped as Q4_K_M: its re-made Q4_K_M lost less
+    PPL than its Q8_0). None otherwise."""
+    prov = baseline.notes.get("provenance") or {}
+    source_type = prov.get("source_type")
+    comp = pair.compression
+    if comp.method != "llama_quantize" or comp.base is not None or source_type is None:
+        return None
+    if comp.quant_type != source_type or source_type in _UNQUANTIZED:
+        return None
+    return (
+        f"{pair.id}: {comp.quant_type} is the type the baseline was converted from "
+        f"({prov.get('conversion', source_type)}): it re-creates nearly the source's weights and "
+        "reads as more lossless than it is; compare against the original weights to judge it"
+    )

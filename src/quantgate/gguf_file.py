@@ -22,6 +22,8 @@ class GGUFInfo:
     tensor_bytes: int
     architecture: str
     n_layers: int | None
+    #: llama.cpp's name of the file's type (general.file_type: F16, Q4_1, Q4_K_M, ...), if set
+    file_type: str | None = None
 
     @property
     def bits_per_weight(self) -> float:
@@ -76,4 +78,20 @@ def inspect_gguf(path: Path, what: str) -> GGUFInfo:
     arch = arch_field.contents() if arch_field is not None else "unknown"
     layers_field = reader.get_field(f"{arch}.block_count")
     n_layers = int(layers_field.contents()) if layers_field is not None else None
-    return GGUFInfo(path, size, n_params, tensor_bytes, str(arch), n_layers)
+    return GGUFInfo(
+        path, size, n_params, tensor_bytes, str(arch), n_layers, _file_type_name(reader)
+    )
+
+
+def _file_type_name(reader: object) -> str | None:
+    """general.file_type as llama-quantize names it (LlamaFileType.MOSTLY_Q4_1 -> Q4_1)."""
+    from gguf import LlamaFileType
+
+    field = reader.get_field("general.file_type")  # type: ignore[attr-defined]
+    if field is None:
+        return None
+    try:
+        name = LlamaFileType(int(field.contents())).name
+    except ValueError:
+        return None
+    return {"ALL_F32": "F32"}.get(name, name.removeprefix("MOSTLY_"))

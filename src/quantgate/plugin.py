@@ -12,6 +12,7 @@ import pytest
 
 from quantgate import progress
 from quantgate.errors import QuantgateError
+from quantgate.quiet import MachineLock
 from quantgate.registry import Pair, QScoreWeights, Registry, load_registry
 from quantgate.report import ROW_PROPERTY, write_summary
 from quantgate.session import GateSession
@@ -84,6 +85,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATH",
         help="an earlier summary.json: summary.md/html list every value or verdict that changed",
+    )
+    group.addoption(
+        "--underpowered",
+        choices=("warn", "error"),
+        default="warn",
+        help="a gate whose sample cannot see a loss of twice its threshold (minimum detectable "
+        "loss at 80 %% power, from the measured interval): warn, or fail the test with an "
+        "error. Default: %(default)r",
     )
     group.addoption(
         "--threads",
@@ -164,9 +173,24 @@ def _flat(config: pytest.Config, option: str) -> list[str]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     if "model_key" in metafunc.fixturenames:  # once per selected model (the noise floor)
-        models = _flat(config, "model") or list(config.stash[_REGISTRY].models)
-        config.stash[_REGISTRY].pairs(models)  # an unknown --model is an error here too
-        metafunc.parametrize("model_key", models, ids=models, scope="session")
+        registry = config.stash[_REGISTRY]
+        selected = _flat(config, "model")
+        registry.pairs(selected)  # an unknown --model is an error here too
+        models = sorted(
+            {p.model_key for p in registry.pairs(selected)}, key=list(registry.models).index
+        )
+        metafunc.parametrize(
+            "model_key",
+            [
+                pytest.param(
+                    m,
+                    id=m,
+                    marks=[getattr(pytest.mark, k) for k in registry.models[m].noise_floor_marks],
+                )
+                for m in models
+            ],
+            scope="session",
+        )
         return
     if "pair" not in metafunc.fixturenames:
         return
@@ -222,6 +246,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
+_LOCK = pytest.StashKey[MachineLock]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Under pytest-xdist, timed tests run alone (quantgate.quiet): each test's call phase
+    holds the machine lock shared, a throughput test holds it exclusive."""
+    config = item.config
+    if not hasattr(config, "workerinput"):
+        yield
+        return
+    if _LOCK not in config.stash:
+        config.stash[_LOCK] = MachineLock()
+    lock = config.stash[_LOCK]
+    gate = item.get_closest_marker("quality_gate")
+    timed = gate is not None and gate.args[0] == "throughput"
+    with lock.exclusive() if timed else lock.shared():
+        yield
+
+
 @pytest.fixture(scope="session")
 def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
     """The session's GateSession: artifacts, loaded backends, thresholds, verdicts."""
@@ -233,6 +277,7 @@ def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
         root=Path(pytestconfig.rootpath),
         reports_dir=_rooted(pytestconfig, pytestconfig.getoption("reports_dir")),
         baseline_mode=pytestconfig.getoption("baseline"),
+        underpowered=pytestconfig.getoption("underpowered"),
     )
     yield session
     session.close()

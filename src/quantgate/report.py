@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from quantgate import __version__
-from quantgate.constants import RETENTION_PREFIX, metric
+from quantgate.constants import metric, split_benchmark_metric
 from quantgate.gates import Outcome
 from quantgate.registry import Pair
+from quantgate.stats import Interval
 
 ROW_PROPERTY = "quantgate_row"
 SCHEMA_VERSION = 2
@@ -55,15 +56,16 @@ def outcome_row(pair: Pair, gate: str, outcome: Outcome) -> dict[str, Any]:
         "ci_high": outcome.interval.high if outcome.interval else None,
         "verdict": outcome.verdict,
         "expect": "fail" if pair.is_canary_for(gate, _benchmark_of(outcome.metric)) else "pass",
+        "minimum_detectable": outcome.minimum_detectable,
+        "underpowered": outcome.underpowered,
     }
 
 
 def _benchmark_of(metric_name: str) -> str | None:
-    return (
-        metric_name.removeprefix(RETENTION_PREFIX)
-        if metric_name.startswith(RETENTION_PREFIX)
-        else None
-    )
+    """The benchmark a per-benchmark metric (D_, flips_, Dgold_, choice_kld_) belongs to: a
+    canary declared on ``retention.<benchmark>`` expects each of them to fail."""
+    split = split_benchmark_metric(metric_name)
+    return None if split is None else split[1]
 
 
 def write_summary(
@@ -83,7 +85,12 @@ def write_summary(
 
 
 def noise_floor_row(
-    model_key: str, noise: str, metric_name: str, value: float, **extra: Any
+    model_key: str,
+    noise: str,
+    metric_name: str,
+    value: float,
+    interval: Interval | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
     """A summary row of the baseline-vs-itself comparison (``noise`` says what differed):
     never gated, ``role`` noise_floor."""
@@ -101,8 +108,8 @@ def noise_floor_row(
         "direction": info.direction.value,
         "threshold_origin": None,
         "mode": None,
-        "ci_low": None,
-        "ci_high": None,
+        "ci_low": interval.low if interval else None,
+        "ci_high": interval.high if interval else None,
         "verdict": "not gated",
         "expect": "pass",
         "role": "noise_floor",

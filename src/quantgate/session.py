@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from quantgate.artifacts import Artifact, ArtifactStore
+from quantgate.artifacts import Artifact, ArtifactStore, source_type_match
 from quantgate.backends import Backend, backend_class
+from quantgate.cache import write_text_atomic
+from quantgate.constants import (
+    CHOICE_KLD_PREFIX,
+    FLIPS_PREFIX,
+    GOLD_PREFIX,
+    OVERALL,
+    PER_BENCHMARK,
+    RETENTION_PREFIX,
+    split_benchmark_metric,
+)
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.gates import Outcome, enforce, judge
 from quantgate.quality import QualityEvaluator, QualityResult
+from quantgate.quiet import xdist_workers
 from quantgate.registry import BackendSettings, Pair, Registry
 from quantgate.report import ROW_PROPERTY, outcome_row
 from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
-from quantgate.stats import Interval
+from quantgate.stats import Interval, overall_interval
 from quantgate.thresholds import Thresholds
 from quantgate.throughput import Workload, peak_memory, workloads
 
@@ -44,6 +56,7 @@ class GateSession:
         root: Path | None = None,
         reports_dir: Path | None = None,
         baseline_mode: str = "live",
+        underpowered: str = "warn",
     ) -> None:
         self.registry = registry
         self.thresholds = thresholds
@@ -53,6 +66,8 @@ class GateSession:
         self.root = root or registry.path.parent.parent
         self.reports_dir = reports_dir
         self.baseline_mode = baseline_mode
+        #: warn | error: what an underpowered gate does (see _power_check)
+        self.underpowered = underpowered
         self._tasks: TaskIndex | None = None
         self._comparisons: dict[tuple[str, str], Comparison] = {}
         self.artifacts = ArtifactStore(registry)
@@ -64,10 +79,22 @@ class GateSession:
 
     # -- loading -------------------------------------------------------------------------------
     def settings(self, model_key: str) -> BackendSettings:
+        """The entry's backend settings; ``--threads`` overrides the thread count, and under
+        pytest-xdist an unset one is the worker's share of the cores (two workers of two
+        threads each on two cores spin against each other; the timed sections, which run
+        alone, still use every core: see timing_threads)."""
         settings = self.registry.models[model_key].backend_settings
         if self.n_threads:
             settings = settings.model_copy(update={"n_threads": self.n_threads})
+        elif settings.n_threads is None and xdist_workers() > 1:
+            share = max(1, (os.cpu_count() or 1) // xdist_workers())
+            settings = settings.model_copy(update={"n_threads": share})
         return settings
+
+    def timing_threads(self, model_key: str) -> int:
+        """Threads for timed sections: what a serial run uses (they run alone)."""
+        configured = self.n_threads or self.registry.models[model_key].backend_settings.n_threads
+        return configured or os.cpu_count() or 1
 
     def backend(
         self, artifact: Artifact, model_key: str, settings: BackendSettings | None = None
@@ -84,6 +111,7 @@ class GateSession:
         cls = backend_class(self.registry.models[model_key].backend)
         start = time.perf_counter()
         backend = cls(artifact, settings)
+        backend.timing_threads = self.timing_threads(model_key)
         self.load_seconds.setdefault(artifact.label, time.perf_counter() - start)
         self._backends[key] = backend
         return backend
@@ -95,10 +123,15 @@ class GateSession:
         return self.backend(self.artifacts.variant(pair), pair.model_key)
 
     def noise_settings(self, model_key: str) -> BackendSettings:
-        """The baseline's settings with a quarter of the batch size: the same weights, a
-        different split of the matrix products, so only floating-point noise differs."""
+        """The baseline's settings with its arithmetic perturbed: the other KV-cache precision
+        (f16 <-> f32) and a quarter of the batch size. The same weights, so what differs is
+        floating-point noise of the kind another machine's kernels bring, somewhat larger:
+        a quarter of the batch alone is bit-identical in llama.cpp (measured)."""
         settings = self.settings(model_key)
-        return settings.model_copy(update={"n_batch": max(16, settings.n_batch // 4)})
+        other_kv = "f32" if settings.kv_cache_type == "f16" else "f16"
+        return settings.model_copy(
+            update={"n_batch": max(16, settings.n_batch // 4), "kv_cache_type": other_kv}
+        )
 
     def close(self) -> None:
         while self._backends:
@@ -141,21 +174,29 @@ class GateSession:
         return evaluator.compare(base, _Lazy(load, artifact, settings, name))
 
     def noise_floor(self, model_key: str) -> tuple[QualityResult, dict[str, Comparison]]:
-        """The baseline compared with itself (see noise_settings): self-KLD, self-PPL change and,
-        per benchmark, self-flips. Cached like any variant's results."""
+        """The baseline compared with itself with its arithmetic perturbed (noise_settings):
+        self-KLD, self-PPL change and, per benchmark, every retention metric. Cached like any
+        variant's results."""
         artifact, noisy = self.artifacts.baseline(model_key), self.noise_settings(model_key)
-
-        def load() -> Backend:
-            return self.backend(artifact, model_key, noisy)
-
-        quality = self._compare(model_key, artifact, noisy, load)
+        name = self.registry.models[model_key].backend
+        perturbed = _Lazy(lambda: self.backend(artifact, model_key, noisy), artifact, noisy, name)
+        quality = self._compare(model_key, artifact, noisy, lambda: perturbed._get())
         comparisons = {}
-        for name in self.registry.models[model_key].benchmarks:
-            base = self._benchmark(self.baseline_backend(model_key), model_key, name)
-            comparisons[name] = Comparison(
-                name, base.score, self._benchmark(load(), model_key, name), base
+        for bench in self.registry.models[model_key].benchmarks:
+            base = self._benchmark(self._lazy_baseline(model_key), model_key, bench)
+            comparisons[bench] = Comparison(
+                bench, base.score, self._benchmark(perturbed, model_key, bench), base
             )
         return quality, comparisons
+
+    def _lazy_baseline(self, model_key: str) -> Backend:
+        """The baseline's backend, loaded only when a cache misses."""
+        return _Lazy(  # type: ignore[return-value]
+            lambda: self.baseline_backend(model_key),
+            self.artifacts.baseline(model_key),
+            self.settings(model_key),
+            self.registry.models[model_key].backend,
+        )
 
     def baseline_workload(self, model_key: str, kind: str) -> Workload:
         """The baseline's pp or tg workload, timed alongside a variant's (never cached on disk:
@@ -226,10 +267,79 @@ class GateSession:
             self._comparisons[pair.id, name] = self._retention(pair, name)
         return self._comparisons[pair.id, name]
 
+    def check_retention(self, pair: Pair, name: str, record_property: RecordProperty) -> None:
+        """The retention gate of one benchmark: D_<name> with its paired interval, and where
+        the items allow, flips_<name> (exact interval of the flip rate), Dgold_<name> and
+        choice_kld_<name> (graded per-item signals), all judged in one check."""
+        c = self.retention(pair, name)
+        result = c.compressed
+        record_property(f"{name}.{result.metric}", f"{result.score:.4f}")
+        record_property(f"{name}.items", result.n_items)
+        d_name = f"{RETENTION_PREFIX}{name}"
+        measured, intervals = {d_name: c.d}, {}
+        if (interval := c.interval()) is not None:
+            intervals[d_name] = interval
+        extra: dict[str, dict[str, Any]] = {
+            d_name: {"score": result.score, "n_items": result.n_items}
+        }
+        if (f := c.flips()) is not None:
+            flips_name = f"{FLIPS_PREFIX}{name}"
+            measured[flips_name], intervals[flips_name] = f.flips_pct, f.interval
+            extra[flips_name] = extra[d_name] = extra[d_name] | {
+                "correct_to_wrong": f.correct_to_wrong,
+                "wrong_to_correct": f.wrong_to_correct,
+                "mcnemar_p": f.mcnemar_p,
+            }
+            record_property(f"{name}.mcnemar_p", f"{f.mcnemar_p:.4g}")
+        for metric_name, iv in c.graded().items():
+            measured[metric_name], intervals[metric_name] = iv.value, iv
+        self.check(
+            pair,
+            "retention",
+            measured,
+            record_property,
+            baselines={d_name: c.baseline_score},
+            intervals=intervals,
+            extra=extra,
+            responsible=[f"{prefix}{name}" for prefix in PER_BENCHMARK],
+            # a pinned score has no items to pair with: the paired metrics are the user's
+            # explicit trade, reported as not measured (D_ itself is still judged)
+            not_measured_here={
+                f"{prefix}{name}": "--baseline pinned: no baseline items to pair with"
+                for prefix in PER_BENCHMARK
+                if prefix != RETENTION_PREFIX
+            }
+            if c.baseline is None
+            else None,
+        )
+
+    def check_retention_overall(self, pair: Pair, record_property: RecordProperty) -> None:
+        """D_overall: the mean of the model's D_i, with an interval that resamples each
+        benchmark's items."""
+        comparisons = [self.retention(pair, bench) for bench in pair.model.benchmarks]
+        d = sum(c.d for c in comparisons) / len(comparisons)
+        paired = [c.paired_scores() for c in comparisons]
+        name = f"{RETENTION_PREFIX}{OVERALL}"
+        interval = overall_interval(paired) if all(paired) else None  # type: ignore[arg-type]
+        self.check(
+            pair,
+            "retention",
+            {name: d},
+            record_property,
+            intervals={name: interval} if interval else None,
+            responsible=[name],
+        )
+
     def _retention(self, pair: Pair, name: str) -> Comparison:
         bench = pair.model.benchmarks[name]
         where = f"models.{pair.model_key}.benchmarks.{name}"
-        comp = self._benchmark(self.variant_backend(pair), pair.model_key, name)
+        variant = _Lazy(
+            lambda: self.variant_backend(pair),
+            self.artifacts.variant(pair),
+            self.settings(pair.model_key),
+            pair.model.backend,
+        )
+        comp = self._benchmark(variant, pair.model_key, name)  # type: ignore[arg-type]
         if self.baseline_mode == "pinned":
             if bench.pinned_baseline is None:
                 raise ConfigError(
@@ -237,32 +347,24 @@ class GateSession:
                     "pinned_baseline; add one or use --baseline live"
                 )
             return Comparison(name, bench.pinned_baseline, comp)
-        base = self._benchmark(self.baseline_backend(pair.model_key), pair.model_key, name)
-        if base.n_items != comp.n_items:
-            raise EvaluationError(
-                f"{where}: baseline scored {base.n_items} items, "
-                f"{pair.id} {comp.n_items}; they must see the same items"
-            )
-        self._save_items(pair, name, base, comp)
-        return Comparison(name, base.score, comp, base)
+        base = self._benchmark(self._lazy_baseline(pair.model_key), pair.model_key, name)
+        comparison = Comparison(name, base.score, comp, base)
+        comparison.items  # noqa: B018 - pairs by doc_id now: different item sets are an error
+        self._save_items(pair, comparison)
+        return comparison
 
-    def _save_items(
-        self, pair: Pair, name: str, base: BenchmarkResult, comp: BenchmarkResult
-    ) -> None:
+    def _save_items(self, pair: Pair, comparison: Comparison) -> None:
         """reports/items/<pair>-<bench>.jsonl: every item of both runs; reports/flips/ the same
-        for the items whose correctness changed, with each model's answer and margin."""
+        for the items whose correctness changed, with each model's answer and margin. Written
+        to a partial file and renamed: xdist workers may rewrite them."""
         if self.reports_dir is None:
             return
-        items, flipped = self.reports_dir / "items", self.reports_dir / "flips"
-        items.mkdir(parents=True, exist_ok=True)
-        flipped.mkdir(parents=True, exist_ok=True)
+        name, comp = comparison.benchmark, comparison.compressed
         metric = comp.metric
-        with (
-            (items / f"{pair.id}-{name}.jsonl").open("w") as all_f,
-            (flipped / f"{pair.id}-{name}.jsonl").open("w") as flip_f,
-        ):
-            for b, c in zip(base.items, comp.items, strict=True):
-                record = {
+        records, flipped = [], []
+        for b, c in comparison.items:
+            records.append(
+                {
                     "benchmark": name,
                     "task": comp.task,
                     "doc_id": b["doc_id"],
@@ -270,13 +372,14 @@ class GateSession:
                     "baseline": b,
                     "compressed": c,
                 }
-                all_f.write(json.dumps(record) + "\n")
-                if (
-                    b.get(metric) in (0.0, 1.0)
-                    and c.get(metric) in (0.0, 1.0)
-                    and (b[metric] != c[metric])
-                ):
-                    flip = {
+            )
+            if (
+                b.get(metric) in (0.0, 1.0)
+                and c.get(metric) in (0.0, 1.0)
+                and b[metric] != c[metric]
+            ):
+                flipped.append(
+                    {
                         "doc_id": b["doc_id"],
                         "target": b["target"],
                         "direction": "correct->wrong" if b[metric] else "wrong->correct",
@@ -285,7 +388,12 @@ class GateSession:
                         "baseline_margin": _margin(b),
                         "compressed_margin": _margin(c),
                     }
-                    flip_f.write(json.dumps(flip) + "\n")
+                )
+        for folder, lines in (("items", records), ("flips", flipped)):
+            write_text_atomic(
+                self.reports_dir / folder / f"{pair.id}-{name}.jsonl",
+                "".join(json.dumps(r) + "\n" for r in lines),
+            )
 
     # -- verdicts ------------------------------------------------------------------------------
     def check(
@@ -297,24 +405,42 @@ class GateSession:
         baselines: dict[str, float] | None = None,
         report: Callable[[str], None] = print,
         intervals: dict[str, Interval] | None = None,
-        resolution: dict[str, float] | None = None,
         extra: dict[str, dict[str, Any]] | None = None,
+        responsible: Iterable[str] = (),
+        not_measured_here: dict[str, str] | None = None,
     ) -> None:
         """Judge every metric, record each as JUnit properties and a summary row, print one
         line per metric, then fail once listing every breach.
 
-        ``resolution``: the CI half-width the sample can give, per metric (the power check);
-        ``extra``: more fields for a metric's summary row (flips, item counts).
+        ``extra``: more fields for a metric's summary row (flips, item counts);
+        ``responsible``: every metric this test measures when it can: one with a bound that
+        was not measured is an error (a bound never judged is never a pass), unless
+        ``not_measured_here`` names it with the reason (hardware this machine lacks).
         """
-        outcomes = judge(
-            gate,
-            measured,
-            self.thresholds.for_pair(pair.model_key, pair.compression_name),
-            baselines,
-            intervals,
-        )
+        bounds = self.thresholds.for_pair(pair.model_key, pair.compression_name)
+        for name in responsible:
+            if name in bounds and name not in measured:
+                why = (not_measured_here or {}).get(name)
+                if why is not None:
+                    record_property(f"{name}.verdict", f"not measured here: {why}")
+                    report(f"{pair.id} not measured here: {name} ({why})")
+                    continue
+                raise EvaluationError(
+                    f"{pair.id}: {name} has a bound ({bounds[name].origin}) but this pair's "
+                    f"{gate} test cannot measure it (for {self._unmeasurable_hint(name)}); "
+                    "delete the key"
+                )
+        outcomes = judge(gate, measured, bounds, baselines, intervals)
+        baseline = self.artifacts.baseline(pair.model_key)
+        provenance = {
+            "baseline_provenance": baseline.notes.get("provenance"),
+            "source_type_match": source_type_match(pair, baseline),
+        }
+        if provenance["source_type_match"]:
+            report(f"{pair.id} NOTE: {provenance['source_type_match']}")
+            record_property("source_type_match", provenance["source_type_match"])
         for o in outcomes:
-            _power_check(pair, o, (resolution or {}).get(o.metric), record_property)
+            _power_check(pair, o, record_property, self.underpowered)
         for o in outcomes:
             record_property(o.metric, f"{o.value:.6g}")
             if o.interval is not None:
@@ -324,13 +450,26 @@ class GateSession:
             if o.threshold is not None:
                 record_property(f"{o.metric}.threshold", f"{o.threshold.value:g}")
                 record_property(f"{o.metric}.threshold_origin", o.threshold.origin)
+            if o.minimum_detectable is not None:
+                record_property(f"{o.metric}.minimum_detectable", f"{o.minimum_detectable:.4g}")
             if o.baseline is not None:
                 record_property(f"{o.metric}.baseline", f"{o.baseline:.6g}")
             record_property(f"{o.metric}.verdict", o.verdict)
-            row = outcome_row(pair, gate, o) | (extra or {}).get(o.metric, {})
+            row = outcome_row(pair, gate, o) | provenance | (extra or {}).get(o.metric, {})
             record_property(ROW_PROPERTY, json.dumps(row))
             report(f"{pair.id} {o.line()}")
         enforce(pair.id, gate, outcomes)
+
+    @staticmethod
+    def _unmeasurable_hint(name: str) -> str:
+        split = split_benchmark_metric(name)
+        if split is None:
+            return "this backend or setting"
+        return {
+            FLIPS_PREFIX: "flips need a correct/wrong metric",
+            GOLD_PREFIX: "Dgold needs a correct/wrong multiple-choice metric with one gold answer",
+            CHOICE_KLD_PREFIX: "choice_kld needs multiple-choice items",
+        }.get(split[0], "this benchmark")
 
 
 def _margin(item: dict[str, Any]) -> float | None:
@@ -345,25 +484,34 @@ class PowerWarning(UserWarning):
     """The sample is too small for the threshold: the gate cannot see a breach of that size."""
 
 
-def _power_check(
-    pair: Pair, o: Outcome, half_width: float | None, record_property: RecordProperty
-) -> None:
-    """Mode ci only fails when D exceeds the threshold by the CI half-width, so with a half-width
-    above the threshold a model losing twice the allowed score still passes: a warning. Mode
-    strict fails when the upper bound exceeds the threshold, so with such a half-width even an
-    identical model fails: an error, never a verdict."""
-    if half_width is None or o.threshold is None or o.threshold.mode == "point":
+def _power_check(pair: Pair, o: Outcome, record_property: RecordProperty, action: str) -> None:
+    """From the measured interval (the paired variance this sample shows):
+
+    * a loss bound whose gate cannot see a loss of twice the bound (its minimum detectable
+      loss, at 80 % power, lies beyond 2x the threshold) is underpowered: a PowerWarning, or
+      with ``--underpowered=error`` an error;
+    * mode strict fails when the upper bound exceeds the threshold, so with a half-width at or
+      above the threshold even an identical model fails: an error, never a verdict."""
+    if o.threshold is None or o.interval is None:
         return
-    if half_width < o.threshold.value:
+    where = f"{o.threshold.origin}, mode {o.threshold.mode}"
+    if o.threshold.mode == "strict" and o.interval.half_width >= o.threshold.value > 0:
+        raise EvaluationError(
+            f"{pair.id} {o.metric}: the sample gives a 95% CI half-width of "
+            f"{o.interval.half_width:.3g}, not below the threshold {o.threshold.value:g} "
+            f"({where}): in strict mode even an identical model would fail; raise the "
+            "benchmark's limit or use mode ci"
+        )
+    if not o.underpowered:
         return
     message = (
-        f"{pair.id} {o.metric}: the sample gives a 95% CI half-width of {half_width:.3g} points, "
-        f"not below the threshold {o.threshold.value:g} ({o.threshold.origin}, mode "
-        f"{o.threshold.mode}); raise the benchmark's limit or the threshold"
+        f"{pair.id} {o.metric}: underpowered: the smallest loss this sample detects (80 % power) "
+        f"is {o.minimum_detectable:.3g}, beyond twice the threshold {o.threshold.value:g} "
+        f"({where}); raise the benchmark's limit, gate a graded metric, or raise the threshold"
     )
     record_property(f"{o.metric}.power_warning", message)
-    if o.threshold.mode == "strict":
-        raise EvaluationError(message + ": in strict mode even an identical model would fail")
+    if action == "error":
+        raise EvaluationError(message + " (--underpowered=error)")
     warnings.warn(PowerWarning(message), stacklevel=3)
 
 
@@ -379,7 +527,10 @@ class _Lazy:
         self.name = name
         self._backend: Backend | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def _get(self) -> Backend:
         if self._backend is None:
             self._backend = self._load()
-        return getattr(self._backend, name)
+        return self._backend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
