@@ -1,8 +1,9 @@
-"""Noise floor: the baseline against itself, loaded a second time with a quarter of the batch
-size (same weights, a different split of the matrix products). What it measures (self-KLD,
-self-PPL change, self-flips per benchmark) is what no compression can be blamed for; the
-reports put each threshold in units of it. Not gated; not in -m smoke (it costs a second
-baseline evaluation):
+"""Noise floor: the baseline against itself, loaded a second time with its arithmetic perturbed
+(the other KV-cache precision and a quarter of the batch size: same weights, other rounding).
+What it measures (self-KLD, self-PPL change, and per benchmark D, flips, Dgold and choice_kld)
+is what no compression can be blamed for; the summary shows it beside every gate, and the
+thresholds sit above it by design. Not gated. A model's entry says which tiers run it
+(``noise_floor_marks``; smollm2's smoke tier does):
 
     pytest tests/test_noise_floor.py --model smollm2
 """
@@ -17,36 +18,48 @@ from quantgate.report import ROW_PROPERTY, noise_floor_row
 @pytest.mark.noise_floor
 def test_noise_floor(model_key, quantgate, record_property):
     quality, comparisons = quantgate.noise_floor(model_key)
-    noise = f"n_batch {quantgate.noise_settings(model_key).n_batch}"
+    settings = quantgate.noise_settings(model_key)
+    noise = f"kv {settings.kv_cache_type}, n_batch {settings.n_batch}"
     m, iv = quality.metrics, quality.intervals
     rows = [
-        noise_floor_row(model_key, noise, "kld_mean", m["kld_mean"]),
-        noise_floor_row(model_key, noise, "top1_agreement_pct", m["top1_agreement_pct"]),
+        noise_floor_row(model_key, noise, name, m[name], interval=iv.get(name))
+        for name in ("kld_mean", "kld_p99", "top1_agreement_pct", "ln_ppl_ratio")
+    ]
+    rows.append(
         noise_floor_row(
             model_key,
             noise,
             "ppl_increase_pct",
             m["ppl_increase_pct"],
+            interval=iv["ppl_increase_pct"],
             ppl=quality.ppl,
             ppl_baseline=quality.ppl_baseline,
-            ci_low=iv["ppl_increase_pct"].low,
-            ci_high=iv["ppl_increase_pct"].high,
-        ),
-    ]
+        )
+    )
     for name, c in comparisons.items():
+        c_items = c.compressed.n_items
         rows.append(
             noise_floor_row(
                 model_key,
                 noise,
                 f"D_{name}",
                 c.d,
+                interval=c.interval(),
                 score=c.compressed.score,
-                n_items=c.compressed.n_items,
+                n_items=c_items,
             )
         )
         flips = c.flips()
         if flips is not None:
-            rows.append(noise_floor_row(model_key, noise, f"flips_{name}", flips.flips_pct))
+            rows.append(
+                noise_floor_row(
+                    model_key, noise, f"flips_{name}", flips.flips_pct, interval=flips.interval
+                )
+            )
+        for metric_name, interval in c.graded().items():
+            rows.append(
+                noise_floor_row(model_key, noise, metric_name, interval.value, interval=interval)
+            )
     for row in rows:
         record_property(ROW_PROPERTY, json.dumps(row))
         print(f"{model_key} noise floor ({noise}): {row['metric']} = {row['value']:.6g}")

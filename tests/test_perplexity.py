@@ -7,6 +7,8 @@ pytest tests/test_perplexity.py -m gguf --model llama31 --compression Q4_K_M
 
 import pytest
 
+KLD_METRICS = ("kld_mean", "kld_p99", "top1_agreement_pct")
+
 
 @pytest.mark.quality_gate("perplexity")
 def test_perplexity(pair, quantgate, record_property):
@@ -19,6 +21,7 @@ def test_perplexity(pair, quantgate, record_property):
         record_property,
         intervals=result.intervals,
         extra={"ppl_increase_pct": {"ppl": result.ppl, "ppl_baseline": result.ppl_baseline}},
+        responsible=["ppl_increase_pct", "ln_ppl_ratio"],
     )
     record_property("ppl", f"{result.ppl:.6g}")
     record_property("ppl_baseline", f"{result.ppl_baseline:.6g}")
@@ -31,7 +34,8 @@ def test_kl_divergence(pair, quantgate, record_property):
     quantgate.check(
         pair,
         "kld",
-        {k: m[k] for k in ("kld_mean", "kld_p99", "top1_agreement_pct")},
+        {k: m[k] for k in KLD_METRICS},
         record_property,
         intervals=result.intervals,
+        responsible=KLD_METRICS,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from quantgate.constants import OVERALL
+from quantgate.constants import CHOICE_KLD_PREFIX, OVERALL
 from quantgate.tables import PairSummary, benchmark_names
 
 _PASS, _FAIL, _BASE, _CANARY = "#2b7bba", "#d62728", "#555555", "#f0a030"
@@ -81,7 +81,15 @@ def retention_vs_size(model: str, summaries: list[PairSummary]) -> bytes | None:
             pts.append((mib, 100.0 - s.d[OVERALL].value, s))
     if len(pts) < 2:
         return None
-    fig, ax = _scatter_vs_size(pts, "score retained, 100 - D_overall (%)")
+    fig, ax = _scatter_vs_size(pts, "score retained, 100 - D_overall (%), 95% CI")
+    # the interval, so a near-chance sample's 106 % reads as what it is: no evidence either way
+    for x, _, s in pts:
+        c = s.d.get(OVERALL)
+        if c is not None and c.low is not None and c.high is not None and not s.is_baseline:
+            ax.errorbar(
+                [x], [100.0 - c.value], yerr=[[c.high - c.value], [c.value - c.low]],
+                fmt="none", ecolor=_color(s), capsize=3, lw=1,
+            )  # fmt: skip
     front = pareto_front([(x, y) for x, y, _ in pts])
     ax.plot(*zip(*front, strict=True), "--", color="#999999", label="Pareto front", zorder=2)
     ax.set_title(f"{model}: retention vs size")
@@ -172,9 +180,44 @@ def retention_bars(model: str, summaries: list[PairSummary]) -> bytes | None:
     return _png(fig)
 
 
+def answer_divergence(model: str, summaries: list[PairSummary]) -> bytes | None:
+    """choice_kld per benchmark and variant (log scale, 95 % CI whiskers, thresholds dotted):
+    the graded signal that sees a loss where accuracy on a small sample cannot."""
+    prefix = CHOICE_KLD_PREFIX
+    variants = [s for s in summaries if any(k.startswith(prefix) for k in s.cells)]
+    benches = sorted(
+        {k.removeprefix(prefix) for s in variants for k in s.cells if k.startswith(prefix)}
+    )
+    if not variants or not benches:
+        return None
+    fig, ax = _figure(height=3.6)
+    width = 0.8 / len(variants)
+    for j, s in enumerate(variants):
+        offset = (j - (len(variants) - 1) / 2) * width
+        for i, b in enumerate(benches):
+            c = s.cells.get(prefix + b)
+            if c is None:
+                continue
+            x, y = i + offset, max(c.value, 1e-7)
+            err = None
+            if c.low is not None and c.high is not None:
+                err = [[y - max(c.low, 1e-7)], [max(c.high - y, 0.0)]]
+            ax.errorbar([x], [y], yerr=err, fmt="o", color=_color(s), capsize=3,
+                        label=s.compression if i == 0 else None)  # fmt: skip
+            if c.threshold is not None:
+                ax.hlines(c.threshold, x - width / 2, x + width / 2, colors=_FAIL, linestyles=":")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(benches)), benches, fontsize=8)
+    ax.set_ylabel("choice_kld (nats, log scale), 95% CI")
+    ax.set_title(f"{model}: answer-distribution KLD per benchmark (dotted: thresholds)", fontsize=9)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 PLOTS = {
     "retention_vs_size": retention_vs_size,
     "tps_vs_size": tps_vs_size,
     "kld_vs_bpw": kld_vs_bpw,
     "retention_bars": retention_bars,
+    "answer_divergence": answer_divergence,
 }

@@ -16,7 +16,15 @@ from quantgate.constants import OVERALL
 from quantgate.errors import ConfigError
 from quantgate.plots import PLOTS
 from quantgate.registry import QScoreWeights
-from quantgate.tables import Cell, PairSummary, benchmark_names, build_tables, q_benchmarks
+from quantgate.tables import (
+    Cell,
+    GateLine,
+    PairSummary,
+    benchmark_names,
+    build_tables,
+    gate_lines,
+    q_benchmarks,
+)
 
 # -- comparing two runs --------------------------------------------------------------------------
 
@@ -123,6 +131,68 @@ def floor_note(summaries: list[PairSummary]) -> str | None:
     return text
 
 
+def provenance_note(summaries: list[PairSummary]) -> str | None:
+    """Where the baseline came from, and which variants have the type it was converted from."""
+    base = next((s for s in summaries if s.is_baseline), None)
+    prov = base.provenance if base is not None else None
+    if not prov:
+        return None
+    text = f"Baseline: from {prov.get('source')} (type {prov.get('source_type') or 'unknown'})"
+    if prov.get("conversion"):
+        text += f", converted {prov['conversion']}"
+    text += "."
+    flagged = [s.compression for s in summaries if s.source_type_match]
+    if flagged:
+        text += (
+            f" ⚠ {', '.join(flagged)}: the type the baseline was converted from; such a "
+            "variant re-creates nearly the source's weights and reads as more lossless than it is."
+        )
+    return text
+
+
+GATE_HEAD = [
+    "compression",
+    "metric",
+    "value [95 % CI]",
+    "threshold (mode)",
+    "noise floor",
+    "min. detectable",
+    "verdict",
+]
+GATE_NOTE = (
+    "Noise floor: the same metric for the baseline against itself with its arithmetic "
+    "perturbed (tests/test_noise_floor.py); thresholds sit above it by design. Min. "
+    "detectable: the smallest true value the gate fails with 80 % probability, from the "
+    "measured interval; underpowered: it lies beyond twice the threshold (the sample cannot "
+    "see a loss of that size: add items or gate a graded metric)."
+)
+
+
+def _gate_cells(g: GateLine, markdown: bool) -> list[str]:
+    c = g.cell
+    op = "≥" if c.threshold is not None and _is_lower_bound(g) else "≤"
+    verdict = c.verdict + (" (canary, expected)" if c.expect == "fail" and c.failed else "")
+    if g.underpowered:
+        verdict += ", underpowered"
+    if markdown and c.failed and c.expect != "fail":
+        verdict = f"**{verdict}**"
+    return [
+        g.compression,
+        g.metric,
+        _cell_text(c, 4),
+        f"{op} {c.threshold:g} ({g.mode or 'point'})" if c.threshold is not None else "—",
+        _cell_text(g.noise_floor, 3) if g.noise_floor is not None else "not measured",
+        _num(g.minimum_detectable, 3),
+        verdict,
+    ]
+
+
+def _is_lower_bound(g: GateLine) -> bool:
+    from quantgate.constants import Direction, metric
+
+    return metric(g.metric).direction is Direction.MIN
+
+
 # -- markdown ------------------------------------------------------------------------------------
 
 
@@ -156,6 +226,15 @@ def render_markdown(
         note = floor_note(summaries)
         if note:
             out += [note, ""]
+        prov = provenance_note(summaries)
+        if prov:
+            out += [prov, ""]
+        lines = gate_lines(summaries)
+        if lines:
+            out += [f"### {model}: every gate", "", "| " + " | ".join(GATE_HEAD) + " |"]
+            out.append("|" + "---|" * len(GATE_HEAD))
+            out += ["| " + " | ".join(_gate_cells(g, markdown=True)) + " |" for g in lines]
+            out += ["", GATE_NOTE, ""]
     if changes is not None:
         out += ["## Changes since the previous run", ""]
         if not changes:
@@ -281,7 +360,29 @@ def _model_table(summaries: list[PairSummary], weights: QScoreWeights) -> str:
     floor = floor_note(summaries)
     if floor:
         note += "<br>" + html.escape(floor)
-    return f'<div class="scroll"><table>{"".join(rows)}</table></div><p class="note">{note}</p>'
+    prov = provenance_note(summaries)
+    if prov:
+        note += "<br>" + html.escape(prov)
+    table = f'<div class="scroll"><table>{"".join(rows)}</table></div><p class="note">{note}</p>'
+    return table + _gate_table(summaries)
+
+
+def _gate_table(summaries: list[PairSummary]) -> str:
+    lines = gate_lines(summaries)
+    if not lines:
+        return ""
+    rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in GATE_HEAD) + "</tr>"]
+    for g in lines:
+        cells = _gate_cells(g, markdown=False)
+        cls = _cls([g.cell], g.cell.expect == "fail")
+        tds = [f"<td>{html.escape(x)}</td>" for x in cells[:-1]]
+        tds.append(f'<td class="{cls}">{html.escape(cells[-1])}</td>')
+        rows.append("<tr>" + "".join(tds) + "</tr>")
+    return (
+        f'<details class="gates"><summary>every gate: noise floor and minimum detectable loss'
+        f'</summary><div class="scroll"><table>{"".join(rows)}</table></div>'
+        f'<p class="note">{html.escape(GATE_NOTE)}</p></details>'
+    )
 
 
 def render_html(

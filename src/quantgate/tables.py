@@ -63,6 +63,12 @@ class PairSummary:
     tg_tps: float | None = None
     pp_tps: float | None = None
     q: float | None = None
+    #: every row of this pair by metric (the per-gate table and the noise-floor lookup)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: where the baseline's weights came from (source file type, conversion)
+    provenance: dict[str, Any] | None = None
+    #: the warning when this variant has the type the baseline was converted from
+    source_type_match: str | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -98,6 +104,9 @@ def build_tables(
         pair.canary = pair.canary or row.get("expect") == "fail"
         pair.noise_floor = pair.noise_floor or row.get("role") == "noise_floor"
         _absorb(pair, base if not pair.noise_floor else PairSummary("", ""), row)
+        pair.rows[row["metric"]] = row
+        pair.source_type_match = pair.source_type_match or row.get("source_type_match")
+        base.provenance = base.provenance or row.get("baseline_provenance")
     tables = {}
     for key, model in by_model.items():
         # the study's order: baseline, the noise floor (the reference the variants are read
@@ -171,3 +180,45 @@ def benchmark_names(summaries: list[PairSummary]) -> list[str]:
     for s in summaries:
         seen |= dict.fromkeys(b for b in (*s.scores, *s.d) if b != OVERALL)
     return list(seen)
+
+
+@dataclass(frozen=True)
+class GateLine:
+    """One gated metric of one variant, with what the reader needs to trust its verdict: the
+    machine's own noise on it (the baseline against itself) and the smallest loss the sample
+    can see."""
+
+    compression: str
+    metric: str
+    cell: Cell
+    mode: str | None
+    noise_floor: Cell | None
+    minimum_detectable: float | None
+    underpowered: bool
+    unit: str
+
+
+def gate_lines(summaries: list[PairSummary]) -> list[GateLine]:
+    """Every gated metric of every variant of one model, in table order."""
+    floor = next((s for s in summaries if s.noise_floor), None)
+    out = []
+    for s in summaries:
+        if s.is_baseline or s.noise_floor:
+            continue
+        for metric, row in sorted(s.rows.items(), key=lambda kv: (kv[1]["gate"], kv[0])):
+            if row.get("threshold") is None:
+                continue
+            noise = floor.rows.get(metric) if floor is not None else None
+            out.append(
+                GateLine(
+                    s.compression,
+                    metric,
+                    Cell.of(row),
+                    row.get("mode"),
+                    Cell.of(noise) if noise is not None else None,
+                    row.get("minimum_detectable"),
+                    bool(row.get("underpowered")),
+                    row.get("unit", ""),
+                )
+            )
+    return out

@@ -80,3 +80,16 @@ def test_perplexity_and_kld_in_ci_mode_on_every_chunk_subset(session, seed, comp
     ) + judge("kld", {"kld_mean": kld.value}, thresholds, intervals={"kld_mean": kld})
     assert all(o.threshold.mode == "ci" for o in outcomes)
     assert [o.passed for o in outcomes] == [passes, passes], [o.line() for o in outcomes]
+
+
+def test_the_baseline_against_itself_is_exactly_zero(session):
+    """Same weights, same settings: KLD exactly 0 and every argmax the same (the float16 copy
+    of the baseline's log-probs is compared at its own precision on both sides)."""
+    quality = session._compare(
+        "smollm2",
+        session.artifacts.baseline("smollm2"),
+        session.settings("smollm2"),
+        lambda: session.baseline_backend("smollm2"),
+    )
+    assert quality.kld_mean == 0.0 and quality.kld_p99 == 0.0
+    assert quality.top1_agreement_pct == 100.0 and quality.ppl == quality.ppl_baseline

@@ -22,6 +22,7 @@ def test_help_lists_the_options_with_defaults(gate_run):
         "--thresholds=DIR",
         "--reports-dir=DIR",
         "--threads=N",
+        "--underpowered={warn,error}",
     ):
         assert option in run.output
     assert "Default: 'fixtures/models.yaml'" in run.output
@@ -29,8 +30,11 @@ def test_help_lists_the_options_with_defaults(gate_run):
 
 def test_smoke_selects_only_the_embedded_default(gate_run):
     ids = collected(gate_run("--collect-only", "-q", "-m", "smoke"))
-    assert ids and all("[smollm2-" in i for i in ids)
-    assert {re.search(r"\[smollm2-([^\]-]+)", i).group(1) for i in ids} == {
+    # the noise floor of the model (its noise_floor_marks), shown beside every gate
+    assert "tests/test_noise_floor.py::test_noise_floor[smollm2]" in ids
+    pairs = [i for i in ids if "test_noise_floor" not in i]
+    assert pairs and all("[smollm2-" in i for i in pairs)
+    assert {re.search(r"\[smollm2-([^\]-]+)", i).group(1) for i in pairs} == {
         "Q8_0",
         "Q4_K_M",
         "Q2_K",

