@@ -1,0 +1,143 @@
+"""Verdicts under the floating-point orders another machine would bring.
+
+Runs the smoke tier (``pytest -m smoke``) once per perturbation of the arithmetic: thread count
+(1, 2), batch size (64, 512: how llama.cpp splits the matrix products) and KV-cache precision
+(F16, F32), each from a results cache of its own (the built artifacts are shared: they are
+the same bytes on every machine) so every number is computed afresh. Prints one table of
+verdicts per (pair, gate) and the verdict changes against the shipped settings. Required:
+no verdict change for the passing variants, every canary caught in every run.
+
+    .venv/bin/python benchmarks/perturbations.py              # the full factorial: 8 runs
+    .venv/bin/python benchmarks/perturbations.py --quick      # shipped + 5 one-factor runs
+
+Throughput and footprint tests are left out (their numbers are timings and sizes, not
+arithmetic); about 3 min per run on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import yaml
+
+from quantgate.cache import results_free_cache
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = {"n_threads": 2, "n_batch": 512, "kv_cache_type": "f16"}
+
+
+def perturbations(quick: bool) -> list[dict[str, object]]:
+    if quick:
+        one_factor = [
+            {"n_threads": 1},
+            {"n_batch": 64},
+            {"kv_cache_type": "f32"},
+            {"n_threads": 1, "n_batch": 64},
+            {"n_batch": 64, "kv_cache_type": "f32"},
+        ]
+        return [SHIPPED, *({**SHIPPED, **p} for p in one_factor)]
+    grid = itertools.product((2, 1), (512, 64), ("f16", "f32"))
+    return [{"n_threads": t, "n_batch": b, "kv_cache_type": k} for t, b, k in grid]
+
+
+def _registry(folder: Path, setting: dict[str, object]) -> Path:
+    doc = yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
+    fixtures = REPO / "fixtures"
+    evaluation = doc["evaluation"]
+    evaluation["perplexity"]["text"] = str(fixtures / evaluation["perplexity"]["text"])
+    evaluation["task_paths"] = [str(fixtures / p) for p in evaluation["task_paths"]]
+    for model in doc["models"].values():
+        for comp in model["compressions"].values():
+            if "calibration" in comp:
+                comp["calibration"] = str(fixtures / comp["calibration"])
+    settings = doc["models"]["smollm2"]["backend_settings"]
+    settings.update({k: v for k, v in setting.items() if k != "n_threads"})
+    path = folder / "models.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def run(setting: dict[str, object]) -> tuple[dict[str, str], float]:
+    with tempfile.TemporaryDirectory(prefix="qg-perturb-") as tmp:
+        folder = Path(tmp)
+        registry, reports = _registry(folder, setting), folder / "reports"
+        cmd = [
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "smoke",
+            "tests/test_perplexity.py", "tests/test_retention.py",
+            f"--registry={registry}", f"--reports-dir={reports}",
+            f"--threads={setting['n_threads']}",
+        ]  # fmt: skip
+        cache = results_free_cache(folder)
+        env = {**os.environ, "QUANTGATE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        junit = reports / "junit.xml"
+        if not junit.exists():
+            raise SystemExit(f"{setting}: no junit.xml; pytest said:\n{proc.stdout[-3000:]}")
+        return _outcomes(junit), seconds
+
+
+def _outcomes(junit: Path) -> dict[str, str]:
+    out = {}
+    for case in ET.parse(junit).iter("testcase"):
+        status = "pass"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                status = "FAIL" if child.tag == "failure" else "ERROR"
+            elif child.tag == "skipped":
+                status = "caught" if child.get("type") == "pytest.xfail" else "skipped"
+        out[case.get("name", "").removeprefix("test_")] = status
+    return out
+
+
+def _label(setting: dict[str, object]) -> str:
+    return f"t{setting['n_threads']} b{setting['n_batch']} kv {setting['kv_cache_type']}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one-factor perturbations only")
+    ap.add_argument("--json", type=Path, help="also write the table as JSON here")
+    opts = ap.parse_args()
+    settings = perturbations(opts.quick)
+    results = []
+    for setting in settings:
+        outcomes, seconds = run(setting)
+        results.append((setting, outcomes))
+        print(f"{_label(setting)}: {len(outcomes)} tests in {seconds:.0f} s", file=sys.stderr)
+    reference = results[0][1]
+    tests = sorted({t for _, o in results for t in o})
+    head = ["test", *(_label(s) for s, _ in results)]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for t in tests:
+        print("| " + " | ".join([t, *(o.get(t, "—") for _, o in results)]) + " |")
+    changes = [
+        (t, _label(s), reference.get(t), o.get(t))
+        for s, o in results[1:]
+        for t in tests
+        if o.get(t) != reference.get(t)
+    ]
+    bad = [o for _, o in results for v in o.values() if v in ("FAIL", "ERROR")]
+    print(f"\n{len(settings)} runs, {len(tests)} tests each: {len(changes)} verdict changes")
+    for t, label, before, after in changes:
+        print(f"  {t}: {before} -> {after} at {label}")
+    if opts.json:
+        payload = [{"setting": s, "outcomes": o} for s, o in results]
+        opts.json.write_text(json.dumps(payload, indent=2))
+    # a failed good variant or an uncaught canary is a FAIL/ERROR in some run
+    return 1 if changes or bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Wall time of the smoke tier serially and with two pytest-xdist workers, from a cold results
+cache (the built files are shared: quantizing is not what is compared) and warm, with the
+verdicts of each run. Under xdist each worker evaluates on its share of the cores and the
+timed gates run alone (quantgate.quiet), so the verdicts must be the serial run's.
+
+    .venv/bin/python benchmarks/xdist_speedup.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from quantgate.cache import results_free_cache
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(cache: Path, reports: Path, workers: int) -> tuple[float, dict[str, str], int]:
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "smoke",
+           f"--reports-dir={reports}"] + (["-n", str(workers)] if workers > 1 else [])  # fmt: skip
+    env = {**os.environ, "QUANTGATE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    verdicts = {}
+    for case in ET.parse(reports / "junit.xml").iter("testcase"):
+        kinds = {child.tag for child in case}
+        verdicts[case.get("name", "")] = (
+            "fail" if kinds & {"failure", "error"} else "skip" if "skipped" in kinds else "pass"
+        )
+    return seconds, verdicts, proc.returncode
+
+
+def main() -> int:
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory(prefix="qg-xdist-") as tmp:
+        for workers in (1, 2):
+            cache = results_free_cache(Path(tmp) / f"n{workers}")
+            for state in ("cold", "warm"):
+                reports = Path(tmp) / f"reports-n{workers}-{state}"
+                seconds, verdicts, rc = _run(cache, reports, workers)
+                results[workers, state] = verdicts
+                rows.append((workers, state, seconds, rc, len(verdicts)))
+                print(f"-n {workers} {state}: {seconds:.0f} s, exit {rc}", file=sys.stderr)
+    serial = {state: s for w, state, s, _, _ in rows if w == 1}
+    print("| workers | cache | wall time | vs serial | exit | tests | verdicts as serial |")
+    print("|---|---|---|---|---|---|---|")
+    for workers, state, seconds, rc, n in rows:
+        same = results[workers, state] == results[1, state]
+        print(
+            f"| {workers} | {state} | {seconds:.0f} s | {seconds / serial[state]:.2f} | {rc} | "
+            f"{n} | {'yes' if same else 'NO'} |"
+        )
+    same_everywhere = all(results[2, s] == results[1, s] for s in ("cold", "warm"))
+    return 0 if same_everywhere and all(rc == 0 for *_, rc, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
