@@ -24,12 +24,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import yaml
 
 from quantgate.cache import results_free_cache
+from quantgate.registry import with_absolute_paths
+from quantgate.report import junit_outcomes
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {"n_threads": 2, "n_batch": 512, "kv_cache_type": "f16"}
@@ -50,15 +51,8 @@ def perturbations(quick: bool) -> list[dict[str, object]]:
 
 
 def _registry(folder: Path, setting: dict[str, object]) -> Path:
-    doc = yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
     fixtures = REPO / "fixtures"
-    evaluation = doc["evaluation"]
-    evaluation["perplexity"]["text"] = str(fixtures / evaluation["perplexity"]["text"])
-    evaluation["task_paths"] = [str(fixtures / p) for p in evaluation["task_paths"]]
-    for model in doc["models"].values():
-        for comp in model["compressions"].values():
-            if "calibration" in comp:
-                comp["calibration"] = str(fixtures / comp["calibration"])
+    doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)
     settings = doc["models"]["smollm2"]["backend_settings"]
     settings.update({k: v for k, v in setting.items() if k != "n_threads"})
     path = folder / "models.yaml"
@@ -87,17 +81,15 @@ def run(setting: dict[str, object]) -> tuple[dict[str, str], float]:
         return _outcomes(junit), seconds
 
 
+#: how the table shows a test's outcome (a canary's strict xfail: caught)
+_SHOWN = {"passed": "pass", "failed": "FAIL", "error": "ERROR", "xfailed": "caught"}
+
+
 def _outcomes(junit: Path) -> dict[str, str]:
-    out = {}
-    for case in ET.parse(junit).iter("testcase"):
-        status = "pass"
-        for child in case:
-            if child.tag in ("failure", "error"):
-                status = "FAIL" if child.tag == "failure" else "ERROR"
-            elif child.tag == "skipped":
-                status = "caught" if child.get("type") == "pytest.xfail" else "skipped"
-        out[case.get("name", "").removeprefix("test_")] = status
-    return out
+    return {
+        name.removeprefix("test_"): _SHOWN.get(status, status)
+        for name, status in junit_outcomes(junit).items()
+    }
 
 
 def _label(setting: dict[str, object]) -> str:

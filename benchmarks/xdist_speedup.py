@@ -13,10 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from quantgate.cache import results_free_cache
+from quantgate.report import junit_outcomes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,13 +28,7 @@ def _run(cache: Path, reports: Path, workers: int) -> tuple[float, dict[str, str
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    verdicts = {}
-    for case in ET.parse(reports / "junit.xml").iter("testcase"):
-        kinds = {child.tag for child in case}
-        verdicts[case.get("name", "")] = (
-            "fail" if kinds & {"failure", "error"} else "skip" if "skipped" in kinds else "pass"
-        )
-    return seconds, verdicts, proc.returncode
+    return seconds, junit_outcomes(reports / "junit.xml"), proc.returncode
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ only a ``*.partial-*`` file, which is deleted and never reused.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from quantgate.errors import QuantgateError
 
@@ -66,10 +67,54 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 @contextlib.contextmanager
 def locked(target: Path) -> Iterator[None]:
-    """Hold an inter-process lock for building ``target``."""
+    """Hold an inter-process lock for building ``target``. While it waits for another
+    process's build, the process says so (waiting_processes): the builder may then use the
+    cores the waiter leaves idle."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
+    lock = FileLock(str(target) + ".lock")
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        with _waiting():
+            lock.acquire()
+    try:
         yield
+    finally:
+        lock.release()
+
+
+def _waiting_folder() -> Path:
+    folder = cache_root() / "locks" / "waiting"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def _waiting() -> Iterator[None]:
+    """A file of this process's, held (flock) while it waits on another's build."""
+    path = _waiting_folder() / f"{os.getpid()}.lock"
+    with path.open("ab") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def waiting_processes() -> int:
+    """How many processes sharing this cache are waiting on another's build right now (a held
+    file; a stale one, left by a killed process, is not held and does not count)."""
+    n = 0
+    for path in _waiting_folder().glob("*.lock"):
+        try:
+            with path.open("rb") as f:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(f, fcntl.LOCK_UN)
+        except BlockingIOError:
+            n += 1
+        except OSError:
+            continue
+    return n
 
 
 def build_once(target: Path, build: Callable[[Path], None]) -> Path:

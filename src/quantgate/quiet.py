@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from quantgate.cache import cache_root
+from quantgate.cache import cache_root, waiting_processes
 
 
 class MachineLock:
@@ -88,3 +88,13 @@ def xdist_workers() -> int:
         return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     except ValueError:
         return 1
+
+
+def evaluation_threads() -> int:
+    """Threads for one evaluation call of an xdist worker whose thread count is not set: the
+    cores shared among the workers that are computing now. A worker waiting for another's
+    result (the baseline every pair needs) leaves its share to the one computing it: with a
+    fixed share, the first baseline ran on half the machine while the other worker idled."""
+    cores = os.cpu_count() or 1
+    busy = max(1, xdist_workers() - waiting_processes())
+    return max(1, cores // busy)

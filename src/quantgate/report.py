@@ -128,3 +128,21 @@ def _per_pair(rows: list[dict[str, Any]], wall: dict[str, float]) -> dict[str, f
         if pair is not None:
             out[pair] = round(out.get(pair, 0.0) + seconds, 2)
     return dict(sorted(out.items()))
+
+
+def junit_outcomes(path: Path) -> dict[str, str]:
+    """JUnit XML testcase name -> passed / failed / error / xfailed / skipped (pytest writes a
+    strict xfail as a skipped case of type pytest.xfail), for the project's own tests and
+    benchmarks that run the gate in a child pytest."""
+    import xml.etree.ElementTree as ET
+
+    out = {}
+    for case in ET.parse(path).iter("testcase"):
+        status = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                status = "failed" if child.tag == "failure" else "error"
+            elif child.tag == "skipped":
+                status = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
+        out[case.get("name", "")] = status
+    return out

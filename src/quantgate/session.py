@@ -112,6 +112,9 @@ class GateSession:
         start = time.perf_counter()
         backend = cls(artifact, settings)
         backend.timing_threads = self.timing_threads(model_key)
+        backend.shared_cores = xdist_workers() > 1 and not (
+            self.n_threads or self.registry.models[model_key].backend_settings.n_threads
+        )
         self.load_seconds.setdefault(artifact.label, time.perf_counter() - start)
         self._backends[key] = backend
         return backend

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,17 +26,9 @@ class GateRun:
 
     def outcomes(self) -> dict[str, str]:
         """JUnit testcase name -> passed / failed / error / xfailed / skipped."""
-        tree = ET.parse(self.reports / "junit.xml")
-        out = {}
-        for case in tree.iter("testcase"):
-            status = "passed"
-            for child in case:
-                if child.tag in ("failure", "error"):
-                    status = "failed" if child.tag == "failure" else "error"
-                elif child.tag == "skipped":
-                    status = "xfailed" if child.get("type") == "pytest.xfail" else "skipped"
-            out[case.get("name")] = status
-        return out
+        from quantgate.report import junit_outcomes
+
+        return junit_outcomes(self.reports / "junit.xml")
 
     def summary(self) -> dict[tuple[str, str], dict]:
         """(pair, metric) -> summary.json row."""
@@ -91,19 +82,10 @@ def registry_copy(tmp_path):
     """
 
     def make(edit) -> Path:
-        doc = yaml.safe_load((REPO / "fixtures" / "models.yaml").read_text())
+        from quantgate.registry import with_absolute_paths
+
         fixtures = REPO / "fixtures"
-        for evaluation in (
-            doc["evaluation"],
-            *(m.get("evaluation") for m in doc["models"].values()),
-        ):
-            if evaluation:
-                evaluation["perplexity"]["text"] = str(fixtures / evaluation["perplexity"]["text"])
-                evaluation["task_paths"] = [str(fixtures / p) for p in evaluation["task_paths"]]
-        for model in doc["models"].values():
-            for comp in model["compressions"].values():
-                if "calibration" in comp:
-                    comp["calibration"] = str(fixtures / comp["calibration"])
+        doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)
         edit(doc)
         path = tmp_path / "models.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -130,3 +130,45 @@ def test_a_llama_cpp_build_change_misses_the_cache(monkeypatch):
     assert "gpu_offload" in versions.llama_cpp_build()
     monkeypatch.setattr(versions, "llama_cpp_build", lambda: "CUDA : ARCHS = 900 | gpu_offload = 1")
     assert _key("llama_cpp") != before
+
+
+def _hold(target: str, ready: str, release: str) -> None:
+    from quantgate.cache import locked
+
+    with locked(Path(target)):
+        Path(ready).write_text("held")
+        while not Path(release).exists():
+            time.sleep(0.05)
+
+
+def _wait_for(target: str) -> None:
+    from quantgate.cache import locked
+
+    with locked(Path(target)):
+        pass
+
+
+def test_a_process_waiting_on_another_build_is_counted(tmp_path, monkeypatch):
+    """Under xdist the worker computing a shared baseline takes the cores of the one waiting
+    for it (quantgate.quiet.evaluation_threads): the wait must be visible, and end with it."""
+    from quantgate.cache import waiting_processes
+
+    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
+    target, ready, release = tmp_path / "t", tmp_path / "ready", tmp_path / "release"
+    ctx = mp.get_context("spawn")
+    holder = ctx.Process(target=_hold, args=(str(target), str(ready), str(release)))
+    holder.start()
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert waiting_processes() == 0
+    waiter = ctx.Process(target=_wait_for, args=(str(target),))
+    waiter.start()
+    while waiting_processes() != 1:
+        assert time.monotonic() < deadline, "the waiter never showed as waiting"
+        time.sleep(0.05)
+    release.write_text("go")
+    holder.join(30)
+    waiter.join(30)
+    assert waiter.exitcode == 0 and waiting_processes() == 0

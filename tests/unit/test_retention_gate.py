@@ -20,6 +20,20 @@ ONLY = ("--model", "smollm2")
 WG_BOUND = {"smollm2.yaml": {"D_wg": {"value": 10.0, "mode": "ci"}}}
 
 
+def _wg_run(gate_run, registry, thresholds):
+    """The retention gate on the added benchmark ``wg`` of smollm2's Q8_0 alone."""
+    return gate_run(
+        RET,
+        f"--registry={registry}",
+        f"--thresholds={thresholds}",
+        *ONLY,
+        "--compression",
+        "Q8_0",
+        "-k",
+        "wg",
+    )
+
+
 def test_retention_formula_and_zero_baseline():
     assert retention_pct(0.45, 0.5, "x") == pytest.approx(10.0)
     assert retention_pct(0.55, 0.5, "x") == pytest.approx(-10.0)  # better than baseline
@@ -80,16 +94,7 @@ def test_bad_benchmark_entries_are_errors(gate_run, registry_copy, thresholds_co
     def edit(doc):  # added beside the shipped benchmarks, whose thresholds stay valid
         doc["models"]["smollm2"]["benchmarks"]["wg"] = bench
 
-    run = gate_run(
-        RET,
-        f"--registry={registry_copy(edit)}",
-        f"--thresholds={thresholds_copy(defaults=WG_BOUND)}",
-        *ONLY,
-        "--compression",
-        "Q8_0",
-        "-k",
-        "wg",
-    )
+    run = _wg_run(gate_run, registry_copy(edit), thresholds_copy(defaults=WG_BOUND))
     assert run.returncode == 1
     assert set(run.outcomes().values()) == {"failed"}
     assert message in run.output
@@ -113,16 +118,7 @@ def test_empty_data_file_is_an_error(gate_run, registry_copy, thresholds_copy, t
         doc["evaluation"]["task_paths"].append(str(tasks))
         doc["models"]["smollm2"]["benchmarks"]["wg"] = {"task": "wg_empty", "metric": "acc"}
 
-    run = gate_run(
-        RET,
-        f"--registry={registry_copy(edit)}",
-        f"--thresholds={thresholds_copy(defaults=WG_BOUND)}",
-        *ONLY,
-        "--compression",
-        "Q8_0",
-        "-k",
-        "wg",
-    )
+    run = _wg_run(gate_run, registry_copy(edit), thresholds_copy(defaults=WG_BOUND))
     assert run.returncode == 1
     assert f"data_files.validation: {empty} is empty" in run.output
 

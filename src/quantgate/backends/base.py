@@ -40,6 +40,9 @@ class Backend(ABC):
         #: threads for process_prompt / decode_one_by_one (timed sections run alone, so they
         #: may use more cores than evaluation shares); None: settings.n_threads
         self.timing_threads: int | None = None
+        #: whether evaluation calls pick their thread count as they run (pytest-xdist with no
+        #: thread count configured: quantgate.quiet.evaluation_threads)
+        self.shared_cores = False
 
     @property
     @abstractmethod

@@ -94,9 +94,23 @@ class LlamaCppBackend(Backend):
         if n > self.settings.n_ctx:
             raise ValueError(f"{n} tokens do not fit n_ctx={self.settings.n_ctx}")
 
+    def _scoring_context(self):  # -> llama_cpp.Llama
+        """The scoring context; under xdist at the cores the computing workers share now."""
+        llm = self._scoring
+        if self.shared_cores:
+            import llama_cpp
+
+            from quantgate.quiet import evaluation_threads
+
+            n = evaluation_threads()
+            if n != getattr(self, "_eval_threads", None):
+                llama_cpp.llama_set_n_threads(llm._ctx.ctx, n, n)
+                self._eval_threads = n
+        return llm
+
     def logits(self, tokens: Sequence[int], start: int = 0) -> np.ndarray:
         self._check_fits(len(tokens))
-        llm = self._scoring
+        llm = self._scoring_context()
         llm.reset()
         llm.eval(list(tokens))
         return np.array(llm.scores[start : len(tokens)], dtype=np.float32)
@@ -114,7 +128,7 @@ class LlamaCppBackend(Backend):
         if not context:
             raise ValueError("an empty context has nothing to condition on: prepend BOS/EOS")
         self._check_fits(len(context) + max((len(c) for c in continuations), default=0) - 1)
-        llm = self._scoring
+        llm = self._scoring_context()
         context = list(context)
         # Prefix caching: items of a task often share a preamble (truthfulqa's six QA pairs,
         # few-shot examples). Keep the KV cache of the tokens this context shares with what was
