@@ -51,8 +51,14 @@ def test_q8_0_passes_and_q2_k_canary_is_caught(gate_run):
         for b in ("hellaswag", "arc_challenge", "truthfulqa_mc2", "winogrande")
     } | {"test_retention_overall[smollm2-Q8_0]": "passed"}
     assert outcomes["test_retention[smollm2-Q2_K-truthfulqa_mc2]"] == "xfailed"
-    row = run.summary()["smollm2-Q2_K", "D_truthfulqa_mc2"]
-    assert row["verdict"] == "FAIL" and row["expect"] == "fail" and row["value"] > 4.0
+    rows = run.summary()
+    # 25 items cannot prove the accuracy loss (D's interval spans zero) ...
+    d = rows["smollm2-Q2_K", "D_truthfulqa_mc2"]
+    assert d["verdict"] == "pass" and d["ci_low"] < 0 < d["ci_high"] and d["expect"] == "fail"
+    # ... the answer distributions can: the graded signal fails the canary
+    kld = rows["smollm2-Q2_K", "choice_kld_truthfulqa_mc2"]
+    assert kld["verdict"] == "FAIL" and kld["expect"] == "fail" and kld["ci_low"] > 0.02
+    assert rows["smollm2-Q8_0", "choice_kld_truthfulqa_mc2"]["verdict"] == "pass"
     # per-item records of both models, for paired statistics
     items = (run.reports / "items" / "smollm2-Q2_K-truthfulqa_mc2.jsonl").read_text().splitlines()
     assert len(items) == 25
@@ -71,7 +77,7 @@ def test_q2_k_fails_the_run_when_not_declared_a_canary(gate_run, registry_copy):
     )
     assert run.returncode == 1
     assert run.outcomes() == {"test_retention[smollm2-Q2_K-truthfulqa_mc2]": "failed"}
-    assert "FAIL: D_truthfulqa_mc2 = " in run.output
+    assert "FAIL: choice_kld_truthfulqa_mc2 = " in run.output
 
 
 @pytest.mark.parametrize(
@@ -165,10 +171,14 @@ def test_pinned_baseline_replaces_the_live_run(gate_run, registry_copy):
         doc["models"]["smollm2"]["benchmarks"]["truthfulqa_mc2"]["pinned_baseline"] = 0.6
 
     pinned = (RET, f"--registry={registry_copy(edit)}", *ONLY, "--compression", "Q8_0")
-    run = gate_run(*pinned, "-k", "truthfulqa", "--baseline", "pinned")
+    run = gate_run(*pinned, "-s", "-k", "truthfulqa", "--baseline", "pinned")
     row = run.summary()["smollm2-Q8_0", "D_truthfulqa_mc2"]
     assert row["baseline"] == 0.6 and row["value"] > 10  # 0.51 against a pinned 0.6: -15 %
-    assert run.returncode == 1
+    # the pinned score is a constant: the interval comes from the variant's items alone
+    assert row["ci_low"] < row["value"] < row["ci_high"]
+    assert run.returncode == (0 if row["verdict"] == "pass" else 1), run.output[-2000:]
+    # the paired metrics have no baseline items to pair with: reported, never a pass
+    assert "not measured here: choice_kld_truthfulqa_mc2 (--baseline pinned" in run.output
     # a benchmark without a pinned score is an error under --baseline pinned, never a pass
     run = gate_run(*pinned, "-k", "hellaswag", "--baseline", "pinned")
     assert run.returncode == 1
