@@ -220,6 +220,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     only a GateFailure satisfies (a crash, a missing file or NaN still fails the run)."""
     from quantgate.errors import GateFailure
 
+    _check_hardware(config, items)
     for item in items:
         pair = getattr(item, "callspec", None) and item.callspec.params.get("pair")
         gate_mark = item.get_closest_marker("quality_gate")
@@ -244,6 +245,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     reason=f"canary: {pair.id} is declared expect: fail on the {gate} gate",
                 )
             )
+
+
+def _model_of(item: pytest.Item) -> str | None:
+    """The model key a collected test runs (its pair's, or the noise floor's model_key)."""
+    params = getattr(item, "callspec", None) and item.callspec.params
+    if not params:
+        return None
+    pair, key = params.get("pair"), params.get("model_key")
+    if isinstance(pair, Pair):
+        return pair.model_key
+    return key if isinstance(key, str) else None
+
+
+def _check_hardware(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Before anything downloads or loads: entries needing more GPUs than are present are
+    skipped with needed/found; llama.cpp offload asked of a build without it is a usage error."""
+    from quantgate import hardware
+
+    registry = config.stash[_REGISTRY]
+    models = {k: registry.models[k] for k in map(_model_of, items) if k in registry.models}
+    if not any(hardware.gpus_needed(m) for m in models.values()):
+        return
+    present = hardware.gpus_present()
+    skips = {k: hardware.gpu_skip_reason(k, m, present) for k, m in models.items()}
+    for item in items:
+        if reason := skips.get(_model_of(item) or ""):
+            item.add_marker(pytest.mark.skip(reason=reason))
+    offloading = sorted(
+        k
+        for k, m in models.items()
+        if m.backend == "llama_cpp" and m.backend_settings.n_gpu_layers != 0 and not skips[k]
+    )
+    if problem := hardware.llama_cpp_offload_problem(offloading):
+        raise pytest.UsageError(problem)
 
 
 _LOCK = pytest.StashKey[MachineLock]()
@@ -302,11 +337,18 @@ class SummaryCollector:
         self.wall: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        new_rows = []
         if report.when == "call":
-            self.rows += [json.loads(v) for k, v in report.user_properties if k == ROW_PROPERTY]
+            new_rows = [json.loads(v) for k, v in report.user_properties if k == ROW_PROPERTY]
+            self.rows += new_rows
         pair = _pair_of(report.nodeid)
         if pair is not None:
             self.wall[pair] = self.wall.get(pair, 0.0) + report.duration
+        if new_rows:
+            # summary.json after every test that judged something: a run killed at a CI
+            # timeout keeps every finished pair's rows (python -m quantgate.summary_report
+            # renders summary.md/html from them)
+            write_summary(self.folder / "summary.json", self.rows, self.wall)
 
     def pytest_sessionfinish(self) -> None:
         if self.rows:

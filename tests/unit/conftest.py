@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -64,6 +65,11 @@ def run_gate(
         env={**os.environ, **OFFLINE, **(env or {})},
     )
     return GateRun(proc.returncode, proc.stdout + proc.stderr, reports)
+
+
+def collected(run: GateRun) -> list[str]:
+    """The test ids a ``--collect-only -q`` run printed."""
+    return re.findall(r"^(tests/\S+::\S+)$", run.output, flags=re.M)
 
 
 @pytest.fixture

@@ -37,13 +37,14 @@ def test_shipped_registry_loads_with_ids_and_marks():
 def test_selection_by_model_and_compression():
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     assert [p.id for p in registry.pairs(["smollm2"], ["Q8_0"])] == ["smollm2-Q8_0"]
-    # a family name selects the model's GGUF entry and its transformers entries
+    # a family name selects the model's GGUF entry and its transformers entries; the 405B
+    # entry (16 GPUs) is a family of its own
     assert {p.model_key for p in registry.pairs(["llama31"])} == {
         "llama31",
         "llama31_hf",
         "llama31_base_hf",
-        "llama31_405b",
     }
+    assert {p.model_key for p in registry.pairs(["llama31_405b"])} == {"llama31_405b"}
     assert {p.model_key for p in registry.pairs(["llama31_hf"])} == {"llama31_hf"}
 
 
@@ -170,3 +171,20 @@ def test_missing_registry_file(tmp_path):
 def test_relative_paths_resolve_next_to_the_registry(tmp_path):
     registry = load_registry(write(tmp_path, shipped()))
     assert registry.resolve("data/x.raw") == tmp_path / "data" / "x.raw"
+
+
+def test_vptq_ids_are_ones_the_publisher_lists():
+    # VPTQ-community's checkpoints of Llama-3.1-8B-Instruct, as microsoft/VPTQ's README lists
+    # them (the Hub is not reachable from this machine's tests)
+    published = {
+        f"VPTQ-community/Meta-Llama-3.1-8B-Instruct-{v}-woft"
+        for v in ("v8-k65536-65536", "v8-k65536-4096", "v8-k65536-256", "v12-k65536-4096")
+    }
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    ids = {
+        c.source.hf.repo
+        for m in registry.models.values()
+        for c in m.compressions.values()
+        if c.source is not None and c.source.hf is not None and "VPTQ" in c.source.hf.repo
+    }
+    assert ids and ids <= published

@@ -43,7 +43,7 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
         (
             "awq",
             "llama31",
-            {"llama31_hf-awq-int4", "llama31_hf-awq-w4a16-llmc", "llama31_405b-awq-int4"},
+            {"llama31_hf-awq-int4", "llama31_hf-awq-w4a16-llmc"},
         ),
         ("gptq", "qwen25", {"qwen25_hf-gptq-int4"}),
         ("pruned", "gemma2", {"gemma2-pruned8", "gemma2-pruned8-Q4_K_M"}),
