@@ -7,38 +7,21 @@ with the variant's in the same process, so both see the same machine load.
 
 import pytest
 
-from quantgate.throughput import BaselineRounds, interleaved_tokens_per_second, workloads
-
 
 @pytest.mark.quality_gate("throughput")
 @pytest.mark.parametrize("kind", ["pp", "tg"])
 def test_throughput(pair, kind, quantgate, benchmark, record_property):
-    backend = quantgate.variant_backend(pair)
-    settings = pair.evaluation.throughput
-    workload = workloads(backend, settings, quantgate.settings(pair.model_key).seed)[kind]
-    baseline = quantgate.baseline_workload(pair.model_key, kind)
-    if benchmark.disabled:  # --benchmark-disable or xdist: same protocol, timed here
-        baseline_tps, tps = interleaved_tokens_per_second(baseline, workload, settings)
-    else:
-        baseline_rounds = BaselineRounds(baseline)
-        benchmark.pedantic(
-            workload.run,
-            setup=baseline_rounds,
-            rounds=settings.rounds,
-            warmup_rounds=settings.warmup_rounds,
-            iterations=1,
-        )
-        tps = workload.n_tokens / benchmark.stats.stats.mean
-        baseline_tps = baseline_rounds.tokens_per_second(settings.rounds)
+    rates = quantgate.tokens_per_second(pair, kind, benchmark)
+    baseline_tps, tps = rates.baseline, rates.variant
     benchmark.extra_info.update(
         {
             "model": pair.model_key,
             "compression": pair.compression_name,
             "kind": kind,
-            "n_tokens": workload.n_tokens,
+            "n_tokens": rates.n_tokens,
             "tokens_per_s": tps,
             "baseline_tokens_per_s": baseline_tps,
-            "threads": backend.settings.n_threads or "all",
+            "threads": quantgate.variant_backend(pair).settings.n_threads or "all",
         }
     )
     record_property(f"{kind}_tokens_per_s", f"{tps:.1f}")

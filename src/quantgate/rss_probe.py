@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
 
     spec = json.loads(argv[0])
     a = spec["artifact"]
+    used_before = device_memory_used() if on_gpu(spec["backend"], spec["settings"]) else None
     if spec["backend"] == "llama_cpp":
         # one context that keeps the last logits row only, as a deployment would (the gate's
         # backend keeps two contexts, one with every row's logits, for scoring)
@@ -36,18 +37,21 @@ def main(argv: list[str]) -> int:
             verbose=False,
         )
         llm.eval(llm.tokenize(PROMPT.encode())[:32])
-        print(json.dumps(_peaks(spec)))
+        print(json.dumps(_peaks(spec, used_before)))
         return 0
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]
     backend = backend_class(spec["backend"])(artifact, BackendSettings(**spec["settings"]))
     backend.process_prompt(backend.tokenize(PROMPT)[:32])
-    print(json.dumps(_peaks(spec)))
+    print(json.dumps(_peaks(spec, used_before)))
     return 0
 
 
-def _peaks(spec: dict) -> dict[str, float | None]:
-    return {"peak_rss_mib": peak_rss_kib() / 1024, "peak_vram_mib": peak_vram_mib(spec)}
+def _peaks(spec: dict, used_before: dict[int, int] | None) -> dict[str, float | None]:
+    return {
+        "peak_rss_mib": peak_rss_kib() / 1024,
+        "peak_vram_mib": peak_vram_mib(spec, used_before),
+    }
 
 
 def on_gpu(backend: str, settings: dict) -> bool:
@@ -57,13 +61,13 @@ def on_gpu(backend: str, settings: dict) -> bool:
     return backend == "vllm" or settings.get("device", "cpu") != "cpu"
 
 
-def peak_vram_mib(spec: dict) -> float | None:
-    """Peak GPU memory of this process; None for a model on the CPU.
+def peak_vram_mib(spec: dict, device_used_before: dict[int, int] | None = None) -> float | None:
+    """Peak GPU memory of this process and its children; None for a model on the CPU.
 
     transformers: torch's peak reserved memory (what its allocator held from the driver).
-    llama.cpp and vLLM allocate their buffers (weights, KV cache) up front, so the process's
-    GPU memory after a prompt is its peak: read from NVML (nvidia-ml-py, in the gpu tox env).
-    vLLM's tensor-parallel workers are other processes; their memory is not counted here.
+    llama.cpp and vLLM allocate their buffers (weights, KV cache) up front, so the memory held
+    after a prompt is the peak: read from NVML (nvidia-ml-py, in the gpu extra) for every
+    process of this process's tree (vLLM runs the model in worker processes).
     """
     if not on_gpu(spec["backend"], spec["settings"]):
         return None
@@ -74,13 +78,58 @@ def peak_vram_mib(spec: dict) -> float | None:
     import pynvml
 
     pynvml.nvmlInit()
-    used = 0
-    for index in range(pynvml.nvmlDeviceGetCount()):
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
-            if proc.pid == os.getpid() and proc.usedGpuMemory:
-                used += proc.usedGpuMemory
-    return used / 2**20
+    try:
+        processes, used_now = [], {}
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            processes += [
+                (p.pid, p.usedGpuMemory or 0)
+                for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
+            ]
+            used_now[index] = int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+    finally:
+        pynvml.nvmlShutdown()
+    return tree_vram_bytes(processes, process_tree(), used_now, device_used_before) / 2**20
+
+
+def process_tree(pid: int | None = None) -> set[int]:
+    """``pid`` (default: this process) and every descendant."""
+    import psutil
+
+    root = psutil.Process(pid)
+    return {root.pid, *(c.pid for c in root.children(recursive=True))}
+
+
+def tree_vram_bytes(
+    processes: list[tuple[int, int]],
+    tree: set[int],
+    used_now: dict[int, int],
+    used_before: dict[int, int] | None,
+) -> int:
+    """GPU bytes held by the processes of ``tree`` among NVML's (pid, bytes) list. In a
+    container NVML reports the host's pids, which match none of ours: then the growth of
+    each device's used memory since the probe started (``used_before``) is what we held."""
+    mine = sum(used for pid, used in processes if pid in tree)
+    if mine or not used_before:
+        return mine
+    return sum(max(0, used_now[i] - used_before.get(i, used_now[i])) for i in used_now)
+
+
+def device_memory_used() -> dict[int, int] | None:
+    """Used bytes per GPU now (before loading), None without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no nvidia-ml-py or no driver: a CPU machine
+        return None
+    try:
+        return {
+            i: int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).used)
+            for i in range(pynvml.nvmlDeviceGetCount())
+        }
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def peak_rss_kib() -> float:

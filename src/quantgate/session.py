@@ -9,7 +9,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from quantgate.artifacts import Artifact, ArtifactStore, source_type_match
 from quantgate.backends import Backend, backend_class
@@ -32,9 +32,24 @@ from quantgate.report import ROW_PROPERTY, outcome_row
 from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
 from quantgate.stats import Interval, overall_interval
 from quantgate.thresholds import Thresholds
-from quantgate.throughput import Workload, peak_memory, workloads
+from quantgate.throughput import (
+    BaselineRounds,
+    Workload,
+    interleaved_tokens_per_second,
+    peak_memory,
+    tokens_per_second,
+    workloads,
+)
 
 RecordProperty = Callable[[str, object], None]
+
+
+class Rates(NamedTuple):
+    """One throughput measurement: tokens/s of the baseline and the variant."""
+
+    baseline: float
+    variant: float
+    n_tokens: int
 
 
 class GateSession:
@@ -74,6 +89,8 @@ class GateSession:
         self._backends: OrderedDict[str, Backend] = OrderedDict()
         self._evaluators: dict[str, QualityEvaluator] = {}
         self._baseline_memory: dict[str, dict[str, float | None]] = {}
+        #: a one-model-per-process backend's baseline tokens/s, per (model, pp|tg)
+        self._baseline_rates: dict[tuple[str, str], float] = {}
         #: seconds each artifact took to load (first load in this session), for the reports
         self.load_seconds: dict[str, float] = {}
 
@@ -105,10 +122,12 @@ class GateSession:
         if key in self._backends:
             self._backends.move_to_end(key)
             return self._backends[key]
-        while len(self._backends) >= self.max_loaded:
+        cls = backend_class(self.registry.models[model_key].backend)
+        while len(self._backends) >= self.max_loaded or (
+            cls.one_per_process and any(isinstance(b, cls) for b in self._backends.values())
+        ):
             _, old = self._backends.popitem(last=False)
             old.close()
-        cls = backend_class(self.registry.models[model_key].backend)
         start = time.perf_counter()
         backend = cls(artifact, settings)
         backend.timing_threads = self.timing_threads(model_key)
@@ -200,6 +219,40 @@ class GateSession:
             self.settings(model_key),
             self.registry.models[model_key].backend,
         )
+
+    def tokens_per_second(self, pair: Pair, kind: str, benchmark: Any) -> Rates:
+        """Baseline and variant tokens/s of one workload (llama-bench's pp or tg), the variant's
+        rounds recorded by pytest-benchmark. Rounds alternate between the two models, so a
+        neighbour's load hits both alike; a backend that holds one model per process (vLLM)
+        times the baseline first, once per session, then the variant alone."""
+        settings = pair.evaluation.throughput
+        seed = self.settings(pair.model_key).seed
+        one_at_a_time = backend_class(pair.model.backend).one_per_process
+        if one_at_a_time:
+            key = (pair.model_key, kind)
+            if key not in self._baseline_rates:
+                base = self.baseline_workload(pair.model_key, kind)
+                self._baseline_rates[key] = tokens_per_second(base, settings)
+        workload = workloads(self.variant_backend(pair), settings, seed)[kind]
+        baseline = None if one_at_a_time else self.baseline_workload(pair.model_key, kind)
+        n = workload.n_tokens
+        if benchmark.disabled:  # --benchmark-disable or xdist: same protocol, timed here
+            if baseline is None:
+                tps = tokens_per_second(workload, settings)
+                return Rates(self._baseline_rates[pair.model_key, kind], tps, n)
+            return Rates(*interleaved_tokens_per_second(baseline, workload, settings), n)
+        rounds = BaselineRounds(baseline) if baseline is not None else None
+        benchmark.pedantic(
+            workload.run,
+            setup=rounds,
+            rounds=settings.rounds,
+            warmup_rounds=settings.warmup_rounds,
+            iterations=1,
+        )
+        tps = n / benchmark.stats.stats.mean
+        if rounds is None:
+            return Rates(self._baseline_rates[pair.model_key, kind], tps, n)
+        return Rates(rounds.tokens_per_second(settings.rounds), tps, n)
 
     def baseline_workload(self, model_key: str, kind: str) -> Workload:
         """The baseline's pp or tg workload, timed alongside a variant's (never cached on disk:
@@ -439,6 +492,10 @@ class GateSession:
             "baseline_provenance": baseline.notes.get("provenance"),
             "source_type_match": source_type_match(pair, baseline),
         }
+        if pair.compression.method == "prebuilt":  # the commit its own Hub source resolved to
+            variant_commit = self.artifacts.variant(pair).notes.get("hub_commit")
+            if variant_commit:
+                provenance["variant_hub_commit"] = variant_commit
         if provenance["source_type_match"]:
             report(f"{pair.id} NOTE: {provenance['source_type_match']}")
             record_property("source_type_match", provenance["source_type_match"])

@@ -33,6 +33,9 @@ class Backend(ABC):
     """
 
     name: str = ""
+    #: whether at most one of this backend's models may be loaded in a process (vLLM: each
+    #: engine reserves most of the GPU's memory up front)
+    one_per_process: bool = False
 
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         self.artifact = artifact

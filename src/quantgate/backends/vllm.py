@@ -8,7 +8,8 @@ plain functions, unit-tested on CPU; the backend imports vllm only when construc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,29 @@ def lm_eval_model_args(artifact: Artifact, settings: BackendSettings) -> str:
     return ",".join(f"{k}={v}" for k, v in args.items())
 
 
+@contextlib.contextmanager
+def reusing_engine(module: Any, engine: Any, args: dict[str, Any]) -> Iterator[None]:
+    """``module.LLM(**kw)`` returns ``engine`` (once, for the arguments ``args`` built it with)
+    inside the block."""
+    expected = dict(args)
+    built = module.LLM
+
+    def same_engine(**kw: Any) -> Any:
+        differs = sorted(k for k, v in expected.items() if kw.get(k, v) != v)
+        if differs:
+            raise ConfigError(
+                f"lm-eval asked vLLM for another engine than the loaded one ({', '.join(differs)} "
+                "differ): quantgate.backends.vllm.engine_args and lm-eval disagree"
+            )
+        return engine
+
+    module.LLM = same_engine
+    try:
+        yield
+    finally:
+        module.LLM = built
+
+
 class VllmBackend(Backend):
     """Benchmarks (lm-eval's vllm model) and throughput (vllm.LLM) on GPUs.
 
@@ -61,6 +85,8 @@ class VllmBackend(Backend):
     """
 
     name = "vllm"
+    #: an engine takes gpu_memory_utilization of every GPU it uses: two never fit at once
+    one_per_process = True
 
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         super().__init__(artifact, settings)
@@ -112,6 +138,9 @@ class VllmBackend(Backend):
         return list(out.outputs[0].token_ids)
 
     def process_prompt(self, tokens: Sequence[int]) -> None:
+        # every round sends the same prompt: with vLLM's prefix cache warm, a round would time
+        # cache hits, not prompt processing (llama-bench starts each round from an empty cache)
+        self.llm.reset_prefix_cache()
         self.llm.generate({"prompt_token_ids": list(tokens)}, self._sampling(1), use_tqdm=False)
 
     def decode_one_by_one(self, tokens: Sequence[int]) -> None:
@@ -120,10 +149,15 @@ class VllmBackend(Backend):
         self.llm.generate({"prompt_token_ids": list(tokens[:1])}, params, use_tqdm=False)
 
     def lm_eval_model(self) -> Any:
-        from lm_eval.models.vllm_causallms import VLLM
+        """lm-eval's own ``vllm`` model around this backend's engine. Its constructor builds
+        an ``LLM`` of its own, and a second engine on the same GPUs is refused (not enough free
+        memory): while it runs, the name it calls answers with this engine instead, after
+        checking lm-eval asked for the same engine."""
+        from lm_eval.models import vllm_causallms
 
         args = engine_args(self.artifact, self.settings)
-        return VLLM(pretrained=args.pop("model"), **args)
+        with reusing_engine(vllm_causallms, self.llm, args):
+            return vllm_causallms.VLLM(pretrained=args.pop("model"), **args)
 
     def close(self) -> None:
         self.__dict__.pop("llm", None)
