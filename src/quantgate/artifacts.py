@@ -6,6 +6,7 @@ the target type and the llama.cpp version, so a second run reuses it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from quantgate.hf_checkpoint import (
 from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
-from quantgate.sources import fetch
+from quantgate.sources import fetch, gguf_shards, hub_commit
 
 #: Bump when pruning's choice or file rewriting changes, so old artifacts are not reused.
 PRUNE_VERSION = 1
@@ -58,8 +59,11 @@ class ArtifactStore:
         if path.is_dir():  # a transformers checkpoint
             info, sha = inspect_checkpoint(path, label), checkpoint_sha256(path)
         else:
-            info, sha = inspect_gguf(path, label), sha256_file(path)
-        artifact = Artifact(label, path, sha, info, notes or {})
+            info, sha = inspect_split_gguf(path, label)
+        notes = dict(notes or {})
+        if (commit := hub_commit(path)) is not None:
+            notes.setdefault("hub_commit", commit)
+        artifact = Artifact(label, path, sha, info, notes)
         self._memo[label] = artifact
         return artifact
 
@@ -93,6 +97,9 @@ class ArtifactStore:
             "source_type": upstream.get("source_type") or source.info.file_type,
             "source": upstream.get("source") or _describe(entry.source),
         }
+        # the commit a `revision: main` resolved to tonight: two nights stay comparable
+        if commit := upstream.get("hub_commit") or source.notes.get("hub_commit"):
+            provenance["hub_commit"] = commit
         if upstream.get("conversion"):
             provenance["conversion"] = upstream["conversion"]
         if model.format == "hf" and not source.path.is_dir():  # a GGUF made into a checkpoint
@@ -245,6 +252,28 @@ _UNQUANTIZED = frozenset({"F32", "F16", "BF16"})
 
 def _is_quantized(info: GGUFInfo) -> bool:
     return info.file_type is not None and info.file_type not in _UNQUANTIZED
+
+
+def inspect_split_gguf(path: Path, what: str) -> tuple[GGUFInfo, str]:
+    """Size facts and identity of a GGUF file, or of every shard of a split one (``path`` its
+    first shard): sizes and parameters summed, the sha256 over all shards in order."""
+    shards = gguf_shards(path)
+    if len(shards) == 1:
+        return inspect_gguf(path, what), sha256_file(path)
+    infos = [
+        inspect_gguf(p, f"{what} (shard {i + 1} of {len(shards)})") for i, p in enumerate(shards)
+    ]
+    digest = hashlib.sha256()
+    for shard in shards:
+        digest.update(f"{shard.name}\0{sha256_file(shard)}\n".encode())
+    first = infos[0]
+    total = dataclasses.replace(
+        first,
+        file_size=sum(i.file_size for i in infos),
+        n_params=sum(i.n_params for i in infos),
+        tensor_bytes=sum(i.tensor_bytes for i in infos),
+    )
+    return total, digest.hexdigest()
 
 
 def _describe(source: Any) -> str:

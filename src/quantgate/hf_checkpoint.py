@@ -61,7 +61,9 @@ def inspect_checkpoint(folder: Path, what: str) -> GGUFInfo:
             begin, end = meta["data_offsets"]
             tensor_bytes += end - begin
     config = json.loads((folder / "config.json").read_text())
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    # the weights only: a repo's other files (tokenizer, a consolidated original/*.pth copy)
+    # are not what a compression shrinks
+    size = sum(f.stat().st_size for f in files)
     return GGUFInfo(
         folder,
         size,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from quantgate import __version__
+from quantgate.cache import write_text_atomic
 from quantgate.constants import metric, split_benchmark_metric
 from quantgate.gates import Outcome
 from quantgate.registry import Pair
@@ -80,7 +81,7 @@ def write_summary(
         "wall_seconds": _per_pair(rows, wall_seconds or {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
     return doc
 
 

