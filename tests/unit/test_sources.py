@@ -83,3 +83,115 @@ def test_hub_offline_is_a_clear_error(tmp_path):
         "fetch hf://bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/"
     )
     assert "HF_HUB_OFFLINE is set and the file is not in" in last
+
+
+QWEN = "Qwen/Qwen2.5-7B-Instruct-GGUF"
+QWEN_SHARDS = [f"qwen2.5-7b-instruct-fp16-{i:05d}-of-00004.gguf" for i in range(1, 5)]
+SHA = "a" * 40
+
+
+@pytest.fixture
+def fake_hub(monkeypatch, tmp_path):
+    """huggingface_hub's download calls, answering from a Hub cache layout under tmp_path."""
+    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path))
+    import huggingface_hub
+
+    calls: list[tuple[str, dict]] = []
+    snapshot = tmp_path / "hf" / "models--x" / "snapshots" / SHA
+
+    def hf_hub_download(**kw):
+        calls.append(("file", kw))
+        return str(snapshot / kw["filename"])
+
+    def snapshot_download(**kw):
+        calls.append(("snapshot", kw))
+        snapshot.mkdir(parents=True, exist_ok=True)
+        (snapshot / "model.safetensors").write_bytes(b"")
+        return str(snapshot)
+
+    def list_repo_files(repo, revision=None):
+        calls.append(("list", {"repo": repo, "revision": revision}))
+        return [*QWEN_SHARDS, "qwen2.5-7b-instruct-q4_k_m.gguf", "README.md"]
+
+    for f in (hf_hub_download, snapshot_download, list_repo_files):
+        monkeypatch.setattr(huggingface_hub, f.__name__, f)
+    return calls
+
+
+@pytest.mark.parametrize("named", [QWEN_SHARDS[2], "qwen2.5-7b-instruct-fp16-*.gguf"])
+def test_a_split_gguf_fetches_every_shard_and_returns_the_first(fake_hub, named):
+    path = sources.fetch_hub_file(HubSource(repo=QWEN, file=named, revision="main"), "m")
+    assert path.name == QWEN_SHARDS[0]
+    assert [kw["filename"] for kind, kw in fake_hub if kind == "file"] == QWEN_SHARDS
+    assert sources.gguf_shards(path) == [path.parent / n for n in QWEN_SHARDS]
+    assert sources.hub_commit(path) == SHA
+
+
+def test_a_pattern_that_names_two_models_is_an_error(fake_hub):
+    spec = HubSource(repo=QWEN, file="qwen2.5-7b-instruct-*.gguf", revision="main")
+    with pytest.raises(ArtifactError, match=r"matches 5 files that are not one split GGUF"):
+        sources.fetch_hub_file(spec, "models.qwen25.baseline")
+    with pytest.raises(ArtifactError, match=r"no file in the repo matches 'nope\*'"):
+        sources.fetch_hub_file(HubSource(repo=QWEN, file="nope*", revision="main"), "m")
+
+
+def test_a_snapshot_fetches_only_what_the_model_needs(fake_hub):
+    spec = HubSource(repo="meta-llama/Llama-3.1-8B-Instruct", revision="main")
+    folder = sources.fetch_hub_file(spec, "models.llama31_hf.baseline")
+    ((kind, kw),) = fake_hub
+    assert kind == "snapshot" and "filename" not in kw
+    assert "*.safetensors" in kw["allow_patterns"]
+    assert {"original/*", "*.pth", "*.bin"} <= set(kw["ignore_patterns"])
+    assert sources.hub_commit(folder) == SHA
+
+
+def test_hub_commit_is_none_outside_the_hub_cache(tmp_path):
+    assert sources.hub_commit(tmp_path / "snapshots" / "main" / "m.gguf") is None
+    assert sources.shard_names("dir/m.gguf") == ["dir/m.gguf"]
+
+
+def test_a_split_gguf_is_measured_and_identified_over_every_shard(tmp_path):
+    import numpy as np
+    from gguf import GGUFWriter
+
+    from quantgate.artifacts import inspect_split_gguf
+
+    names = [f"m-{i:05d}-of-00002.gguf" for i in (1, 2)]
+    for i, name in enumerate(names):
+        writer = GGUFWriter(tmp_path / name, "llama")
+        writer.add_tensor(f"t{i}", np.ones((4, 8 * (i + 1)), dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    info, sha = inspect_split_gguf(tmp_path / names[0], "models.m.baseline")
+    assert info.n_params == 32 + 64 and info.tensor_bytes == 4 * 96
+    assert info.file_size == sum((tmp_path / n).stat().st_size for n in names)
+    (tmp_path / names[1]).write_bytes((tmp_path / names[1]).read_bytes()[:-4] + b"\0\0\0\1")
+    assert inspect_split_gguf(tmp_path / names[0], "m")[1] != sha  # the second shard counts
+    (tmp_path / names[1]).unlink()
+    with pytest.raises(
+        ArtifactError, match=r"models\.m\.baseline \(shard 2 of 2\): file not found"
+    ):
+        inspect_split_gguf(tmp_path / names[0], "models.m.baseline")
+
+
+def test_an_artifact_from_the_hub_cache_records_its_commit(tmp_path, registry):
+    import numpy as np
+    from gguf import GGUFWriter
+
+    from quantgate.artifacts import ArtifactStore
+
+    folder = tmp_path / "models--org--m" / "snapshots" / SHA
+    folder.mkdir(parents=True)
+    writer = GGUFWriter(folder / "m.gguf", "llama")
+    writer.add_tensor("t", np.ones((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    store = ArtifactStore(registry)
+    assert store._checked("m", folder / "m.gguf").notes["hub_commit"] == SHA
+    plain = tmp_path / "plain.gguf"
+    plain.write_bytes((folder / "m.gguf").read_bytes())
+    assert "hub_commit" not in store._checked("n", plain).notes
