@@ -327,3 +327,47 @@ def test_the_shipped_registry_has_no_gpu_entry_without_a_gpu_count():
     for key, entry in registry.models.items():
         if "gpu" in entry.marks or (entry.format == "gguf" and "nightly" in entry.marks):
             assert hardware.gpus_needed(entry) >= 1, key
+
+
+def test_a_kernel_falling_back_to_pure_torch_is_recognised():
+    import logging
+    import warnings
+
+    from quantgate.backends import transformers as tb
+
+    said = [
+        "Loading weights: 100%",
+        "VPTQ: CUDA kernel not available, falling back to the torch implementation",
+    ]
+    assert tb.kernel_fallback(said) == said[1]
+    assert tb.kernel_fallback(["gptqmodel: the extension is not compiled"]) is not None
+    assert tb.kernel_fallback(["Some weights of the model were not used"]) is None
+    with tb._captured_messages() as messages:
+        warnings.warn("exllama kernels are not installed: a slower implementation", stacklevel=1)
+        logging.getLogger("transformers.quantizers").warning("AWQ: falls back to pure torch")
+    assert len(messages) == 2 and all(tb.kernel_fallback([m]) for m in messages)
+
+
+def test_a_quantized_checkpoint_without_its_library_is_one_line(tmp_path, monkeypatch):
+    import importlib.util
+    import json
+
+    from quantgate.artifacts import Artifact
+    from quantgate.backends import transformers as tb
+    from quantgate.errors import ConfigError
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"quantization_config": {"quant_method": "awq"}})
+    )
+    artifact = Artifact("m-awq", tmp_path, "0" * 64, None, {})  # type: ignore[arg-type]
+    found = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gptqmodel" else found(name)
+    )
+    # transformers >= 5 loads AWQ with gptqmodel's kernels: AutoAWQ is not what is missing
+    with pytest.raises(
+        ConfigError,
+        match=r"an? awq checkpoint and gptqmodel is not installed: "
+        r"pip install -c requirements/gpu\.lock",
+    ):
+        tb._check_checkpoint_library(artifact)

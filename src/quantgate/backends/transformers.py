@@ -4,7 +4,10 @@ optionally quantized as it loads (bitsandbytes, optimum-quanto)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,29 +21,80 @@ from quantgate.registry import BackendSettings
 #: a checkpoint's quantization_config.quant_method -> the package transformers needs to load it
 _CHECKPOINT_LIBRARIES = {
     "compressed-tensors": "compressed_tensors",
-    "awq": "awq",
+    # transformers >= 5 runs AWQ checkpoints on gptqmodel's kernels (AutoAWQ is archived)
+    "awq": "gptqmodel",
     "gptq": "gptqmodel",
     "vptq": "vptq",
 }
+
+
+def _quant_method(artifact: Artifact) -> str | None:
+    import json
+
+    config = artifact.path / "config.json"
+    if not config.is_file():
+        return None
+    method = json.loads(config.read_text()).get("quantization_config", {}).get("quant_method")
+    return None if method is None else str(method)
 
 
 def _check_checkpoint_library(artifact: Artifact) -> None:
     """A quantized checkpoint whose library is missing fails here, in one line, rather than
     deep in transformers' loader."""
     import importlib.util
-    import json
 
+    method = _quant_method(artifact)
     config = artifact.path / "config.json"
-    if not config.is_file():
-        return
-    method = json.loads(config.read_text()).get("quantization_config", {}).get("quant_method")
     package = _CHECKPOINT_LIBRARIES.get(str(method))
     if package is not None and importlib.util.find_spec(package) is None:
-        hint = "pip install -e '.[dev]'" if package == "compressed_tensors" else "tox -e gpu"
+        hint = (
+            "pip install -e '.[hf]'"
+            if package == "compressed_tensors"
+            else "pip install -c requirements/gpu.lock -e '.[hf,gpu]' (or tox -e gpu)"
+        )
         raise ConfigError(
             f"{artifact.label}: {config} is a {method} checkpoint and {package} is not "
             f"installed: {hint}"
         )
+
+
+#: what the kernel libraries say when they run a quantized checkpoint without their kernels
+#: (a pure-torch path: correct numbers, a fraction of the speed, a night that never ends)
+_FALLBACK = re.compile(
+    r"fall(?:ing|s)? ?back|pure[- ]?(?:torch|python)|slow(?:er)? (?:path|implementation)|"
+    r"(?:kernel|extension)s? (?:is |are )?(?:not (?:available|found|compiled|installed)|missing)",
+    re.IGNORECASE,
+)
+_KERNEL_METHODS = ("awq", "gptq", "vptq")
+
+
+def kernel_fallback(messages: Sequence[str]) -> str | None:
+    """The first warning or log line that says a quantized layer runs without its kernel."""
+    return next((m for m in messages if _FALLBACK.search(m)), None)
+
+
+@contextlib.contextmanager
+def _captured_messages() -> Iterator[list[str]]:
+    """Python warnings and WARNING+ log records raised inside the block, as text (they still
+    reach their usual handlers)."""
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    handler = _Collect(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+        messages += [str(w.message) for w in caught]
+        for w in caught:  # still shown as they would have been
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    finally:
+        root.removeHandler(handler)
 
 
 class TransformersBackend(Backend):
@@ -72,15 +126,24 @@ class TransformersBackend(Backend):
         dtype = settings.dtype if settings.dtype == "auto" else getattr(torch, settings.dtype)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(artifact.path, **kw)
-            self.model = AutoModelForCausalLM.from_pretrained(
-                artifact.path, dtype=dtype, device_map=settings.device, **kw
-            ).eval()
+            with _captured_messages() as messages:
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    artifact.path, dtype=dtype, device_map=settings.device, **kw
+                ).eval()
         except (OSError, ValueError) as exc:
             raise ArtifactError(
                 f"{artifact.label}: transformers could not load {artifact.path}: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
         self.device = settings.device
+        method = _quant_method(artifact)
+        said = kernel_fallback(messages) if method in _KERNEL_METHODS else None
+        if settings.device != "cpu" and said is not None:
+            raise EvaluationError(
+                f"{artifact.label}: the {method} checkpoint loaded without its GPU kernel "
+                f"(it said: {said.strip().splitlines()[0][:160]}); its speed would be a "
+                "pure-torch path's: install the kernels (tox -e gpu) and check the CUDA build"
+            )
 
     # -- facts ---------------------------------------------------------------------------------
     @property
