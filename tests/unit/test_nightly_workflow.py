@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import configparser
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -119,3 +121,33 @@ def test_reports_render_from_the_rows_a_killed_run_wrote(tmp_path):
         text=True,
     )
     assert bad.returncode == 2 and "cannot render reports" in bad.stdout
+
+
+def _tox_config(ini) -> subprocess.CompletedProcess:
+    """tox's own reading of every env of a tox.ini (what `tox -e gpu` would load first)."""
+    return subprocess.run(
+        [sys.executable, "-m", "tox", "config", "-c", str(ini), "-e", "ALL"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_tox_loads_every_env(tmp_path):
+    proc = _tox_config(REPO / "tox.ini")
+    assert proc.returncode == 0 and "Fail" not in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    assert "[testenv:gpu]" in proc.stdout
+    # the form a comma list takes once substituted into another env's list: tox refuses it
+    broken = (
+        (REPO / "tox.ini")
+        .read_text()
+        .replace(
+            "pass_env =\n    QUANTGATE_CACHE\n    HF_HOME\n",
+            "pass_env = QUANTGATE_CACHE, HF_HOME,\n",
+        )
+    )
+    (tmp_path / "tox.ini").write_text(broken)
+    (tmp_path / "requirements").mkdir()
+    refused = _tox_config(tmp_path / "tox.ini")
+    assert "pass_env values cannot contain whitespace" in refused.stdout + refused.stderr
