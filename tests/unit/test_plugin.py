@@ -147,7 +147,8 @@ def test_hub_model_offline_errors_and_never_passes(gate_run, registry_copy):
     )
     assert run.returncode == 1
     assert (
-        "cannot fetch hf://Qwen/Qwen2.5-7B-Instruct-GGUF/qwen2.5-7b-instruct-fp16.gguf@main: "
+        "cannot fetch hf://Qwen/Qwen2.5-7B-Instruct-GGUF/qwen2.5-7b-instruct-fp16-00001-of-00004"
+        ".gguf@main: "
         "HF_HUB_OFFLINE is set" in run.output
     )
     assert run.outcomes() == {"test_perplexity[qwen25-Q8_0]": "failed"}
