@@ -168,6 +168,7 @@ def test_lm_evals_vllm_model_reuses_the_backends_engine(tmp_path):
         backend = VllmBackend(artifact, BackendSettings(n_ctx=512, dtype="auto", device="cuda"))
         lm = backend.lm_eval_model()
         assert lm.model is backend.llm, "lm-eval built its own engine"
+        assert lm.batch_size == "auto", lm.batch_size
         assert len(vllm.BUILT) == 1
         import lm_eval.models.vllm_causallms as m
         assert m.LLM is vllm.LLM, "the stand-in outlived the constructor"

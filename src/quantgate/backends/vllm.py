@@ -157,7 +157,9 @@ class VllmBackend(Backend):
 
         args = engine_args(self.artifact, self.settings)
         with reusing_engine(vllm_causallms, self.llm, args):
-            return vllm_causallms.VLLM(pretrained=args.pop("model"), **args)
+            # "auto": every request of a task in one generate call, vLLM's scheduler batches
+            # them (lm-eval's default of 1 sends one request at a time)
+            return vllm_causallms.VLLM(pretrained=args.pop("model"), batch_size="auto", **args)
 
     def close(self) -> None:
         self.__dict__.pop("llm", None)
