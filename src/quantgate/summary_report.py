@@ -143,6 +143,9 @@ def provenance_note(summaries: list[PairSummary]) -> str | None:
     if prov.get("conversion"):
         text += f", converted {prov['conversion']}"
     text += "."
+    commits = [f"{s.compression} {s.hub_commit[:12]}" for s in summaries if s.hub_commit]
+    if commits:
+        text += f" Hub commits of the prebuilt variants: {', '.join(commits)}."
     flagged = [s.compression for s in summaries if s.source_type_match]
     if flagged:
         text += (

@@ -69,6 +69,8 @@ class PairSummary:
     provenance: dict[str, Any] | None = None
     #: the warning when this variant has the type the baseline was converted from
     source_type_match: str | None = None
+    #: the commit a prebuilt variant's Hub source resolved to
+    hub_commit: str | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -106,6 +108,7 @@ def build_tables(
         _absorb(pair, base if not pair.noise_floor else PairSummary("", ""), row)
         pair.rows[row["metric"]] = row
         pair.source_type_match = pair.source_type_match or row.get("source_type_match")
+        pair.hub_commit = pair.hub_commit or row.get("variant_hub_commit")
         base.provenance = base.provenance or row.get("baseline_provenance")
     tables = {}
     for key, model in by_model.items():

@@ -195,3 +195,27 @@ def test_an_artifact_from_the_hub_cache_records_its_commit(tmp_path, registry):
     plain = tmp_path / "plain.gguf"
     plain.write_bytes((folder / "m.gguf").read_bytes())
     assert "hub_commit" not in store._checked("n", plain).notes
+
+
+def test_the_report_names_the_hub_commits_a_night_used(registry):
+    from quantgate.summary_report import provenance_note
+    from quantgate.tables import build_tables
+
+    row = {
+        "model": "llama31_hf",
+        "compression": "awq-int4",
+        "pair": "llama31_hf-awq-int4",
+        "gate": "kld",
+        "metric": "kld_mean",
+        "value": 0.01,
+        "verdict": "pass",
+        "baseline_provenance": {
+            "source": "Hub meta-llama/Llama-3.1-8B-Instruct@main",
+            "source_type": "BF16",
+            "hub_commit": "b" * 40,
+        },
+        "variant_hub_commit": "c" * 40,
+    }
+    tables = build_tables([row], registry.data.report.q_score)
+    note = provenance_note(tables["llama31_hf"])
+    assert f"at commit {'b' * 12}" in note and f"awq-int4 {'c' * 12}" in note
