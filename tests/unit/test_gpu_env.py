@@ -343,6 +343,8 @@ def test_a_kernel_falling_back_to_pure_torch_is_recognised():
     assert tb.kernel_fallback(said) == said[1]
     assert tb.kernel_fallback(["gptqmodel: the extension is not compiled"]) is not None
     assert tb.kernel_fallback(["Some weights of the model were not used"]) is None
+    import transformers  # noqa: F401 - its logging stops propagating to the root logger
+
     with tb._captured_messages() as messages:
         warnings.warn("exllama kernels are not installed: a slower implementation", stacklevel=1)
         logging.getLogger("transformers.quantizers").warning("AWQ: falls back to pure torch")

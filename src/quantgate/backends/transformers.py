@@ -79,13 +79,19 @@ def _captured_messages() -> Iterator[list[str]]:
     reach their usual handlers)."""
     messages: list[str] = []
 
+    seen: set[int] = set()
+
     class _Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            messages.append(record.getMessage())
+            if id(record) not in seen:  # a record reaching both loggers counts once
+                seen.add(id(record))
+                messages.append(record.getMessage())
 
     handler = _Collect(logging.WARNING)
-    root = logging.getLogger()
-    root.addHandler(handler)
+    # transformers' loggers do not propagate to the root logger: listen to both
+    loggers = [logging.getLogger(), logging.getLogger("transformers")]
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -94,7 +100,8 @@ def _captured_messages() -> Iterator[list[str]]:
         for w in caught:  # still shown as they would have been
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     finally:
-        root.removeHandler(handler)
+        for logger in loggers:
+            logger.removeHandler(handler)
 
 
 class TransformersBackend(Backend):
