@@ -79,12 +79,12 @@ def _captured_messages() -> Iterator[list[str]]:
     reach their usual handlers)."""
     messages: list[str] = []
 
-    seen: set[int] = set()
+    seen: list[logging.LogRecord] = []  # held, so an id is never reused while we compare
 
     class _Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if id(record) not in seen:  # a record reaching both loggers counts once
-                seen.add(id(record))
+            if not any(r is record for r in seen):  # a record reaching both loggers: once
+                seen.append(record)
                 messages.append(record.getMessage())
 
     handler = _Collect(logging.WARNING)
