@@ -75,21 +75,31 @@ def peak_vram_mib(spec: dict, device_used_before: dict[int, int] | None = None) 
         import torch
 
         return torch.cuda.max_memory_reserved() / 2**20
+    processes, used_now = nvml_snapshot()
+    return tree_vram_bytes(processes, process_tree(), used_now, device_used_before) / 2**20
+
+
+def nvml_snapshot() -> tuple[list[tuple[int, int]], dict[int, int]]:
+    """NVML's (pid, bytes) of every compute process on every GPU, and each GPU's used bytes.
+
+    Raises:
+        ImportError: nvidia-ml-py is not installed (the gpu extra installs it).
+    """
     import pynvml
 
     pynvml.nvmlInit()
     try:
-        processes, used_now = [], {}
+        processes, used = [], {}
         for index in range(pynvml.nvmlDeviceGetCount()):
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             processes += [
                 (p.pid, p.usedGpuMemory or 0)
                 for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
             ]
-            used_now[index] = int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+            used[index] = int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+        return processes, used
     finally:
         pynvml.nvmlShutdown()
-    return tree_vram_bytes(processes, process_tree(), used_now, device_used_before) / 2**20
 
 
 def process_tree(pid: int | None = None) -> set[int]:
@@ -118,18 +128,9 @@ def tree_vram_bytes(
 def device_memory_used() -> dict[int, int] | None:
     """Used bytes per GPU now (before loading), None without NVML."""
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
+        return nvml_snapshot()[1]
     except Exception:  # no nvidia-ml-py or no driver: a CPU machine
         return None
-    try:
-        return {
-            i: int(pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).used)
-            for i in range(pynvml.nvmlDeviceGetCount())
-        }
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def peak_rss_kib() -> float:

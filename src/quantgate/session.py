@@ -27,7 +27,7 @@ from quantgate.errors import ConfigError, EvaluationError
 from quantgate.gates import Outcome, enforce, judge
 from quantgate.quality import QualityEvaluator, QualityResult
 from quantgate.quiet import xdist_workers
-from quantgate.registry import BackendSettings, Pair, Registry
+from quantgate.registry import BackendSettings, Pair, Registry, ThroughputSettings
 from quantgate.report import ROW_PROPERTY, outcome_row
 from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
 from quantgate.stats import Interval, overall_interval
@@ -226,33 +226,27 @@ class GateSession:
         neighbour's load hits both alike; a backend that holds one model per process (vLLM)
         times the baseline first, once per session, then the variant alone."""
         settings = pair.evaluation.throughput
-        seed = self.settings(pair.model_key).seed
         one_at_a_time = backend_class(pair.model.backend).one_per_process
-        if one_at_a_time:
-            key = (pair.model_key, kind)
-            if key not in self._baseline_rates:
-                base = self.baseline_workload(pair.model_key, kind)
-                self._baseline_rates[key] = tokens_per_second(base, settings)
+        baseline_rate = self._baseline_rate(pair.model_key, kind) if one_at_a_time else None
+        seed = self.settings(pair.model_key).seed
         workload = workloads(self.variant_backend(pair), settings, seed)[kind]
-        baseline = None if one_at_a_time else self.baseline_workload(pair.model_key, kind)
         n = workload.n_tokens
+        if baseline_rate is not None:
+            return Rates(baseline_rate, _variant_rate(workload, settings, benchmark), n)
+        baseline = self.baseline_workload(pair.model_key, kind)
         if benchmark.disabled:  # --benchmark-disable or xdist: same protocol, timed here
-            if baseline is None:
-                tps = tokens_per_second(workload, settings)
-                return Rates(self._baseline_rates[pair.model_key, kind], tps, n)
             return Rates(*interleaved_tokens_per_second(baseline, workload, settings), n)
-        rounds = BaselineRounds(baseline) if baseline is not None else None
-        benchmark.pedantic(
-            workload.run,
-            setup=rounds,
-            rounds=settings.rounds,
-            warmup_rounds=settings.warmup_rounds,
-            iterations=1,
-        )
-        tps = n / benchmark.stats.stats.mean
-        if rounds is None:
-            return Rates(self._baseline_rates[pair.model_key, kind], tps, n)
+        rounds = BaselineRounds(baseline)
+        tps = _variant_rate(workload, settings, benchmark, setup=rounds)
         return Rates(rounds.tokens_per_second(settings.rounds), tps, n)
+
+    def _baseline_rate(self, model_key: str, kind: str) -> float:
+        """The baseline's tokens/s timed alone, once per session (one model per process)."""
+        if (model_key, kind) not in self._baseline_rates:
+            settings = self.registry.evaluation_for(model_key).throughput
+            base = self.baseline_workload(model_key, kind)
+            self._baseline_rates[model_key, kind] = tokens_per_second(base, settings)
+        return self._baseline_rates[model_key, kind]
 
     def baseline_workload(self, model_key: str, kind: str) -> Workload:
         """The baseline's pp or tg workload, timed alongside a variant's (never cached on disk:
@@ -530,6 +524,27 @@ class GateSession:
             GOLD_PREFIX: "Dgold needs a correct/wrong multiple-choice metric with one gold answer",
             CHOICE_KLD_PREFIX: "choice_kld needs multiple-choice items",
         }.get(split[0], "this benchmark")
+
+
+def _variant_rate(
+    workload: Workload,
+    settings: ThroughputSettings,
+    benchmark: Any,
+    setup: BaselineRounds | None = None,
+) -> float:
+    """The variant's tokens/s, its rounds recorded by pytest-benchmark (``setup`` times a
+    baseline round before each), or timed here when the benchmark fixture is disabled."""
+    if benchmark.disabled:
+        assert setup is None, "interleaved rounds without pytest-benchmark: use interleaved_*"
+        return tokens_per_second(workload, settings)
+    benchmark.pedantic(
+        workload.run,
+        setup=setup,
+        rounds=settings.rounds,
+        warmup_rounds=settings.warmup_rounds,
+        iterations=1,
+    )
+    return workload.n_tokens / benchmark.stats.stats.mean
 
 
 def _margin(item: dict[str, Any]) -> float | None:

@@ -374,3 +374,37 @@ def test_a_quantized_checkpoint_without_its_library_is_one_line(tmp_path, monkey
         r"pip install -c requirements/gpu\.lock",
     ):
         tb._check_checkpoint_library(artifact)
+
+
+def test_a_one_per_process_backend_times_its_baseline_once_then_the_variant_alone(monkeypatch):
+    from quantgate import session as session_module
+    from quantgate.session import GateSession
+    from quantgate.thresholds import Thresholds
+    from quantgate.throughput import Workload
+
+    class OneEngine:
+        one_per_process = True
+
+    timed: list[str] = []
+    variant = SimpleNamespace(
+        n_vocab=100,
+        process_prompt=lambda tokens: timed.append("variant"),
+        decode_one_by_one=lambda tokens: timed.append("variant"),
+    )
+    monkeypatch.setattr(session_module, "backend_class", lambda name: OneEngine)
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    gs = GateSession(registry, Thresholds(REPO / "thresholds", registry))
+    monkeypatch.setattr(gs, "variant_backend", lambda pair: variant)
+    monkeypatch.setattr(
+        gs,
+        "baseline_workload",
+        lambda model, kind: Workload(kind, 64, lambda: timed.append("baseline")),
+    )
+    pair = registry.pairs(["smollm2_hf"])[0]
+    disabled = SimpleNamespace(disabled=True)
+    first = gs.tokens_per_second(pair, "pp", disabled)
+    rounds = pair.evaluation.throughput.warmup_rounds + pair.evaluation.throughput.rounds
+    assert timed == ["baseline"] * rounds + ["variant"] * rounds  # not interleaved
+    timed.clear()
+    second = gs.tokens_per_second(pair, "pp", disabled)
+    assert timed == ["variant"] * rounds and second.baseline == first.baseline
