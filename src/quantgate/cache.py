@@ -75,7 +75,7 @@ def locked(target: Path) -> Iterator[None]:
     try:
         lock.acquire(blocking=False)
     except Timeout:
-        with _waiting():
+        with waiting():
             lock.acquire()
     try:
         yield
@@ -90,8 +90,9 @@ def _waiting_folder() -> Path:
 
 
 @contextlib.contextmanager
-def _waiting() -> Iterator[None]:
-    """A file of this process's, held (flock) while it waits on another's build."""
+def waiting() -> Iterator[None]:
+    """A file of this process's, held (flock) while it waits on another's work (a build, or a
+    timed section's turn: quantgate.quiet)."""
     path = _waiting_folder() / f"{os.getpid()}.lock"
     with path.open("ab") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

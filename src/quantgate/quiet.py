@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from quantgate.cache import cache_root, waiting_processes
+from quantgate.cache import cache_root, waiting, waiting_processes
 
 
 class MachineLock:
@@ -66,9 +66,12 @@ class MachineLock:
         if self._depth:
             raise RuntimeError("a timed section inside a shared section would wait on itself")
         turnstile, room = self._file("turnstile"), self._file("room")
-        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        # while it waits for the running tests to end, this worker's cores go to them
+        with waiting():
+            fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
-            fcntl.flock(room, fcntl.LOCK_EX)
+            with waiting():
+                fcntl.flock(room, fcntl.LOCK_EX)
             try:
                 yield
             finally:

@@ -172,3 +172,45 @@ def test_a_process_waiting_on_another_build_is_counted(tmp_path, monkeypatch):
     holder.join(30)
     waiter.join(30)
     assert waiter.exitcode == 0 and waiting_processes() == 0
+
+
+def _hold_shared(folder: str, ready: str, release: str) -> None:
+    from quantgate.quiet import MachineLock
+
+    with MachineLock(Path(folder)).shared():
+        Path(ready).write_text("held")
+        while not Path(release).exists():
+            time.sleep(0.05)
+
+
+def _time_alone(folder: str) -> None:
+    from quantgate.quiet import MachineLock
+
+    with MachineLock(Path(folder)).exclusive():
+        pass
+
+
+def test_a_worker_waiting_for_its_turn_to_time_lends_its_cores(tmp_path, monkeypatch):
+    """A timed section waits for the running tests to end (quantgate.quiet); while it waits,
+    its worker counts as waiting, so the worker still computing takes the idle cores."""
+    from quantgate.cache import waiting_processes
+
+    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
+    locks, ready, release = tmp_path / "locks", tmp_path / "ready", tmp_path / "release"
+    ctx = mp.get_context("spawn")
+    runner = ctx.Process(target=_hold_shared, args=(str(locks), str(ready), str(release)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    timer = ctx.Process(target=_time_alone, args=(str(locks),))
+    timer.start()
+    while waiting_processes() != 1:
+        assert time.monotonic() < deadline, "the timer never showed as waiting"
+        time.sleep(0.05)
+    assert timer.is_alive()  # not timing beside a running test
+    release.write_text("go")
+    runner.join(30)
+    timer.join(30)
+    assert timer.exitcode == 0 and waiting_processes() == 0

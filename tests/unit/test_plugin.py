@@ -152,3 +152,31 @@ def test_hub_model_offline_errors_and_never_passes(gate_run, registry_copy):
         "HF_HUB_OFFLINE is set" in run.output
     )
     assert run.outcomes() == {"test_perplexity[qwen25-Q8_0]": "failed"}
+
+
+ORDER_PROBE = """
+import json, os, pytest
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    if hasattr(config, "workerinput"):
+        name = config.workerinput["workerid"] + ".json"
+        with open(os.path.join(os.environ["ORDER_PROBE_DIR"], name), "w") as f:
+            json.dump([item.nodeid for item in items], f)
+    items[:] = []  # the order is what is probed: nothing runs
+"""
+
+
+def test_under_xdist_the_timed_gates_are_collected_last(gate_run, tmp_path):
+    """A worker waiting for its turn to time idles while the other finishes its test: with
+    the timed gates last, that wait happens once, when no untimed work is left."""
+    import json
+
+    (tmp_path / "order_probe.py").write_text(ORDER_PROBE)
+    serial = collected(gate_run("--collect-only", "-q", "-m", "smoke"))
+    env = {"PYTHONPATH": str(tmp_path), "ORDER_PROBE_DIR": str(tmp_path)}
+    gate_run("-p", "order_probe", "-m", "smoke", "-n", "2", env=env)
+    for worker in ("gw0", "gw1"):
+        order = json.loads((tmp_path / f"{worker}.json").read_text())
+        timed = [i for i in serial if "test_throughput[" in i]
+        assert timed and order == [i for i in serial if i not in timed] + timed
