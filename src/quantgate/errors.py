@@ -8,7 +8,16 @@ class QuantgateError(Exception):
 
 
 class ConfigError(QuantgateError):
-    """A registry or threshold file is invalid."""
+    """A registry or threshold file is invalid. A validation pass that gathered several
+    problems raises one ConfigError listing them all (``problems``), one line each."""
+
+    def __init__(self, *problems: str) -> None:
+        self.problems = list(dict.fromkeys(problems))  # the same problem found twice: once
+        if len(self.problems) == 1:
+            super().__init__(self.problems[0])
+        else:
+            lines = "\n".join(f"  {i}. {p}" for i, p in enumerate(self.problems, 1))
+            super().__init__(f"{len(self.problems)} configuration problems:\n{lines}")
 
 
 class ArtifactError(QuantgateError):

@@ -13,12 +13,14 @@ import pytest
 from quantgate import progress
 from quantgate.errors import QuantgateError
 from quantgate.quiet import MachineLock
-from quantgate.registry import Pair, QScoreWeights, Registry, load_registry
+from quantgate.registry import Pair, QScoreWeights, Registry
 from quantgate.report import ROW_PROPERTY, write_summary
 from quantgate.session import GateSession
 from quantgate.summary_report import load_previous, write_reports
 from quantgate.thresholds import Thresholds
+from quantgate.validation import Configuration, check_selected_benchmarks, load_configuration
 
+_CONFIGURATION = pytest.StashKey[Configuration]()
 _REGISTRY = pytest.StashKey[Registry]()
 _THRESHOLDS = pytest.StashKey[Thresholds]()
 
@@ -129,16 +131,21 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "benchmark_json", "missing") is None:
         config.option.benchmark_json = str(reports / "benchmark.json")
 
-    registry_path = _rooted(config, config.getoption("registry"))
     try:
-        registry = load_registry(registry_path)
-        # validate the selection and thresholds now: a typo is a usage error, not N errors
-        registry.pairs(_flat(config, "model"), _flat(config, "compression"))
-        thresholds = Thresholds(_rooted(config, config.getoption("thresholds")), registry)
+        # every problem of the registry, selection, thresholds and local tasks, in one error
+        checked = load_configuration(
+            _rooted(config, config.getoption("registry")),
+            _rooted(config, config.getoption("thresholds")),
+            _flat(config, "model"),
+            _flat(config, "compression"),
+            Path(config.rootpath),
+        )
     except QuantgateError as exc:
         raise pytest.UsageError(str(exc)) from None
+    registry = checked.registry
+    config.stash[_CONFIGURATION] = checked
     config.stash[_REGISTRY] = registry
-    config.stash[_THRESHOLDS] = thresholds
+    config.stash[_THRESHOLDS] = checked.thresholds
     if not hasattr(config, "workerinput"):
         compare = config.getoption("compare")
         try:
@@ -258,6 +265,68 @@ def _is_timed(item: pytest.Item) -> bool:
     return gate is not None and gate.args[0] == "throughput"
 
 
+_WORKER_PROBLEMS = "quantgate_usage_error"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The benchmarks of the tests that will run (after -m, -k and deselection): upstream
+    tasks and metrics exist, and --baseline pinned has their scores. Skipped under
+    --collect-only, which runs nothing (lm-eval's task index costs about 9 s).
+
+    A pytest-xdist worker cannot end the run with a usage error (the controller reads it as
+    a crash): it runs nothing and hands the message to the controller, which prints it and
+    exits 4 (tryfirst: before xdist sends the controller the collected ids)."""
+    config = session.config
+    try:
+        _check_selected(session)
+    except QuantgateError as exc:
+        if not hasattr(config, "workerinput"):
+            raise pytest.UsageError(str(exc)) from None
+        config.workeroutput[_WORKER_PROBLEMS] = str(exc)  # type: ignore[attr-defined]
+        session.items.clear()
+
+
+def pytest_testnodedown(node: object, error: object) -> None:
+    """Controller side of a worker's usage error (pytest_collection_finish)."""
+    message = getattr(node, "workeroutput", {}).get(_WORKER_PROBLEMS)
+    config = getattr(node, "config", None)
+    if message and config is not None:
+        config.stash[_USAGE_ERRORS] = message
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if message := session.config.stash.get(_USAGE_ERRORS, None):
+        reporter = session.config.pluginmanager.getplugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"ERROR: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+_USAGE_ERRORS = pytest.StashKey[str]()
+
+
+def _check_selected(session: pytest.Session) -> None:
+    config = session.config
+    if config.getoption("collectonly"):
+        return
+    registry = config.stash[_REGISTRY]
+    selected: set[tuple[str, str]] = set()
+    for item in session.items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        key = _model_of(item)
+        if not params or key not in registry.models or item.get_closest_marker("skip"):
+            continue
+        bench = params.get("bench")
+        gate = item.get_closest_marker("quality_gate")
+        if isinstance(bench, str):
+            selected.add((key, bench))
+        elif "model_key" in params or (gate is not None and gate.args[0] == "retention"):
+            selected |= {(key, b) for b in registry.models[key].benchmarks}
+    check_selected_benchmarks(config.stash[_CONFIGURATION], selected, config.getoption("baseline"))
+
+
 def _model_of(item: pytest.Item) -> str | None:
     """The model key a collected test runs (its pair's, or the noise floor's model_key)."""
     params = getattr(item, "callspec", None) and item.callspec.params
@@ -322,6 +391,7 @@ def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
         reports_dir=_rooted(pytestconfig, pytestconfig.getoption("reports_dir")),
         baseline_mode=pytestconfig.getoption("baseline"),
         underpowered=pytestconfig.getoption("underpowered"),
+        tasks=pytestconfig.stash[_CONFIGURATION].tasks,
     )
     yield session
     session.close()

@@ -7,7 +7,7 @@ names a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +16,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from quantgate.constants import GATES, LLAMA_QUANT_TYPES, QUALITY_GATES
 from quantgate.errors import ConfigError
-from quantgate.schema_base import StrictModel, did_you_mean, one_line
+from quantgate.problems import Problems
+from quantgate.schema_base import StrictModel, did_you_mean, every_line
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
@@ -362,9 +363,19 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class BrokenEntry:
+    """What a model entry that failed validation declares (read_registry)."""
+
+    compressions: frozenset[str]
+    benchmarks: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Registry:
     path: Path
     data: RegistryFile
+    #: model entries that failed validation (a validation pass goes on without them)
+    broken: dict[str, BrokenEntry] = field(default_factory=dict)
 
     @property
     def models(self) -> dict[str, ModelEntry]:
@@ -407,19 +418,23 @@ class Registry:
         """
         families = {e.family for e in self.models.values() if e.family}
         known = [*self.models, *sorted(families - set(self.models))]
-        for key in models or []:
-            if key not in self.models and key not in families:
-                raise ConfigError(
-                    f"unknown --model {key!r}{did_you_mean(key, known)}; "
-                    f"known in {self.path}: {', '.join(known)}"
-                )
+        problems = [
+            f"unknown --model {key!r}{did_you_mean(key, known)}; "
+            f"known in {self.path}: {', '.join(known)}"
+            for key in models or []
+            # a broken entry's own problem is reported where it is read (read_registry)
+            if key not in self.models and key not in families and key not in self.broken
+        ]
         known_compressions = {c for m in self.models.values() for c in m.compressions}
-        for name in compressions or []:
-            if name not in known_compressions:
-                raise ConfigError(
-                    f"unknown --compression {name!r}{did_you_mean(name, known_compressions)}; "
-                    f"known in {self.path}: {', '.join(sorted(known_compressions))}"
-                )
+        known_compressions |= {c for b in self.broken.values() for c in b.compressions}
+        problems += [
+            f"unknown --compression {name!r}{did_you_mean(name, known_compressions)}; "
+            f"known in {self.path}: {', '.join(sorted(known_compressions))}"
+            for name in compressions or []
+            if name not in known_compressions
+        ]
+        if problems:
+            raise ConfigError(*problems)
         return [
             Pair(key, name, entry, comp, self.evaluation_for(key))
             for key, entry in self.models.items()
@@ -467,29 +482,62 @@ def load_registry(path: Path) -> Registry:
     """Read and validate a registry file.
 
     Raises:
-        ConfigError: missing file, YAML syntax, or schema violation, on one line.
+        ConfigError: missing file, YAML syntax, or every schema violation, one line each.
     """
+    registry, problems = read_registry(path)
+    problems.raise_any()
+    assert registry is not None
+    return registry
+
+
+def read_registry(path: Path) -> tuple[Registry | None, Problems]:
+    """The registry of the entries that validate, and every problem found.
+
+    Each model entry is validated on its own, so one broken entry neither hides the problems
+    of the others nor keeps the threshold files from being checked against the rest (its
+    names are kept in ``Registry.broken`` so no check blames a file for naming it). None when
+    the file cannot be read or its top level is invalid.
+    """
+    problems = Problems()
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"registry {path} not found; pass --registry PATH") from None
+        problems.add(f"registry {path} not found; pass --registry PATH")
+        return None, problems
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        problems.add(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})")
+        return None, problems
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with marks, evaluation, models")
+        problems.add(f"{path}: expected a mapping with marks, evaluation, models")
+        return None, problems
+    models, broken = raw.get("models"), {}
+    if isinstance(models, dict):
+        good = {}
+        for key, entry in models.items():
+            try:
+                ModelEntry.model_validate(entry)
+                good[key] = entry
+            except ValidationError as exc:
+                problems.found.extend(every_line(exc, str(path), f"models.{key}"))
+                broken[str(key)] = _declared_names(entry)
+        raw = {**raw, "models": good}
     try:
         data = RegistryFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(one_line(exc, str(path))) from None
+        problems.found.extend(every_line(exc, str(path)))
+        return None, problems
     for key, entry in data.models.items():
+        with problems.gather():
+            _check_baseline_source(path, key, data, broken)
         for name, comp in entry.compressions.items():
-            _check_chain(path, key, entry, name)
+            with problems.gather():
+                _check_chain(path, key, entry, name)
             for item in comp.expect_fail_on:
                 bench = item.removeprefix("retention.")
                 if item.startswith("retention.") and bench not in {*entry.benchmarks, "overall"}:
-                    raise ConfigError(
+                    problems.add(
                         f"{path}: models.{key}.compressions.{name}.expect_fail_on: {item!r} "
                         f"names no benchmark of models.{key}{did_you_mean(bench, entry.benchmarks)}"
                         f"; declared: {', '.join(entry.benchmarks) or 'none'}"
@@ -503,8 +551,30 @@ def load_registry(path: Path) -> Registry:
             where = f"models.{key}" + (f".compressions.{name}" if name else "")
             for mark in used:
                 if mark not in data.marks:
-                    raise ConfigError(
+                    problems.add(
                         f"{path}: {where}: mark {mark!r} is not declared under marks:"
                         f"{did_you_mean(mark, data.marks)}; declared: {', '.join(data.marks)}"
                     )
-    return Registry(path=path, data=data)
+    return Registry(path=path, data=data, broken=broken), problems
+
+
+def _declared_names(entry: object) -> BrokenEntry:
+    """The compression and benchmark names a model entry that failed validation declares."""
+    names = {}
+    for part in ("compressions", "benchmarks"):
+        table = entry.get(part) if isinstance(entry, dict) else None
+        names[part] = frozenset(map(str, table)) if isinstance(table, dict) else frozenset()
+    return BrokenEntry(**names)
+
+
+def _check_baseline_source(
+    path: Path, key: str, data: RegistryFile, broken: dict[str, BrokenEntry]
+) -> None:
+    """A ``from_model`` baseline names another model of the registry (an entry that failed
+    validation counts: its own problem is reported)."""
+    other = data.models[key].baseline.source.from_model
+    if other is not None and other not in broken and (other not in data.models or other == key):
+        raise ConfigError(
+            f"{path}: models.{key}.baseline.source.from_model: {other!r} is not another model "
+            f"of the registry{did_you_mean(other, [m for m in data.models if m != key])}"
+        )

@@ -7,8 +7,6 @@ keyed by everything that changes them, so the baseline runs once and a re-run on
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,10 +31,10 @@ from quantgate.stats import (
     mean_interval,
 )
 from quantgate.stats import retention_interval as _retention_interval
+from quantgate.tasks import TaskIndex
 
 #: Bump when the scoring code below changes, so old cache entries are not reused.
 METHOD_VERSION = 3
-_TASK_LINE = re.compile(r"^task:\s*['\"]?([\w.-]+)", re.M)
 
 
 @dataclass(frozen=True)
@@ -203,83 +201,6 @@ def retention_pct(compressed: float, baseline: float, what: str) -> float:
     return (1.0 - compressed / baseline) * 100.0
 
 
-class TaskIndex:
-    """Local task YAMLs by task name, and the check that every declared task resolves
-    (lm-eval skips a task it cannot find, or an ``include:`` it cannot read, too quietly)."""
-
-    def __init__(self, folders: list[Path], data_root: Path) -> None:
-        self.folders = folders
-        self.data_root = data_root
-        self.local: dict[str, Path] = {}
-        for folder in folders:
-            if not folder.is_dir():
-                raise ConfigError(f"task path {folder} is not a folder; fix evaluation.task_paths")
-            for path in sorted(folder.glob("*.yaml")):
-                m = _TASK_LINE.search(path.read_text(encoding="utf-8"))
-                if m:
-                    self.local[m.group(1)] = path
-        self._upstream: set[str] | None = None
-        self._fingerprints: dict[str, str] = {}
-        self._managers: dict[bool, Any] = {}
-
-    def task_manager(self, upstream: bool) -> Any:
-        """lm-eval's TaskManager, built once per session. Indexing lm-eval's own task YAMLs takes
-        ~9 s on 2 cores, so a run whose tasks are all local skips it (``include_defaults``)."""
-        if upstream not in self._managers:
-            from lm_eval.tasks import TaskManager
-
-            self._managers[upstream] = TaskManager(
-                include_path=[str(f) for f in self.folders] or None, include_defaults=upstream
-            )
-        return self._managers[upstream]
-
-    def resolve(self, task: str, where: str) -> dict[str, Any] | str:
-        """The task config (a local YAML, data paths made absolute) or an upstream task name."""
-        if task in self.local:
-            return self._local_config(task)
-        if self._upstream is None:
-            self._upstream = set(self.task_manager(upstream=True).all_tasks)
-        if task not in self._upstream:
-            raise ConfigError(
-                f"{where}: lm-eval knows no task {task!r}"
-                f"{did_you_mean(task, [*self.local, *self._upstream])}; local tasks in "
-                f"{', '.join(map(str, self.folders)) or '(no task_paths)'}: "
-                f"{', '.join(self.local) or 'none'}"
-            )
-        return task
-
-    def _local_config(self, task: str) -> dict[str, Any]:
-        # lm-eval's own loader (0.4.13): resolves !function and include: like its TaskManager
-        from lm_eval.tasks._yaml_loader import load_yaml
-
-        path = self.local[task]
-        config = load_yaml(path)
-        files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
-        for split, rel in list(files.items()):
-            absolute = (self.data_root / rel) if not Path(rel).is_absolute() else Path(rel)
-            if not absolute.is_file():
-                raise ConfigError(f"{path}: data_files.{split}: {absolute} not found")
-            if not absolute.read_text(encoding="utf-8").strip():
-                raise ConfigError(f"{path}: data_files.{split}: {absolute} is empty")
-            files[split] = str(absolute)
-        return config
-
-    def fingerprint(self, task: str) -> str:
-        """What identifies a task's content: its YAML and data bytes (local), else the name."""
-        if task not in self.local:
-            return task
-        # once per session: every benchmark test asks twice (baseline and compressed model), and
-        # hashing means loading the YAML and reading every data file
-        if task not in self._fingerprints:
-            h = hashlib.sha256(self.local[task].read_bytes())
-            config = self._local_config(task)
-            files = (config.get("dataset_kwargs") or {}).get("data_files") or {}
-            for rel in sorted(files.values()):
-                h.update(Path(rel).read_bytes())
-            self._fingerprints[task] = h.hexdigest()
-        return self._fingerprints[task]
-
-
 def _item_value(value: Any) -> float | None:
     """One item's metric value; IFEval's inst-level metrics hold one bool per instruction (the
     item's value is then their mean, and the task's score is not the mean over items)."""
@@ -317,7 +238,6 @@ def run_benchmark(
     """
     import lm_eval
 
-    source = tasks.resolve(bench.task, where)
     key = cache_key(
         artifact=backend.artifact.sha256,
         task=bench.task,
@@ -339,6 +259,7 @@ def run_benchmark(
         cached = read_json(path)
         if cached is not None:
             return BenchmarkResult(**cached)
+        source = tasks.resolve(bench.task, where)  # lm-eval's loader: only to score
         return _score(backend, name, bench, source, tasks, where, path)
 
 

@@ -33,9 +33,16 @@ class StrictModel(BaseModel):
 
 def one_line(exc: ValidationError, where: str) -> str:
     """The first validation error as ``where: a.b.c: message`` on one line."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        msg = "required key is missing"
-    return f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}"
+    return every_line(exc, where)[0]
+
+
+def every_line(exc: ValidationError, where: str, prefix: str = "") -> list[str]:
+    """Every validation error, each as ``where: prefix.a.b.c: message`` on one line."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join([prefix] * bool(prefix) + [str(p) for p in err["loc"]])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required key is missing"
+        out.append(f"{where}: {loc}: {msg}" if loc else f"{where}: {msg}")
+    return out

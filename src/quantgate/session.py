@@ -72,6 +72,7 @@ class GateSession:
         reports_dir: Path | None = None,
         baseline_mode: str = "live",
         underpowered: str = "warn",
+        tasks: TaskIndex | None = None,
     ) -> None:
         self.registry = registry
         self.thresholds = thresholds
@@ -83,7 +84,8 @@ class GateSession:
         self.baseline_mode = baseline_mode
         #: warn | error: what an underpowered gate does (see _power_check)
         self.underpowered = underpowered
-        self._tasks: TaskIndex | None = None
+        #: the task index the configuration was validated with (quantgate.validation), reused
+        self._tasks = tasks
         self._comparisons: dict[tuple[str, str], Comparison] = {}
         self.artifacts = ArtifactStore(registry)
         self._backends: OrderedDict[str, Backend] = OrderedDict()

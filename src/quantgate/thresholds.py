@@ -31,6 +31,7 @@ A value is a number (gate mode ``point``) or ``{value: <number>, mode: point|ci|
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ from quantgate.constants import (
     split_benchmark_metric,
 )
 from quantgate.errors import ConfigError
+from quantgate.problems import Problems
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
 
@@ -107,19 +109,29 @@ def _entry(key: str, value: object, where: str) -> _Entry:
     return _Entry(_number(value["value"], f"{where}.{key}.value"), cast(GateMode, mode))
 
 
-def _check_metrics(table: object, where: str, known: set[str]) -> dict[str, _Entry]:
+def _check_metrics(
+    table: object, where: str, known: set[str], problems: Problems
+) -> dict[str, _Entry]:
     if table is None:
         return {}
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a mapping of metric: number")
+        problems.add(f"{where}: expected a mapping of metric: number")
+        return {}
     out: dict[str, _Entry] = {}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(
+            problems.add(
                 f"{where}: unknown threshold key {key!r}{did_you_mean(str(key), known)}; "
                 f"valid: {', '.join(sorted(known))}"
             )
-        out[key] = _entry(key, value, where)
+            # the key it misspells is then not also reported as missing
+            problems.invalid_keys.update(difflib.get_close_matches(str(key), known, n=1))
+            continue
+        before = len(problems.found)
+        with problems.gather():
+            out[key] = _entry(key, value, where)
+        if len(problems.found) > before:
+            problems.invalid_keys.add(str(key))
     return out
 
 
@@ -131,35 +143,58 @@ class ThresholdFile:
 
     @classmethod
     def load(
-        cls, path: Path, known_compressions: set[str], known_metrics: set[str]
+        cls,
+        path: Path,
+        known_compressions: set[str],
+        known_metrics: set[str],
+        problems: Problems | None = None,
     ) -> ThresholdFile:
+        """Raises ConfigError listing every problem of the file, unless ``problems`` gathers
+        them (the file is then loaded with what is valid)."""
+        own = Problems() if problems is None else problems
+        loaded = cls._load(path, known_compressions, known_metrics, own)
+        if problems is None:
+            own.raise_any()
+        return loaded
+
+    @classmethod
+    def _load(
+        cls, path: Path, known_compressions: set[str], known_metrics: set[str], problems: Problems
+    ) -> ThresholdFile:
+        empty = cls(path=path, defaults={}, compressions={})
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+            problems.add(f"{path}: invalid YAML ({getattr(exc, 'problem', exc)})")
+            return empty
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: expected a mapping with {' and/or '.join(_TOP_KEYS)}")
+            problems.add(f"{path}: expected a mapping with {' and/or '.join(_TOP_KEYS)}")
+            return empty
         for key in raw:
             if key not in _TOP_KEYS:
-                raise ConfigError(
+                problems.add(
                     f"{path}: unknown key {key!r}{did_you_mean(str(key), _TOP_KEYS)}; "
                     f"valid: {', '.join(_TOP_KEYS)}"
                 )
         comps = raw.get("compressions") or {}
         if not isinstance(comps, dict):
-            raise ConfigError(f"{path}: compressions: expected a mapping of name: {{metric: n}}")
-        for name in comps:
+            problems.add(f"{path}: compressions: expected a mapping of name: {{metric: n}}")
+            comps = {}
+        for name in list(comps):
             if name not in known_compressions:
-                raise ConfigError(
+                problems.add(
                     f"{path}: compressions.{name}: no such compression in the registry"
                     f"{did_you_mean(str(name), known_compressions)}; "
                     f"known: {', '.join(sorted(known_compressions))}"
                 )
+                comps = {k: v for k, v in comps.items() if k != name}
         return cls(
             path=path,
-            defaults=_check_metrics(raw.get("defaults"), f"{path}: defaults", known_metrics),
+            defaults=_check_metrics(
+                raw.get("defaults"), f"{path}: defaults", known_metrics, problems
+            ),
             compressions={
-                str(n): _check_metrics(t, f"{path}: compressions.{n}", known_metrics)
+                str(n): _check_metrics(t, f"{path}: compressions.{n}", known_metrics, problems)
                 for n, t in comps.items()
             },
         )
@@ -168,41 +203,60 @@ class ThresholdFile:
 class Thresholds:
     """All threshold files of a directory, validated against the registry up front."""
 
-    def __init__(self, directory: Path, registry: Registry) -> None:
+    def __init__(
+        self, directory: Path, registry: Registry, problems: Problems | None = None
+    ) -> None:
+        """Raises ConfigError listing every problem, unless ``problems`` gathers them."""
+        own = Problems() if problems is None else problems
+        self._read(directory, registry, own)
+        if problems is None:
+            own.raise_any()
+
+    def _read(self, directory: Path, registry: Registry, problems: Problems) -> None:
         self.directory = directory
+        self.per_model: dict[str, ThresholdFile] = {}
         default = directory / DEFAULT_FILE
+        self.default = ThresholdFile(default, {}, {})
         if not default.is_file():
-            raise ConfigError(f"{default} not found; pass --thresholds DIR holding {DEFAULT_FILE}")
-        if not (yaml.safe_load(default.read_text(encoding="utf-8")) or {}):
-            raise ConfigError(
-                f"{default} is empty: it holds the bounds every model falls back on; restore it "
-                "(git checkout thresholds/default.yaml) or write its defaults:"
-            )
+            problems.add(f"{default} not found; pass --thresholds DIR holding {DEFAULT_FILE}")
+            return
+        with problems.gather():
+            if not (yaml.safe_load(default.read_text(encoding="utf-8")) or {}):
+                raise ConfigError(
+                    f"{default} is empty: it holds the bounds every model falls back on; "
+                    "restore it (git checkout thresholds/default.yaml) or write its defaults:"
+                )
+        broken = registry.broken
         all_compressions = {c for m in registry.models.values() for c in m.compressions}
+        all_compressions |= {c for b in broken.values() for c in b.compressions}
         # every per-benchmark family (D_, flips_, Dgold_, choice_kld_) for every benchmark the
         # registry declares, and D_overall (the mean of the D_)
+        benchmarks = registry.benchmark_names | {n for b in broken.values() for n in b.benchmarks}
         known = (
             set(METRICS)
-            | {f"{p}{b}" for p in PER_BENCHMARK for b in registry.benchmark_names}
+            | {f"{p}{b}" for p in PER_BENCHMARK for b in benchmarks}
             | {f"{RETENTION_PREFIX}{OVERALL}"}
         )
-        self.default = ThresholdFile.load(default, all_compressions, known)
-        self.per_model: dict[str, ThresholdFile] = {}
+        self.default = ThresholdFile.load(default, all_compressions, known, problems)
         for path in sorted(directory.glob("*.yaml")):
             if path.name == DEFAULT_FILE:
                 continue
             key = path.stem
+            if key in broken:  # its entry is invalid: check the file's own form only
+                ThresholdFile.load(path, set(broken[key].compressions), known, problems)
+                continue
             if key not in registry.models:
-                raise ConfigError(
+                problems.add(
                     f"{path}: no model {key!r} in {registry.path}"
                     f"{did_you_mean(key, registry.models)}; a model file is named <model key>.yaml"
                 )
+                continue
             self.per_model[key] = ThresholdFile.load(
-                path, set(registry.models[key].compressions), known
+                path, set(registry.models[key].compressions), known, problems
             )
-        self.validate(registry)
+        self.validate(registry, problems)
 
-    def validate(self, registry: Registry) -> None:
+    def validate(self, registry: Registry, problems: Problems) -> None:
         """Every configured bound gets judged, and every judged benchmark has a bound: a bound
         that no test of its pair measures would read as a pass it never was.
 
@@ -214,8 +268,9 @@ class Thresholds:
         * ppl_increase_pct and ln_ppl_ratio are one rule in two units: a section sets one
           (for_pair keeps the more specific of the two when layers set both).
 
-        Raises:
-            ConfigError: the first problem, naming the file and key and what to do.
+        Each problem (naming the file and key and what to do) goes to ``problems``. With a
+        broken model entry in the registry, default.yaml's "some pair measures it" check is left
+        for when the entry is fixed: that pair may be the one that measures it.
         """
         pairs = registry.pairs()
         for model_key, tfile in [("", self.default), *self.per_model.items()]:
@@ -228,34 +283,40 @@ class Thresholds:
                 # a model file's compression section speaks of one pair: it must measure every
                 # key; the other sections apply to several pairs, one of which must
                 every = bool(model_key) and where != "defaults"
+                if not model_key and registry.broken:
+                    continue
                 for key in table:
                     whys = [_unmeasured(p, key) for p in scope]
                     if whys and (any(whys) if every else all(whys)):
                         why = next(w for w in whys if w)
-                        raise ConfigError(f"{tfile.path}: {where}.{key}: {why}; delete the key")
+                        problems.add(f"{tfile.path}: {where}.{key}: {why}; delete the key")
         for tfile in (self.default, *self.per_model.values()):
             sections = {"defaults": tfile.defaults} | {
                 f"compressions.{c}": t for c, t in tfile.compressions.items()
             }
             for where, table in sections.items():
                 if set(table) >= _PPL_RULES:
-                    raise ConfigError(
+                    problems.add(
                         f"{tfile.path}: {where}: ppl_increase_pct and ln_ppl_ratio are one rule "
                         "in two units (ln_ppl_ratio = ln(1 + ppl_increase_pct / 100)); keep one"
                     )
+        unbounded: dict[tuple[str, str], list[str]] = {}
         for pair in pairs:
             effective = self.for_pair(pair.model_key, pair.compression_name)
             if "retention" in pair.compression.skip:
                 continue
             for bench in pair.model.benchmarks:
                 key = f"{RETENTION_PREFIX}{bench}"
-                if key not in effective:
-                    model_file = self.directory / f"{pair.model_key}.yaml"
-                    raise ConfigError(
-                        f"{pair.id}: benchmark {bench} has no bound: add {key} to "
-                        f"{model_file}'s defaults (or to {self.default.path}); a retention "
-                        "gate without a bound would judge nothing"
-                    )
+                # a bound given but invalid is reported as such, not as missing too
+                if key not in effective and key not in problems.invalid_keys:
+                    unbounded.setdefault((pair.model_key, bench), []).append(pair.compression_name)
+        for (model_key, bench), names in unbounded.items():
+            key, model_file = f"{RETENTION_PREFIX}{bench}", self.directory / f"{model_key}.yaml"
+            problems.add(
+                f"{model_key}-{'/'.join(names)}: benchmark {bench} has no bound: add {key} to "
+                f"{model_file}'s defaults (or to {self.default.path}); a retention gate "
+                "without a bound would judge nothing"
+            )
 
     def for_pair(self, model_key: str, compression: str) -> dict[str, Threshold]:
         """The effective threshold of every gated metric for one pair (precedence above)."""

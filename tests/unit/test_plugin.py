@@ -180,3 +180,54 @@ def test_under_xdist_the_timed_gates_are_collected_last(gate_run, tmp_path):
         order = json.loads((tmp_path / f"{worker}.json").read_text())
         timed = [i for i in serial if "test_throughput[" in i]
         assert timed and order == [i for i in serial if i not in timed] + timed
+
+
+def test_three_typos_in_three_places_are_one_error_before_any_test(
+    gate_run, registry_copy, thresholds_copy
+):
+    """A compression key, a local task's metric and a threshold key, each misspelt: one usage
+    error lists all three (each on its own line, naming file and key), and nothing runs."""
+
+    def edit(doc):
+        q6 = doc["models"]["smollm2"]["compressions"]["Q6_K"]
+        q6["quant_typ"] = q6.pop("quant_type")
+        ifeval = doc["models"]["smollm2_ifeval"]["benchmarks"]["ifeval"]
+        ifeval["metric"] = "inst_level_loose_ac"
+
+    tdir = thresholds_copy(defaults={"smollm2.yaml": {"kld_man": 0.1}})
+    run = gate_run("-m", "smoke", f"--registry={registry_copy(edit)}", f"--thresholds={tdir}")
+    assert run.returncode == 4, run.output[-3000:]
+    assert "3 configuration problems:" in run.output
+    for problem in (
+        "models.smollm2.compressions.Q6_K: unknown key 'quant_typ' (did you mean 'quant_type'?)",
+        "models.smollm2_ifeval.benchmarks.ifeval.metric: task ifeval_smoke has no metric "
+        "'inst_level_loose_ac' (did you mean 'inst_level_loose_acc'?)",
+        "smollm2.yaml: defaults: unknown threshold key 'kld_man' (did you mean 'kld_mean'?)",
+    ):
+        assert problem in run.output
+    assert "passed" not in run.output and "lm-eval" not in run.output
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_the_selected_tests_benchmarks_are_checked_before_any_runs(
+    gate_run, registry_copy, workers
+):
+    """After collection, for the tests that will run: an upstream task that lm-eval does not
+    know, and --baseline pinned without pinned scores, are one usage error (not one error per
+    test, minutes in); under xdist too, where a worker hands the error to the controller."""
+
+    def edit(doc):
+        doc["models"]["smollm2"]["benchmarks"]["hellaswag"]["task"] = "hellaswg"
+
+    run = gate_run(
+        "-m", "smoke", "-k", "retention", f"--registry={registry_copy(edit)}",
+        "--baseline", "pinned", *workers,
+    )  # fmt: skip
+    assert run.returncode == 4, run.output[-3000:]
+    assert "models.smollm2.benchmarks.hellaswag: lm-eval knows no task 'hellaswg'" in run.output
+    for bench in ("arc_challenge", "truthfulqa_mc2", "winogrande"):
+        assert (
+            f"models.smollm2.benchmarks.{bench}: --baseline pinned, but the entry has no "
+            "pinned_baseline" in run.output
+        )
+    assert "passed" not in run.output

@@ -130,8 +130,12 @@ def test_a_benchmark_without_a_retention_bound_is_an_error(tmp_path, registry):
     d = make_dir(tmp_path, {"default.yaml": text}, bounds=False)
     with pytest.raises(ConfigError) as exc:
         Thresholds(d, registry)
-    assert "benchmark winogrande has no bound: add D_winogrande to" in str(exc.value)
-    assert "smollm2.yaml's defaults" in str(exc.value) and "\n" not in str(exc.value)
+    # one problem per model that runs winogrande, each one line naming the pairs and the file
+    problems = exc.value.problems
+    assert problems and all("\n" not in p for p in problems)
+    smollm2 = [p for p in problems if p.startswith("smollm2-Q8_0/")]
+    assert len(smollm2) == 1 and "smollm2.yaml's defaults" in smollm2[0]
+    assert "benchmark winogrande has no bound: add D_winogrande to" in smollm2[0]
 
 
 def test_the_more_specific_of_the_two_ppl_rules_decides(tmp_path, registry):
