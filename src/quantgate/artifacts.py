@@ -254,14 +254,41 @@ def _is_quantized(info: GGUFInfo) -> bool:
     return info.file_type is not None and info.file_type not in _UNQUANTIZED
 
 
+#: bump when what inspect_gguf reports changes, so memoized facts are not reused
+_INSPECT_VERSION = 1
+
+
+def _inspected(path: Path, what: str) -> GGUFInfo:
+    """inspect_gguf, memoized in the cache by the file's identity (path, size, mtime; a
+    truncated or rewritten file is inspected afresh). gguf-py parses every metadata field, a
+    49k-token vocabulary included (about 2 s a file on 2 cores), and every pytest process,
+    each xdist worker too, inspects the source, baseline and variant of what it runs."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return inspect_gguf(path, what)  # its error names the file
+    key = cache_key(
+        path=str(path.resolve()),
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        version=_INSPECT_VERSION,
+    )
+    memo = cache_root() / "inspected" / f"{key}.json"
+    if (saved := read_json(memo)) is not None:
+        return GGUFInfo(**{**saved, "path": path})
+    info = inspect_gguf(path, what)
+    write_json_atomic(memo, {**dataclasses.asdict(info), "path": str(path)})
+    return info
+
+
 def inspect_split_gguf(path: Path, what: str) -> tuple[GGUFInfo, str]:
     """Size facts and identity of a GGUF file, or of every shard of a split one (``path`` its
     first shard): sizes and parameters summed, the sha256 over all shards in order."""
     shards = gguf_shards(path)
     if len(shards) == 1:
-        return inspect_gguf(path, what), sha256_file(path)
+        return _inspected(path, what), sha256_file(path)
     infos = [
-        inspect_gguf(p, f"{what} (shard {i + 1} of {len(shards)})") for i, p in enumerate(shards)
+        _inspected(p, f"{what} (shard {i + 1} of {len(shards)})") for i, p in enumerate(shards)
     ]
     digest = hashlib.sha256()
     for shard in shards:

@@ -46,3 +46,26 @@ def test_not_a_gguf(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ArtifactError, match="m: file not found"):
         inspect_gguf(tmp_path / "none.gguf", "m")
+
+
+def test_inspection_is_memoized_by_the_file_identity(smollm2_artifacts, tmp_path, monkeypatch):
+    """Every pytest process (each xdist worker) inspects the files it runs: the facts are kept
+    in the cache by path, size and mtime, so a second process reads them, and a file cut
+    short under the same name is inspected afresh (and named as truncated)."""
+    from quantgate import artifacts
+
+    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
+    _, q2k = smollm2_artifacts
+    data = q2k.path.read_bytes()
+    copy = tmp_path / "copy.gguf"
+    copy.write_bytes(data)
+    first = artifacts._inspected(copy, "copy")
+    assert first == q2k.info.__class__(**{**q2k.info.__dict__, "path": copy})
+    calls = []
+    monkeypatch.setattr(artifacts, "inspect_gguf", lambda p, w: calls.append(p))
+    assert artifacts._inspected(copy, "copy") == first and not calls  # read from the memo
+    monkeypatch.undo()
+    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
+    copy.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match=r"copy\.gguf is truncated"):
+        artifacts._inspected(copy, "copy")
