@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: smoke test lint venv browser quantize-env clean-reports
+.PHONY: smoke test test-quick lint venv browser quantize-env clean-reports
 
 # llm-compressor runs in its own environment (it pins an older transformers than the gate's);
 # see requirements/quantize.txt. The gate finds it as .venv-quantize.
@@ -39,6 +39,11 @@ smoke: $(STAMP)
 test: $(STAMP) $(QUANTIZE_STAMP) browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1 \
 		$(BIN)/pytest tests/unit --reports-dir=reports/unit
+
+## The quick tier for an edit loop: no model, no child pytest (see the README).
+test-quick: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest tests/unit -q \
+		-m "not real_model and not child_pytest" --reports-dir=reports/unit-quick
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:

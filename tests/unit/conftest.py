@@ -150,3 +150,12 @@ def smollm2_artifacts():
     store = ArtifactStore(registry)
     pairs = {p.compression_name: p for p in registry.pairs(["smollm2"])}
     return store.baseline("smollm2"), store.variant(pairs["Q2_K"])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers by cost: a test that runs the gate in a child pytest is marked ``child_pytest``
+    (seconds each: a pytest start, and often the model). ``make test-quick`` runs the tests
+    that neither load the model nor start a child pytest, for an edit loop."""
+    for item in items:
+        if "gate_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.child_pytest)

@@ -30,6 +30,7 @@ def _index_reachable() -> bool:
 
 
 # -- the environment ---------------------------------------------------------------------------
+@pytest.mark.child_pytest  # a child process: seconds to a minute
 def test_the_gpu_lock_still_resolves_for_linux_x86_64_cuda():
     """Metadata only (pip's dry run reads wheel metadata from the index, no multi-GB
     download), without this machine's pip configuration (its CPU torch wheel folder)."""

@@ -51,6 +51,7 @@ def test_the_quantizer_env_has_its_pinned_versions():
     assert version("compressed-tensors") == pins["compressed-tensors"]
 
 
+@pytest.mark.child_pytest  # a child process: seconds to a minute
 def test_a_failed_oneshot_names_its_log_and_leaves_no_artifact(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
     python = llm_compressor.quantizer_python(REPO / "fixtures", "test")

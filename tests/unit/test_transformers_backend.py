@@ -85,6 +85,7 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
         ),
     ],
 )
+@pytest.mark.child_pytest  # a child process: seconds to a minute
 def test_marks_and_families_select_the_study_pairs_offline_without_vllm(mark, model, expected):
     ids, modules = _collect("-m", mark, "--model", model)
     pairs = {i.split("[", 1)[1].rstrip("]") for i in ids if "[" in i}
