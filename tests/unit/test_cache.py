@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -132,85 +133,61 @@ def test_a_llama_cpp_build_change_misses_the_cache(monkeypatch):
     assert _key("llama_cpp") != before
 
 
-def _hold(target: str, ready: str, release: str) -> None:
+def _section(kind: str, path: str) -> contextlib.AbstractContextManager[None]:
+    """What a worker holds: a cached result's build lock, or the machine lock (shared by an
+    ordinary test, exclusive for a timed one: quantgate.quiet)."""
     from quantgate.cache import locked
+    from quantgate.quiet import MachineLock
 
-    with locked(Path(target)):
+    if kind == "build":
+        return locked(Path(path))
+    lock = MachineLock(Path(path))
+    return lock.shared() if kind == "test" else lock.exclusive()
+
+
+def _hold(kind: str, path: str, ready: str, release: str) -> None:
+    with _section(kind, path):
         Path(ready).write_text("held")
         while not Path(release).exists():
             time.sleep(0.05)
 
 
-def _wait_for(target: str) -> None:
-    from quantgate.cache import locked
-
-    with locked(Path(target)):
+def _wait_for(kind: str, path: str) -> None:
+    with _section(kind, path):
         pass
 
 
-def test_a_process_waiting_on_another_build_is_counted(tmp_path, monkeypatch):
-    """Under xdist the worker computing a shared baseline takes the cores of the one waiting
-    for it (quantgate.quiet.evaluation_threads): the wait must be visible, and end with it."""
+@pytest.mark.parametrize(
+    ("held", "awaited"),
+    [
+        # a worker waiting for the baseline another computes: the computing one takes its cores
+        ("build", "build"),
+        # a timed test waiting for the running tests to end: they take its cores meanwhile
+        ("test", "timed"),
+    ],
+)
+def test_a_process_waiting_on_another_is_counted(tmp_path, monkeypatch, held, awaited):
+    """Under xdist a worker that waits lends its cores (quantgate.quiet.evaluation_threads):
+    the wait must be visible while it lasts, and end with it."""
     from quantgate.cache import waiting_processes
 
     monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
     target, ready, release = tmp_path / "t", tmp_path / "ready", tmp_path / "release"
     ctx = mp.get_context("spawn")
-    holder = ctx.Process(target=_hold, args=(str(target), str(ready), str(release)))
+    holder = ctx.Process(target=_hold, args=(held, str(target), str(ready), str(release)))
     holder.start()
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert waiting_processes() == 0
-    waiter = ctx.Process(target=_wait_for, args=(str(target),))
+    waiter = ctx.Process(target=_wait_for, args=(awaited, str(target)))
     waiter.start()
     while waiting_processes() != 1:
         assert time.monotonic() < deadline, "the waiter never showed as waiting"
         time.sleep(0.05)
+    assert waiter.is_alive()  # it really waits: no timing beside a running test
     release.write_text("go")
     holder.join(30)
     waiter.join(30)
     assert waiter.exitcode == 0 and waiting_processes() == 0
-
-
-def _hold_shared(folder: str, ready: str, release: str) -> None:
-    from quantgate.quiet import MachineLock
-
-    with MachineLock(Path(folder)).shared():
-        Path(ready).write_text("held")
-        while not Path(release).exists():
-            time.sleep(0.05)
-
-
-def _time_alone(folder: str) -> None:
-    from quantgate.quiet import MachineLock
-
-    with MachineLock(Path(folder)).exclusive():
-        pass
-
-
-def test_a_worker_waiting_for_its_turn_to_time_lends_its_cores(tmp_path, monkeypatch):
-    """A timed section waits for the running tests to end (quantgate.quiet); while it waits,
-    its worker counts as waiting, so the worker still computing takes the idle cores."""
-    from quantgate.cache import waiting_processes
-
-    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
-    locks, ready, release = tmp_path / "locks", tmp_path / "ready", tmp_path / "release"
-    ctx = mp.get_context("spawn")
-    runner = ctx.Process(target=_hold_shared, args=(str(locks), str(ready), str(release)))
-    runner.start()
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    timer = ctx.Process(target=_time_alone, args=(str(locks),))
-    timer.start()
-    while waiting_processes() != 1:
-        assert time.monotonic() < deadline, "the timer never showed as waiting"
-        time.sleep(0.05)
-    assert timer.is_alive()  # not timing beside a running test
-    release.write_text("go")
-    runner.join(30)
-    timer.join(30)
-    assert timer.exitcode == 0 and waiting_processes() == 0
