@@ -1,14 +1,30 @@
-"""Gate rules: compare measured values with thresholds. Pure functions, no pytest, no model."""
+"""Gate rules: compare measured values with thresholds. Pure functions, no pytest, no model,
+no schema (quantgate.thresholds reads the files into the Threshold values defined here)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from quantgate.constants import Direction, metric
 from quantgate.errors import EvaluationError, GateFailure
 from quantgate.stats import Interval, minimum_detectable
-from quantgate.thresholds import Threshold
+
+GateMode = Literal["point", "ci", "strict"]
+GATE_MODES: tuple[str, ...] = ("point", "ci", "strict")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A bound on one metric: its value, the gate mode (see quantgate.thresholds) and where it
+    was written."""
+
+    metric: str
+    value: float
+    #: file and key the value came from, for messages and reports
+    origin: str
+    mode: GateMode = "point"
 
 
 @dataclass(frozen=True)

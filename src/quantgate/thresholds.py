@@ -35,7 +35,7 @@ import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import yaml
 
@@ -48,25 +48,15 @@ from quantgate.constants import (
     split_benchmark_metric,
 )
 from quantgate.errors import ConfigError
+from quantgate.gates import GATE_MODES, GateMode, Threshold
 from quantgate.problems import Problems
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
 
 DEFAULT_FILE = "default.yaml"
 _TOP_KEYS = ("defaults", "compressions")
-GateMode = Literal["point", "ci", "strict"]
-GATE_MODES: tuple[str, ...] = ("point", "ci", "strict")
 #: the perplexity rule in % and in nats: ln_ppl_ratio = ln(1 + ppl_increase_pct / 100)
 _PPL_RULES = frozenset({"ppl_increase_pct", "ln_ppl_ratio"})
-
-
-@dataclass(frozen=True)
-class Threshold:
-    metric: str
-    value: float
-    #: file and key the value came from, for messages and reports
-    origin: str
-    mode: GateMode = "point"
 
 
 @dataclass(frozen=True)

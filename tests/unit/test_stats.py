@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from quantgate.errors import ConfigError, EvaluationError
-from quantgate.gates import judge
+from quantgate.gates import Threshold, judge
 from quantgate.stats import (
     Interval,
     chunk_ratio_interval,
@@ -20,7 +20,6 @@ from quantgate.stats import (
     overall_interval,
     retention_interval,
 )
-from quantgate.thresholds import Threshold
 
 
 def test_identical_models_have_zero_retention_loss_and_a_zero_width_interval():
