@@ -20,17 +20,15 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lm_eval import utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
 
-from quantgate.artifacts import Artifact
-from quantgate.backends.llama_cpp import LlamaCppBackend
-from quantgate.cache import sha256_file
-from quantgate.gguf_file import inspect_gguf
-from quantgate.registry import BackendSettings
+if TYPE_CHECKING:
+    from quantgate.backends.llama_cpp import LlamaCppBackend
 
 MODEL_NAME = "quantgate-llama-cpp"
 
@@ -53,7 +51,13 @@ class LlamaCppLM(TemplateLM):
         **_ignored: object,
     ) -> None:
         super().__init__()
-        if backend is None:
+        if backend is None:  # lm-eval's CLI: the model is a path (the suite passes a backend)
+            from quantgate.artifacts import Artifact
+            from quantgate.backends.llama_cpp import LlamaCppBackend
+            from quantgate.cache import sha256_file
+            from quantgate.gguf_file import inspect_gguf
+            from quantgate.registry import BackendSettings
+
             if not model_path:
                 raise ValueError(f"{MODEL_NAME}: pass model_args model_path=/path/to/model.gguf")
             path = Path(model_path)
@@ -70,8 +74,7 @@ class LlamaCppLM(TemplateLM):
             )
         self.backend = backend
         self._max_gen_toks = int(max_gen_toks)
-        llm = backend._scoring
-        self._eot = int(llm.token_eos())
+        self._eot = backend.eos_token_id
         self._bos = backend.bos_token_id  # None unless the model adds BOS
 
     # -- TemplateLM plumbing -------------------------------------------------------------------
@@ -94,9 +97,7 @@ class LlamaCppLM(TemplateLM):
             bool(add_special_tokens) if add_special_tokens is not None else (self._bos is not None)
         )
         # special=True: chat-template markers like <|im_start|> are single tokens, as in HF
-        return list(
-            self.backend._scoring.tokenize(string.encode("utf-8"), add_bos=add_bos, special=True)
-        )
+        return self.backend.tokenize(string, add_special=add_bos, parse_special=True)
 
     def tok_decode(self, tokens: list[int]) -> str:
         return self.backend.detokenize(tokens)
@@ -107,7 +108,7 @@ class LlamaCppLM(TemplateLM):
         return self.backend.artifact.label
 
     def _template(self) -> str:
-        template = self.backend._scoring.metadata.get("tokenizer.chat_template")
+        template = self.backend.chat_template
         if not template:
             raise ValueError(
                 f"{self.backend.artifact.path} has no tokenizer.chat_template: "

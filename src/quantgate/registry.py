@@ -207,6 +207,13 @@ class BackendSettings(StrictModel):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
 
 
+def runs_on_gpu(backend: str, settings: BackendSettings) -> bool:
+    """Whether ``backend`` with ``settings`` puts the model on a GPU."""
+    if backend == "llama_cpp":
+        return settings.n_gpu_layers != 0
+    return backend == "vllm" or settings.device != "cpu"
+
+
 class PerplexitySettings(StrictModel):
     #: Relative to the registry file's directory.
     text: str
@@ -284,10 +291,7 @@ class ModelEntry(StrictModel):
     @property
     def on_gpu(self) -> bool:
         """Whether the entry asks for a GPU (llama.cpp offload, a CUDA device, or vLLM)."""
-        s = self.backend_settings
-        if self.backend == "llama_cpp":
-            return s.n_gpu_layers != 0
-        return self.backend == "vllm" or s.device != "cpu"
+        return runs_on_gpu(self.backend, self.backend_settings)
 
     @model_validator(mode="after")
     def _format_fits(self) -> ModelEntry:

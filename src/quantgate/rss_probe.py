@@ -1,5 +1,7 @@
-"""Child process for quantgate.throughput.peak_memory: load an artifact with its backend,
-evaluate a 32-token prompt, print the peak RSS and, for a model on a GPU, the peak VRAM.
+"""Peak memory of a deployed model: ``peak_memory`` starts a child process (this module) that
+loads an artifact with its backend as a deployment would, evaluates a 32-token prompt, and
+prints its peak RSS and, for a model on a GPU, its peak VRAM. A child process, because the test
+process holds several models at once.
 
 Usage: python -m quantgate.rss_probe '{"backend": ..., "artifact": {...}, "settings": {...}}'
 """
@@ -7,76 +9,72 @@ Usage: python -m quantgate.rss_probe '{"backend": ..., "artifact": {...}, "setti
 from __future__ import annotations
 
 import json
-import os
 import resource
+import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quantgate.errors import EvaluationError
+
+if TYPE_CHECKING:
+    from quantgate.artifacts import Artifact
+    from quantgate.registry import BackendSettings
 
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 3
+
+
+def peak_memory(
+    artifact: Artifact, settings: BackendSettings, backend: str = "llama_cpp"
+) -> dict[str, float | None]:
+    """Peak RSS (``peak_rss_mib``) and peak VRAM (``peak_vram_mib``, None on the CPU) of a
+    fresh process that loads ``artifact`` with ``backend`` and evaluates a short prompt."""
+    spec = {
+        "backend": backend,
+        "artifact": {
+            "label": artifact.label,
+            "path": str(artifact.path),
+            "sha256": artifact.sha256,
+            "notes": artifact.notes,
+        },
+        "settings": settings.model_dump(),
+    }
+    cmd = [sys.executable, "-m", "quantgate.rss_probe", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EvaluationError(f"{artifact.label}: memory probe failed: {last}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str]) -> int:
     from quantgate.artifacts import Artifact
     from quantgate.backends import backend_class
-    from quantgate.registry import BackendSettings
+    from quantgate.registry import BackendSettings, runs_on_gpu
 
     spec = json.loads(argv[0])
     a = spec["artifact"]
-    used_before = device_memory_used() if on_gpu(spec["backend"], spec["settings"]) else None
-    if spec["backend"] == "llama_cpp":
-        # one context that keeps the last logits row only, as a deployment would (the gate's
-        # backend keeps two contexts, one with every row's logits, for scoring)
-        from llama_cpp import Llama
-
-        settings = spec["settings"]
-        llm = Llama(
-            model_path=a["path"],
-            n_ctx=settings["n_ctx"],
-            n_threads=settings["n_threads"] or os.cpu_count() or 1,
-            n_gpu_layers=settings["n_gpu_layers"],
-            verbose=False,
-        )
-        llm.eval(llm.tokenize(PROMPT.encode())[:32])
-        print(json.dumps(_peaks(spec, used_before)))
-        return 0
+    cls, settings = backend_class(spec["backend"]), BackendSettings(**spec["settings"])
+    on_gpu = runs_on_gpu(spec["backend"], settings)
+    used_before = device_memory_used() if on_gpu else None
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]
-    backend = backend_class(spec["backend"])(artifact, BackendSettings(**spec["settings"]))
-    backend.process_prompt(backend.tokenize(PROMPT)[:32])
-    print(json.dumps(_peaks(spec, used_before)))
+    cls.run_as_deployed(artifact, settings, PROMPT)
+    vram = None
+    if on_gpu:
+        own = cls.peak_device_bytes()
+        vram = (own if own is not None else _tree_vram_now(used_before)) / 2**20
+    print(json.dumps({"peak_rss_mib": peak_rss_kib() / 1024, "peak_vram_mib": vram}))
     return 0
 
 
-def _peaks(spec: dict, used_before: dict[int, int] | None) -> dict[str, float | None]:
-    return {
-        "peak_rss_mib": peak_rss_kib() / 1024,
-        "peak_vram_mib": peak_vram_mib(spec, used_before),
-    }
-
-
-def on_gpu(backend: str, settings: dict) -> bool:
-    # the rule of ModelEntry.on_gpu, on the plain dict this child process receives
-    if backend == "llama_cpp":
-        return settings.get("n_gpu_layers", 0) != 0
-    return backend == "vllm" or settings.get("device", "cpu") != "cpu"
-
-
-def peak_vram_mib(spec: dict, device_used_before: dict[int, int] | None = None) -> float | None:
-    """Peak GPU memory of this process and its children; None for a model on the CPU.
-
-    transformers: torch's peak reserved memory (what its allocator held from the driver).
-    llama.cpp and vLLM allocate their buffers (weights, KV cache) up front, so the memory held
-    after a prompt is the peak: read from NVML (nvidia-ml-py, in the gpu extra) for every
-    process of this process's tree (vLLM runs the model in worker processes).
-    """
-    if not on_gpu(spec["backend"], spec["settings"]):
-        return None
-    if spec["backend"] == "transformers":
-        import torch
-
-        return torch.cuda.max_memory_reserved() / 2**20
+def _tree_vram_now(device_used_before: dict[int, int] | None) -> int:
+    """GPU bytes this process tree holds now. llama.cpp and vLLM allocate their buffers
+    (weights, KV cache) up front, so after a prompt this is the peak: read from NVML
+    (nvidia-ml-py, in the gpu extra) for every process of the tree (vLLM runs the model in
+    worker processes)."""
     processes, used_now = nvml_snapshot()
-    return tree_vram_bytes(processes, process_tree(), used_now, device_used_before) / 2**20
+    return tree_vram_bytes(processes, process_tree(), used_now, device_used_before)
 
 
 def nvml_snapshot() -> tuple[list[tuple[int, int]], dict[int, int]]:

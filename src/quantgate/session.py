@@ -30,13 +30,13 @@ from quantgate.quiet import xdist_workers
 from quantgate.registry import BackendSettings, Pair, Registry, ThroughputSettings
 from quantgate.report import ROW_PROPERTY, outcome_row
 from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
+from quantgate.rss_probe import peak_memory
 from quantgate.stats import Interval, overall_interval
 from quantgate.thresholds import Thresholds
 from quantgate.throughput import (
     BaselineRounds,
     Workload,
     interleaved_tokens_per_second,
-    peak_memory,
     tokens_per_second,
     workloads,
 )

@@ -8,19 +8,15 @@ same session, so the gate compares ratios measured under the same machine load.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from quantgate.artifacts import Artifact
 from quantgate.backends.base import Backend
 from quantgate.errors import EvaluationError
-from quantgate.registry import BackendSettings, ThroughputSettings
+from quantgate.registry import ThroughputSettings
 
 
 def random_tokens(n_vocab: int, n: int, seed: int) -> list[int]:
@@ -100,28 +96,3 @@ def interleaved_tokens_per_second(
         if i >= settings.warmup_rounds:
             times.append(time.perf_counter() - start)
     return base.tokens_per_second(settings.rounds), variant.n_tokens / float(np.mean(times))
-
-
-def peak_memory(
-    artifact: Artifact, settings: BackendSettings, backend: str = "llama_cpp"
-) -> dict[str, float | None]:
-    """Peak RSS (``peak_rss_mib``) and peak VRAM (``peak_vram_mib``, None on the CPU) of a
-    fresh process that loads ``artifact`` with ``backend`` and evaluates a short prompt. A
-    child process, because the test process holds several models at once.
-    """
-    spec = {
-        "backend": backend,
-        "artifact": {
-            "label": artifact.label,
-            "path": str(artifact.path),
-            "sha256": artifact.sha256,
-            "notes": artifact.notes,
-        },
-        "settings": settings.model_dump(),
-    }
-    cmd = [sys.executable, "-m", "quantgate.rss_probe", json.dumps(spec)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EvaluationError(f"{artifact.label}: memory probe failed: {last}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])

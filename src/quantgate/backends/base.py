@@ -94,6 +94,19 @@ class Backend(ABC):
         """An lm-eval LM scoring with this backend (for the retention gate)."""
         raise NotImplementedError(f"backend {self.name} does not serve lm-eval")
 
+    @classmethod
+    def run_as_deployed(cls, artifact: Artifact, settings: BackendSettings, prompt: str) -> None:
+        """Load ``artifact`` as a deployment would and evaluate the first 32 tokens of
+        ``prompt`` (quantgate.rss_probe reads the process's peak memory after it)."""
+        backend = cls(artifact, settings)
+        backend.process_prompt(backend.tokenize(prompt)[:32])
+
+    @classmethod
+    def peak_device_bytes(cls) -> int | None:
+        """This process's peak GPU memory as the backend's own allocator counts it; None: read
+        it from the driver (NVML), as for backends that allocate up front."""
+        return None
+
     def memory_bytes(self) -> int | None:
         """Bytes of the loaded weights when that differs from the file (load-time quantization),
         else None (the artifact's file size tells)."""

@@ -16,6 +16,35 @@ from quantgate.perplexity import log_softmax
 from quantgate.registry import BackendSettings
 
 
+def _load_llama(artifact: Artifact, settings: BackendSettings, logits_all: bool):  # -> Llama
+    import llama_cpp
+    from llama_cpp import Llama
+
+    kv_type = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[
+        settings.kv_cache_type
+    ]
+    threads = settings.n_threads or os.cpu_count() or 1
+    try:
+        return Llama(
+            model_path=str(artifact.path),
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            n_ubatch=settings.n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=logits_all,
+            seed=settings.seed,
+            type_k=kv_type,
+            type_v=kv_type,
+            n_gpu_layers=settings.n_gpu_layers,
+            verbose=False,
+        )
+    except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
+        raise ArtifactError(
+            f"{artifact.label}: llama.cpp could not load {artifact.path}: {exc}"
+        ) from None
+
+
 def _common_prefix(cached: np.ndarray, tokens: list[int], limit: int) -> int:
     """Length of the common prefix of ``cached`` and ``tokens``, at most ``limit``."""
     n = min(len(cached), len(tokens), limit)
@@ -42,33 +71,14 @@ class LlamaCppBackend(Backend):
         self.tokens_evaluated = 0
 
     def _load(self, logits_all: bool):  # -> llama_cpp.Llama
-        import llama_cpp
-        from llama_cpp import Llama
+        return _load_llama(self.artifact, self.settings, logits_all)
 
-        kv_type = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[
-            self.settings.kv_cache_type
-        ]
-
-        threads = self.settings.n_threads or os.cpu_count() or 1
-        try:
-            return Llama(
-                model_path=str(self.artifact.path),
-                n_ctx=self.settings.n_ctx,
-                n_batch=self.settings.n_batch,
-                n_ubatch=self.settings.n_batch,
-                n_threads=threads,
-                n_threads_batch=threads,
-                logits_all=logits_all,
-                seed=self.settings.seed,
-                type_k=kv_type,
-                type_v=kv_type,
-                n_gpu_layers=self.settings.n_gpu_layers,
-                verbose=False,
-            )
-        except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
-            raise ArtifactError(
-                f"{self.artifact.label}: llama.cpp could not load {self.artifact.path}: {exc}"
-            ) from None
+    @classmethod
+    def run_as_deployed(cls, artifact: Artifact, settings: BackendSettings, prompt: str) -> None:
+        # one context that keeps the last logits row only, as a deployment would (the gate's
+        # backend keeps two contexts, one with every row's logits, for scoring)
+        llm = _load_llama(artifact, settings, logits_all=False)
+        llm.eval(llm.tokenize(prompt.encode())[:32])
 
     @cached_property
     def _serving(self):  # -> llama_cpp.Llama
@@ -85,9 +95,22 @@ class LlamaCppBackend(Backend):
         vocab = llama_cpp.llama_model_get_vocab(self._scoring.model)
         return int(self._scoring.token_bos()) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
 
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+    @property
+    def eos_token_id(self) -> int:
+        return int(self._scoring.token_eos())
+
+    @property
+    def chat_template(self) -> str | None:
+        """The GGUF's tokenizer.chat_template (None when the file has none)."""
+        return self._scoring.metadata.get("tokenizer.chat_template") or None
+
+    def tokenize(
+        self, text: str, add_special: bool = True, parse_special: bool = False
+    ) -> list[int]:
+        """``parse_special``: markers such as <|im_start|> in the text are single tokens (as
+        HF tokenizers read a rendered chat template)."""
         return list(
-            self._scoring.tokenize(text.encode("utf-8"), add_bos=add_special, special=False)
+            self._scoring.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
         )
 
     def _check_fits(self, n: int) -> None:

@@ -177,6 +177,13 @@ class TransformersBackend(Backend):
         return total
 
     # -- tokens --------------------------------------------------------------------------------
+    @classmethod
+    def peak_device_bytes(cls) -> int | None:
+        # torch's peak reserved memory: what its allocator held from the driver
+        import torch
+
+        return int(torch.cuda.max_memory_reserved())
+
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special).input_ids)
 
