@@ -445,11 +445,10 @@ class SummaryCollector:
 
 
 def _pair_of(nodeid: str) -> str | None:
-    """The bracket of a gate test's id (``smollm2-Q8_0-hellaswag``, ``smollm2-Q8_0-tg``);
-    report.write_summary credits it to the pair id it starts with."""
-    if "[" not in nodeid or not nodeid.startswith("tests/test_"):
-        return None
-    return nodeid.split("[", 1)[1].rstrip("]")
+    """The bracket of a test's id (``smollm2-Q8_0-hellaswag``, ``smollm2-Q8_0-tg``), wherever
+    its file lives; report.write_summary credits it to the judged pair id it starts with, and
+    drops a bracket that names none."""
+    return nodeid.split("[", 1)[1].rstrip("]") if "[" in nodeid else None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -38,6 +38,30 @@ def test_q_score_follows_the_study_formula():
     assert q_score(s, w) is None
 
 
+def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_path):
+    """Test ids carry a benchmark or workload suffix; an id naming no judged pair (a project
+    test's bracket) is dropped, wherever its file lives (plugin._pair_of reads any bracket)."""
+    from quantgate.plugin import _pair_of
+    from quantgate.report import write_summary
+
+    rows = [
+        {"pair": p, "model": "smollm2", "compression": p[8:], "gate": "kld", "metric": "kld_mean"}
+        for p in ("smollm2-Q8_0", "smollm2-Q8_0-x")
+    ]
+    wall = {}
+    for nodeid, seconds in [
+        ("tests/test_retention.py::test_retention[smollm2-Q8_0-hellaswag]", 2.0),
+        ("elsewhere/test_speed.py::test_throughput[smollm2-Q8_0-tg]", 1.5),
+        ("tests/test_retention.py::test_retention[smollm2-Q8_0-x-winogrande]", 4.0),
+        ("tests/unit/test_stats.py::test_bounds[0.5-strict]", 9.0),
+        ("tests/test_noise_floor.py::test_noise_floor", 3.0),
+    ]:
+        if (bracket := _pair_of(nodeid)) is not None:
+            wall[bracket] = wall.get(bracket, 0.0) + seconds
+    doc = write_summary(tmp_path / "summary.json", rows, wall)
+    assert doc["wall_seconds"] == {"smollm2-Q8_0": 3.5, "smollm2-Q8_0-x": 4.0}
+
+
 def test_compare_lists_changed_values_and_verdicts():
     row = {"pair": "m-Q", "metric": "kld_mean", "value": 0.1, "verdict": "pass"}
     same = compare_rows([row], [dict(row)])
