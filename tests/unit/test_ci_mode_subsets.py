@@ -17,7 +17,7 @@ from quantgate.session import GateSession
 from quantgate.stats import chunk_ratio_interval, mean_interval, retention_interval
 from quantgate.thresholds import Thresholds
 
-from .conftest import REPO
+from .helpers import REPO
 
 pytestmark = pytest.mark.real_model
 SEEDS = range(5)

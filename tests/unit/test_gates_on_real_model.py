@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import run_gate
 from .damage import damaged_copy
+from .helpers import run_gate
 
 pytestmark = pytest.mark.real_model
 

@@ -18,7 +18,7 @@ import pytest
 from quantgate import env_lock, hardware, rss_probe
 from quantgate.registry import load_registry
 
-from .conftest import REPO, collected
+from .helpers import REPO, collected
 
 
 def _index_reachable() -> bool:

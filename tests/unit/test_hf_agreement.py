@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO
 
 pytestmark = pytest.mark.real_model
 

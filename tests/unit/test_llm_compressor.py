@@ -11,7 +11,7 @@ import pytest
 from quantgate import llm_compressor
 from quantgate.errors import ArtifactError, ConfigError
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_missing_quantizer_env_says_how_to_make_it(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .conftest import collected
+from .helpers import collected
 
 
 def test_help_lists_the_options_with_defaults(gate_run):

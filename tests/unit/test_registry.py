@@ -10,7 +10,7 @@ import yaml
 from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def write(tmp_path, doc) -> object:

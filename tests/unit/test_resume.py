@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .conftest import OFFLINE, REPO, gate_command
+from .helpers import OFFLINE, REPO, gate_command
 
 pytestmark = pytest.mark.real_model
 

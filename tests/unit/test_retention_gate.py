@@ -12,7 +12,7 @@ import pytest
 from quantgate.errors import EvaluationError
 from quantgate.retention import retention_pct
 
-from .conftest import OFFLINE, REPO
+from .helpers import OFFLINE, REPO
 
 RET = "tests/test_retention.py"
 ONLY = ("--model", "smollm2")

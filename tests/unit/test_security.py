@@ -9,7 +9,7 @@ import pytest
 from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
 
-from .conftest import REPO
+from .helpers import REPO
 
 SOURCES = sorted((REPO / "src" / "quantgate").rglob("*.py"))
 

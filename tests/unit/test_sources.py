@@ -11,7 +11,7 @@ from quantgate import sources
 from quantgate.errors import ArtifactError
 from quantgate.registry import HubSource, Source, load_registry
 
-from .conftest import REPO
+from .helpers import REPO
 
 SPEC = HubSource(
     repo="bartowski/Meta-Llama-3.1-8B-Instruct-GGUF",

@@ -159,7 +159,7 @@ def _thresholds(tmp_path, text):
     from quantgate.registry import load_registry
     from quantgate.thresholds import Thresholds
 
-    from .conftest import REPO, with_retention_bounds
+    from .helpers import REPO, with_retention_bounds
 
     d = tmp_path / "thresholds"
     d.mkdir()
@@ -198,7 +198,7 @@ def _power(mode, half_width, limit=10.0, action="warn"):
     from quantgate.session import _power_check
     from quantgate.stats import Interval
 
-    from .conftest import REPO
+    from .helpers import REPO
 
     pair = load_registry(REPO / "fixtures" / "models.yaml").pairs(["smollm2"], ["Q8_0"])[0]
     outcome = Outcome(

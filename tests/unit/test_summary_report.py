@@ -15,7 +15,7 @@ from quantgate.registry import QScoreWeights
 from quantgate.summary_report import compare_rows
 from quantgate.tables import PairSummary, build_tables, q_score
 
-from .conftest import run_gate
+from .helpers import run_gate
 
 VARIANTS = ("Q8_0", "Q4_K_M", "Q2_K")  # the smoke tier, most bits first
 

@@ -8,7 +8,7 @@ from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
 from quantgate.thresholds import Thresholds
 
-from .conftest import REPO, with_retention_bounds
+from .helpers import REPO, with_retention_bounds
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from quantgate.backends.vllm import engine_args, lm_eval_model_args
 from quantgate.errors import ConfigError
 from quantgate.registry import BackendSettings, load_registry
 
-from .conftest import OFFLINE, REPO
+from .helpers import OFFLINE, REPO
 
 
 def _collect(*args: str) -> tuple[list[str], list[str]]:

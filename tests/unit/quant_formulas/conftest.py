@@ -7,10 +7,7 @@
 
 from __future__ import annotations
 
-import numpy as np
 from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 # derandomize: the project's test command (and CI) runs the same examples every time; the
 # thorough profile explores new ones each night and keeps failures in .hypothesis/
@@ -25,17 +22,3 @@ settings.register_profile(
     "thorough", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("default")
-
-
-def weights(block: int, max_blocks: int = 4, magnitude: float = 1000.0) -> st.SearchStrategy:
-    """Flat float32 arrays of whole blocks: finite, subnormals allowed, values a weight tensor
-    (scaled by up to ``magnitude``) can hold without overflowing an fp16 block scale."""
-    return st.integers(1, max_blocks).flatmap(
-        lambda n: arrays(
-            np.float32,
-            n * block,
-            elements=st.floats(
-                -magnitude, magnitude, width=32, allow_nan=False, allow_infinity=False
-            ),
-        )
-    )

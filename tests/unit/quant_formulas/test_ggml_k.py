@@ -13,7 +13,7 @@ from hypothesis.extra.numpy import arrays
 from quantgate.formats import ggml_c
 from quantgate.formats.ggml_k import Q4_K, Q6_K
 
-from .conftest import weights
+from .strategies import weights
 
 pytestmark = pytest.mark.quant_formulas
 KQ = [Q4_K, Q6_K]

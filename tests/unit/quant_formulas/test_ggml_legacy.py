@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from quantgate.formats import QuantizationError, ggml_c
 from quantgate.formats import ggml_legacy as L
 
-from .conftest import weights
+from .strategies import weights
 
 pytestmark = [
     pytest.mark.quant_formulas,

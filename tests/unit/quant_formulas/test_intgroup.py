@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from quantgate.formats import QuantizationError, intgroup
 
-from .conftest import weights
+from .strategies import weights
 
 pytestmark = pytest.mark.quant_formulas
 CASES = [(4, 128), (4, 64), (4, 32), (8, 128)]

@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from quantgate.formats import QuantizationError, fp8, nf4
 
-from .conftest import weights
+from .strategies import weights
 
 pytestmark = pytest.mark.quant_formulas
 MAX_GAP = float(np.diff(nf4.NF4_LEVELS).max())
