@@ -11,11 +11,20 @@ from pathlib import Path
 import pytest
 
 from quantgate import progress
+from quantgate.cache import write_text_atomic
 from quantgate.errors import QuantgateError
 from quantgate.quiet import MachineLock
 from quantgate.registry import Pair, QScoreWeights, Registry
 from quantgate.report import ROW_PROPERTY, write_summary
 from quantgate.session import GateSession
+from quantgate.shards import (
+    NOISE_FLOOR_SUFFIX,
+    SHARD_FILE,
+    expected_cost,
+    load_timings,
+    parse_shard,
+    split,
+)
 from quantgate.summary_report import load_previous, write_reports
 from quantgate.thresholds import Thresholds
 from quantgate.validation import Configuration, check_selected_benchmarks, load_configuration
@@ -97,6 +106,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "error. Default: %(default)r",
     )
     group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run the K-th of N pair-granular parts of the selection (one per machine of a "
+        "night; python -m quantgate.merge joins their reports). Default: everything",
+    )
+    group.addoption(
+        "--shard-timings",
+        default=None,
+        metavar="PATH",
+        help="a previous summary.json: --shard balances the parts by its per-pair wall "
+        "times. Default: equal pair counts",
+    )
+    group.addoption(
         "--threads",
         default=None,
         type=_positive_int,
@@ -158,6 +181,14 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     for mark, description in registry.marks.items():
         config.addinivalue_line("markers", f"{mark}: {description}")
+    if shard := config.getoption("shard"):
+        timings_path = config.getoption("shard_timings")
+        try:
+            k, n = parse_shard(shard)
+            timings = load_timings(_rooted(config, timings_path)) if timings_path else {}
+        except QuantgateError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.pluginmanager.register(ShardSelector(k, n, timings, reports), "quantgate-shard")
 
     capman = config.pluginmanager.getplugin("capturemanager")
 
@@ -325,6 +356,45 @@ def _check_selected(session: pytest.Session) -> None:
         elif "model_key" in params or (gate is not None and gate.args[0] == "retention"):
             selected |= {(key, b) for b in registry.models[key].benchmarks}
     check_selected_benchmarks(config.stash[_CONFIGURATION], selected, config.getoption("baseline"))
+
+
+def _unit_of(item: pytest.Item) -> str | None:
+    """The shard unit a gate test belongs to: its pair, or its model's noise floor."""
+    params = getattr(item, "callspec", None) and item.callspec.params
+    if not params:
+        return None
+    pair, key = params.get("pair"), params.get("model_key")
+    if isinstance(pair, Pair):
+        return pair.id
+    return f"{key}{NOISE_FLOOR_SUFFIX}" if isinstance(key, str) else None
+
+
+class ShardSelector:
+    """--shard K/N: keeps the K-th part of the selected units (quantgate.shards) and writes
+    shard.json, which python -m quantgate.merge reads to name what a missing shard held."""
+
+    def __init__(self, k: int, n: int, timings: dict[str, float], reports: Path) -> None:
+        self.k, self.n, self.timings, self.reports = k, n, timings, reports
+
+    @pytest.hookimpl(trylast=True)  # after -m, -k and --deselect: split what will run
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]):
+        units = {u for u in map(_unit_of, items) if u is not None}
+        parts = split(units, self.n, self.timings)
+        mine = set(parts[self.k - 1])
+        # a test of no unit (a plain test beside the gate) runs in the first shard only
+        keep = [i for i in items if (u := _unit_of(i)) in mine or (u is None and self.k == 1)]
+        dropped = [i for i in items if i not in keep]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        manifest = {
+            "shard": self.k,
+            "of": self.n,
+            "parts": parts,
+            "expected_seconds": [expected_cost(p, self.timings) for p in parts],
+        }
+        self.reports.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.reports / SHARD_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
 def _model_of(item: pytest.Item) -> str | None:

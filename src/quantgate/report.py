@@ -32,6 +32,7 @@ from quantgate.cache import write_text_atomic
 from quantgate.constants import metric, split_benchmark_metric
 from quantgate.gates import Outcome
 from quantgate.registry import Pair
+from quantgate.shards import NOISE_FLOOR_SUFFIX
 from quantgate.stats import Interval
 
 ROW_PROPERTY = "quantgate_row"
@@ -125,7 +126,15 @@ def _per_pair(rows: list[dict[str, Any]], wall: dict[str, float]) -> dict[str, f
     pairs = sorted({r["pair"] for r in rows}, key=len, reverse=True)
     out: dict[str, float] = {}
     for test_id, seconds in wall.items():
-        pair = next((p for p in pairs if test_id == p or test_id.startswith(p + "-")), None)
+        # a noise-floor test's id is its model key; its rows' pair is <model>-noise_floor
+        pair = next(
+            (
+                p
+                for p in pairs
+                if p in (test_id, f"{test_id}{NOISE_FLOOR_SUFFIX}") or test_id.startswith(p + "-")
+            ),
+            None,
+        )
         if pair is not None:
             out[pair] = round(out.get(pair, 0.0) + seconds, 2)
     return dict(sorted(out.items()))

@@ -102,6 +102,9 @@ def test_model_and_compression_select_exactly_one_pair(gate_run):
         (("--reports-dir=/proc/quantgate-reports",), "--reports-dir /proc/quantgate-reports: not"),
         # --compare needs an earlier summary.json
         (("--compare=nope.json",), "--compare"),
+        # a shard is K/N, and its timings an earlier summary.json
+        (("--shard", "3/2"), "--shard '3/2': K must be between 1 and N"),
+        (("--shard", "1/2", "--shard-timings=nope.json"), "--shard-timings"),
     ],
 )
 def test_bad_options_are_usage_errors(gate_run, args, message):

@@ -46,7 +46,7 @@ def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_p
 
     rows = [
         {"pair": p, "model": "smollm2", "compression": p[8:], "gate": "kld", "metric": "kld_mean"}
-        for p in ("smollm2-Q8_0", "smollm2-Q8_0-x")
+        for p in ("smollm2-Q8_0", "smollm2-Q8_0-x", "smollm2-noise_floor")
     ]
     wall = {}
     for nodeid, seconds in [
@@ -55,11 +55,17 @@ def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_p
         ("tests/test_retention.py::test_retention[smollm2-Q8_0-x-winogrande]", 4.0),
         ("tests/unit/test_stats.py::test_bounds[0.5-strict]", 9.0),
         ("tests/test_noise_floor.py::test_noise_floor", 3.0),
+        # a noise floor's id is its model key; its rows' pair is <model>-noise_floor
+        ("tests/test_noise_floor.py::test_noise_floor[smollm2]", 7.0),
     ]:
         if (bracket := _pair_of(nodeid)) is not None:
             wall[bracket] = wall.get(bracket, 0.0) + seconds
     doc = write_summary(tmp_path / "summary.json", rows, wall)
-    assert doc["wall_seconds"] == {"smollm2-Q8_0": 3.5, "smollm2-Q8_0-x": 4.0}
+    assert doc["wall_seconds"] == {
+        "smollm2-Q8_0": 3.5,
+        "smollm2-Q8_0-x": 4.0,
+        "smollm2-noise_floor": 7.0,
+    }
 
 
 def test_compare_lists_changed_values_and_verdicts():
