@@ -23,6 +23,7 @@ from quantgate.shards import (
     expected_cost,
     load_timings,
     parse_shard,
+    plan_table,
     split,
 )
 from quantgate.summary_report import load_previous, write_reports
@@ -118,6 +119,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="a previous summary.json: --shard balances the parts by its per-pair wall "
         "times. Default: equal pair counts",
+    )
+    group.addoption(
+        "--quantgate-plan",
+        default=None,
+        nargs="?",
+        const="",
+        metavar="SECONDS",
+        help="print the selected pairs with their expected cost (--shard-timings), and with a "
+        "budget in seconds per machine the shards it needs; use with --collect-only",
     )
     group.addoption(
         "--threads",
@@ -309,6 +319,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     a crash): it runs nothing and hands the message to the controller, which prints it and
     exits 4 (tryfirst: before xdist sends the controller the collected ids)."""
     config = session.config
+    plan = config.getoption("quantgate_plan")
+    if plan is not None:
+        _print_plan(session, plan)
     try:
         _check_selected(session)
     except QuantgateError as exc:
@@ -358,6 +371,22 @@ def _check_selected(session: pytest.Session) -> None:
     check_selected_benchmarks(config.stash[_CONFIGURATION], selected, config.getoption("baseline"))
 
 
+def _print_plan(session: pytest.Session, budget_text: str) -> None:
+    config = session.config
+    try:
+        budget = float(budget_text) if budget_text else None
+        path = config.getoption("shard_timings")
+        timings = load_timings(_rooted(config, path)) if path else {}
+    except ValueError:
+        raise pytest.UsageError(f"--quantgate-plan {budget_text!r}: expected seconds") from None
+    except QuantgateError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    units = {u for u in map(_unit_of, session.items) if u is not None}
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(plan_table(units, timings, budget))
+
+
 def _unit_of(item: pytest.Item) -> str | None:
     """The shard unit a gate test belongs to: its pair, or its model's noise floor."""
     params = getattr(item, "callspec", None) and item.callspec.params
@@ -391,7 +420,7 @@ class ShardSelector:
             "shard": self.k,
             "of": self.n,
             "parts": parts,
-            "expected_seconds": [expected_cost(p, self.timings) for p in parts],
+            "expected_seconds": [expected_cost(p, self.timings, among=units) for p in parts],
         }
         self.reports.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.reports / SHARD_FILE, json.dumps(manifest, indent=2) + "\n")

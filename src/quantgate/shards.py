@@ -62,26 +62,72 @@ def load_timings(path: Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in timings.items()}
 
 
-def split(units: Iterable[str], n: int, timings: dict[str, float] | None = None) -> list[list[str]]:
-    """The N parts of ``units`` (each part sorted), balanced by expected cost."""
+def costs(units: Iterable[str], timings: dict[str, float] | None = None) -> dict[str, float]:
+    """Each unit's expected seconds: its time in ``timings``, else the median of the timed
+    units; 1 for every unit when none is timed (equal counts)."""
     unique = sorted(set(units))
     timings = timings or {}
     known = [timings[u] for u in unique if u in timings]
     default = statistics.median(known) if known else 1.0
-    cost = {u: timings.get(u, default) for u in unique}
+    return {u: timings.get(u, default) for u in unique}
+
+
+def split(units: Iterable[str], n: int, timings: dict[str, float] | None = None) -> list[list[str]]:
+    """The N parts of ``units`` (each part sorted), balanced by expected cost."""
+    cost = costs(units, timings)
     parts: list[list[str]] = [[] for _ in range(n)]
     loads = [0.0] * n
-    for unit in sorted(unique, key=lambda u: (-cost[u], u)):
+    for unit in sorted(cost, key=lambda u: (-cost[u], u)):
         i = min(range(n), key=lambda j: (loads[j], j))
         parts[i].append(unit)
         loads[i] += cost[unit]
     return [sorted(p) for p in parts]
 
 
-def expected_cost(units: Iterable[str], timings: dict[str, float] | None = None) -> float:
-    """Seconds the units are expected to take (the median for untimed ones; 0 without any)."""
+def expected_cost(
+    part: Iterable[str], timings: dict[str, float], among: Iterable[str] | None = None
+) -> float:
+    """Seconds ``part`` is expected to take; an untimed unit costs the median over ``among``
+    (the whole selection; default: the part itself). 0 when nothing is timed."""
+    part = sorted(set(part))
+    if not any(u in timings for u in (among or part)):
+        return 0.0
+    cost = costs([*part, *(among or [])], timings)
+    return sum(cost[u] for u in part)
+
+
+def shards_needed(units: Iterable[str], timings: dict[str, float], budget: float) -> int | None:
+    """The fewest shards whose every part (split above) fits ``budget`` seconds; None when one
+    unit alone exceeds it (more shards cannot help: a pair runs on one machine)."""
     unique = sorted(set(units))
-    timings = timings or {}
-    known = [timings[u] for u in unique if u in timings]
-    default = statistics.median(known) if known else 0.0
-    return sum(timings.get(u, default) for u in unique)
+    if not unique:
+        return 0
+    cost = costs(unique, timings)
+    if max(cost.values()) > budget:
+        return None
+    for n in range(1, len(unique) + 1):
+        if max(sum(cost[u] for u in p) for p in split(unique, n, timings)) <= budget:
+            return n
+    return len(unique)
+
+
+def plan_table(units: Iterable[str], timings: dict[str, float], budget: float | None) -> str:
+    """The plan of a night: each unit's expected seconds (from ``timings``; untimed ones at
+    the median, marked), the total, and the shards a time budget needs."""
+    unique = sorted(set(units))
+    known = any(u in timings for u in unique)
+    cost = costs(unique, timings)
+    lines = ["| pair | expected seconds | from |", "|---|---|---|"]
+    for u in unique:
+        shown = f"{cost[u]:.0f}" if known else "—"
+        lines.append(f"| {u} | {shown} | {'last summary' if u in timings else 'median'} |")
+    total = expected_cost(unique, timings)
+    lines.append(f"| **{len(unique)} pairs** | {total:.0f} | |")
+    if budget is not None:
+        if not known:
+            lines.append("no timings (--shard-timings): shards cannot be sized; equal counts")
+        elif (n := shards_needed(unique, timings, budget)) is None:
+            lines.append(f"one pair alone exceeds the budget of {budget:.0f} s")
+        else:
+            lines.append(f"a budget of {budget:.0f} s per shard needs --shard K/{n}")
+    return "\n".join(lines)

@@ -35,8 +35,9 @@ def test_the_split_partitions_deterministically_and_balances_by_cost():
     parts = split(["m-a", "m-b", "m-c", "m-d", "m-e"], 2, timings)
     assert parts == [["m-a", "m-d"], ["m-b", "m-c", "m-e"]]  # a | b, c | d | e
     assert [expected_cost(p, timings) for p in parts] == [12.0, 12.0]
-    # an untimed unit costs the median of the timed ones
+    # an untimed unit costs the median of the timed ones, over the whole selection
     assert expected_cost(["m-a", "m-new"], {"m-a": 4.0}) == 8.0
+    assert expected_cost(["m-new"], {"m-a": 4.0}, among=["m-a", "m-new"]) == 4.0
 
 
 def test_shards_collect_whole_pairs_that_partition_the_selection(gate_run, tmp_path):
@@ -86,3 +87,26 @@ def test_merged_shards_give_the_unsharded_verdict_and_a_missing_one_is_named(gat
     partial = _merge(tmp_path / "partial", folders[0])
     assert partial.returncode == 1
     assert f"shard 2/2 is missing: its pairs never ran: {', '.join(held)}" in partial.stderr
+
+
+def test_the_plan_sizes_the_shards_for_a_budget():
+    from quantgate.shards import shards_needed
+
+    timings = {"a": 120.0, "b": 100.0, "c": 90.0}
+    assert shards_needed(["a", "b", "c", "d"], timings, 200) == 3  # d costs the median, 100
+    assert shards_needed(["a", "b", "c"], timings, 400) == 1
+    assert shards_needed(["a", "b"], timings, 110) is None  # a alone exceeds it
+
+
+def test_plan_prints_the_pairs_costs_and_shards_needed(gate_run, tmp_path):
+    last = tmp_path / "summary.json"
+    last.write_text(json.dumps({"rows": [], "wall_seconds": {"smollm2-Q8_0": 120}}))
+    run = gate_run(
+        "--collect-only", "-q", "-m", "smoke", f"--shard-timings={last}",
+        "--quantgate-plan", "200",
+    )  # fmt: skip
+    assert run.returncode == 0, run.output[-2000:]
+    assert "| smollm2-Q8_0 | 120 | last summary |" in run.output
+    assert "| smollm2-Q2_K | 120 | median |" in run.output
+    assert "| **4 pairs** | 480 |" in run.output
+    assert "a budget of 200 s per shard needs --shard K/4" in run.output  # one pair each
