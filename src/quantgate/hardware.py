@@ -99,3 +99,24 @@ def llama_cpp_offload_problem(model_keys: list[str]) -> str | None:
         "CMAKE_ARGS=-DGGML_CUDA=on pip install --force-reinstall --no-cache-dir "
         "--no-binary llama-cpp-python llama-cpp-python (tox -e gpu does)"
     )
+
+
+def gpu_ids() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (its list when set,
+    else 0..count-1 of the physical ones)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+    return [str(i) for i in range(_physical_gpus())]
+
+
+def worker_gpus(worker: int, workers: int, ids: list[str]) -> list[str]:
+    """The GPUs pytest-xdist worker ``worker`` (0-based) of ``workers`` owns: with at least as
+    many GPUs as workers, its own share (round-robin: 8 GPUs, 4 workers, two each, so a
+    tensor-parallel-2 entry still runs); with fewer, workers share them round-robin (the
+    plugin warns: two engines on one GPU contend for its memory)."""
+    if not ids:
+        return []
+    if len(ids) >= workers:
+        return ids[worker::workers]
+    return [ids[worker % len(ids)]]

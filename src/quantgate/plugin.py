@@ -144,10 +144,31 @@ def _rooted(config: pytest.Config, value: str) -> Path:
     return p if p.is_absolute() else Path(config.rootpath) / p
 
 
+def _own_gpus(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker owns its GPUs: CUDA_VISIBLE_DEVICES is set from the
+    worker id here, before any test imports torch, vLLM or llama.cpp (they read it once)."""
+    from quantgate import hardware
+
+    worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
+    workers = int(config.workerinput.get("workercount", 1))  # type: ignore[attr-defined]
+    ids = hardware.gpu_ids()
+    if not ids:
+        return
+    mine = hardware.worker_gpus(int(worker.removeprefix("gw")), workers, ids)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(mine)
+    if len(ids) < workers:
+        progress._stderr(
+            f"[quantgate] {worker}: {workers} workers share {len(ids)} GPU(s): GPU "
+            f"{mine[0]} is not its own (use -n {len(ids)} for one GPU per worker)"
+        )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     # tryfirst: junitxml, pytest-html and pytest-benchmark read these options in their own
     # pytest_configure, so the defaults must be set before they run.
+    if hasattr(config, "workerinput"):
+        _own_gpus(config)
     reports = _rooted(config, config.getoption("reports_dir"))
     if not hasattr(config, "workerinput"):
         try:
@@ -295,6 +316,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
     if hasattr(config, "workerinput"):
         items[:] = sorted(items, key=_is_timed)  # stable: the rest keep their order
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """--dist loadgroup: one model's tests on one worker (quantgate.xdist_groups)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from quantgate.xdist_groups import ModelGroupScheduling
+
+    return ModelGroupScheduling(config, log, config.stash[_REGISTRY].models)
 
 
 def _is_timed(item: pytest.Item) -> bool:

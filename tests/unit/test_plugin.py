@@ -234,3 +234,59 @@ def test_the_selected_tests_benchmarks_are_checked_before_any_runs(
             "pinned_baseline" in run.output
         )
     assert "passed" not in run.output
+
+
+GPU_PROBE = """
+import json, os, pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    params = getattr(item, "callspec", None) and item.callspec.params or {}
+    pair = params.get("pair")
+    model = pair.model_key if pair is not None else params.get("model_key")
+    path = os.path.join(os.environ["GPU_PROBE_DIR"], os.environ["PYTEST_XDIST_WORKER"])
+    with open(path, "a") as f:
+        f.write(json.dumps([model, os.environ.get("CUDA_VISIBLE_DEVICES")]) + "\\n")
+    pytest.skip("probed")  # the placement is what is probed: nothing loads
+"""
+
+
+def test_each_xdist_worker_owns_its_gpus_and_a_models_tests_stay_together(gate_run, tmp_path):
+    """-n 2 on a machine with two GPUs (named 5 and 7 by CUDA_VISIBLE_DEVICES, as a scheduler
+    would hand them out): each worker sees only its own, set before any test imports torch,
+    vLLM or llama.cpp; under --dist loadgroup every test of a model runs on one worker."""
+    import json
+
+    (tmp_path / "gpu_probe.py").write_text(GPU_PROBE)
+    env = {
+        "PYTHONPATH": str(tmp_path),
+        "GPU_PROBE_DIR": str(tmp_path),
+        "CUDA_VISIBLE_DEVICES": "5,7",
+    }
+    run = gate_run(
+        "-p", "gpu_probe", "-m", "smoke or slow", "-k", "perplexity or retention",
+        "-n", "2", "--dist", "loadgroup", env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.output[-3000:]
+    seen = {
+        worker: [json.loads(line) for line in (tmp_path / worker).read_text().splitlines()]
+        for worker in ("gw0", "gw1")
+    }
+    assert {w: {gpu for _, gpu in rows} for w, rows in seen.items()} == {"gw0": {"5"}, "gw1": {"7"}}
+    models = {w: {m for m, _ in rows} for w, rows in seen.items()}
+    assert not models["gw0"] & models["gw1"], models  # no model on both workers
+    assert models["gw0"] | models["gw1"] >= {"smollm2", "smollm2_ifeval"}
+
+
+def test_a_nodes_model_is_read_from_its_bracket():
+    from quantgate.xdist_groups import model_of_nodeid
+
+    keys = ["smollm2", "smollm2_ifeval", "llama31"]
+    assert model_of_nodeid("t.py::test_retention[smollm2_ifeval-Q8_0-ifeval]", keys) == (
+        "smollm2_ifeval"
+    )
+    assert model_of_nodeid("t.py::test_throughput[smollm2-Q8_0-tg]", keys) == "smollm2"
+    assert model_of_nodeid("t.py::test_noise_floor[llama31]", keys) == "llama31"
+    assert model_of_nodeid("t.py::test_x[smollm2-Q8_0]@smollm2", keys) == "smollm2"
+    assert model_of_nodeid("t.py::test_plain", keys) is None
+    assert model_of_nodeid("t.py::test_x[qwen25-Q8_0]", keys) is None
