@@ -420,13 +420,10 @@ def _print_plan(session: pytest.Session, budget_text: str) -> None:
 
 def _unit_of(item: pytest.Item) -> str | None:
     """The shard unit a gate test belongs to: its pair, or its model's noise floor."""
-    params = getattr(item, "callspec", None) and item.callspec.params
-    if not params:
-        return None
-    pair, key = params.get("pair"), params.get("model_key")
-    if isinstance(pair, Pair):
+    pair, model = _subject(item)
+    if pair is not None:
         return pair.id
-    return f"{key}{NOISE_FLOOR_SUFFIX}" if isinstance(key, str) else None
+    return f"{model}{NOISE_FLOOR_SUFFIX}" if model is not None else None
 
 
 class ShardSelector:
@@ -457,15 +454,20 @@ class ShardSelector:
         write_text_atomic(self.reports / SHARD_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
-def _model_of(item: pytest.Item) -> str | None:
-    """The model key a collected test runs (its pair's, or the noise floor's model_key)."""
+def _subject(item: pytest.Item) -> tuple[Pair | None, str | None]:
+    """A gate test's pair and model key; (None, key) for a noise floor; else (None, None)."""
     params = getattr(item, "callspec", None) and item.callspec.params
     if not params:
-        return None
+        return None, None
     pair, key = params.get("pair"), params.get("model_key")
     if isinstance(pair, Pair):
-        return pair.model_key
-    return key if isinstance(key, str) else None
+        return pair, pair.model_key
+    return None, key if isinstance(key, str) else None
+
+
+def _model_of(item: pytest.Item) -> str | None:
+    """The model key a collected test runs (its pair's, or the noise floor's model_key)."""
+    return _subject(item)[1]
 
 
 def _check_hardware(config: pytest.Config, items: list[pytest.Item]) -> None:
