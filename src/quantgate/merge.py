@@ -19,7 +19,7 @@ from typing import Any
 
 from quantgate.cache import write_text_atomic
 from quantgate.errors import ConfigError
-from quantgate.report import junit_outcomes, write_summary
+from quantgate.report import bracket_of, junit_outcomes, write_summary
 from quantgate.shards import NOISE_FLOOR_SUFFIX, SHARD_FILE
 
 
@@ -117,8 +117,7 @@ def _all_skipped(unit: str, outcomes: dict[str, str]) -> bool:
     mine = [
         o
         for name, o in outcomes.items()
-        if "[" in name
-        and (b := name.split("[", 1)[1].rstrip("]")) is not None
+        if (b := bracket_of(name)) is not None
         and (b == model if model else b == unit or b.startswith(unit + "-"))
     ]
     return bool(mine) and all(o == "skipped" for o in mine)

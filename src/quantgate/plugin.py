@@ -15,7 +15,7 @@ from quantgate.cache import write_text_atomic
 from quantgate.errors import QuantgateError
 from quantgate.quiet import MachineLock
 from quantgate.registry import Pair, QScoreWeights, Registry
-from quantgate.report import ROW_PROPERTY, write_summary
+from quantgate.report import ROW_PROPERTY, bracket_of, write_summary
 from quantgate.session import GateSession
 from quantgate.shards import (
     NOISE_FLOOR_SUFFIX,
@@ -31,6 +31,8 @@ from quantgate.thresholds import Thresholds
 from quantgate.validation import Configuration, check_selected_benchmarks, load_configuration
 
 _CONFIGURATION = pytest.StashKey[Configuration]()
+#: --shard-timings: an earlier summary's wall seconds per pair (empty without one)
+_TIMINGS = pytest.StashKey[dict[str, float]]()
 _REGISTRY = pytest.StashKey[Registry]()
 _THRESHOLDS = pytest.StashKey[Thresholds]()
 
@@ -212,14 +214,15 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     for mark, description in registry.marks.items():
         config.addinivalue_line("markers", f"{mark}: {description}")
-    if shard := config.getoption("shard"):
-        timings_path = config.getoption("shard_timings")
-        try:
+    timings_path, shard = config.getoption("shard_timings"), config.getoption("shard")
+    try:  # read once: --shard and --quantgate-plan both balance by it
+        config.stash[_TIMINGS] = load_timings(_rooted(config, timings_path)) if timings_path else {}
+        if shard:
             k, n = parse_shard(shard)
-            timings = load_timings(_rooted(config, timings_path)) if timings_path else {}
-        except QuantgateError as exc:
-            raise pytest.UsageError(str(exc)) from None
-        config.pluginmanager.register(ShardSelector(k, n, timings, reports), "quantgate-shard")
+            selector = ShardSelector(k, n, config.stash[_TIMINGS], reports)
+            config.pluginmanager.register(selector, "quantgate-shard")
+    except QuantgateError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
     capman = config.pluginmanager.getplugin("capturemanager")
 
@@ -338,6 +341,8 @@ def _is_timed(item: pytest.Item) -> bool:
 
 
 _WORKER_PROBLEMS = "quantgate_usage_error"
+#: on the controller: the usage error a worker handed over (printed at the session's end)
+_USAGE_ERRORS = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -379,9 +384,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
-_USAGE_ERRORS = pytest.StashKey[str]()
-
-
 def _check_selected(session: pytest.Session) -> None:
     config = session.config
     if config.getoption("collectonly"):
@@ -406,16 +408,12 @@ def _print_plan(session: pytest.Session, budget_text: str) -> None:
     config = session.config
     try:
         budget = float(budget_text) if budget_text else None
-        path = config.getoption("shard_timings")
-        timings = load_timings(_rooted(config, path)) if path else {}
     except ValueError:
         raise pytest.UsageError(f"--quantgate-plan {budget_text!r}: expected seconds") from None
-    except QuantgateError as exc:
-        raise pytest.UsageError(str(exc)) from None
     units = {u for u in map(_unit_of, session.items) if u is not None}
     reporter = config.pluginmanager.getplugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(plan_table(units, timings, budget))
+        reporter.write_line(plan_table(units, config.stash[_TIMINGS], budget))
 
 
 def _unit_of(item: pytest.Item) -> str | None:
@@ -580,7 +578,7 @@ def _pair_of(nodeid: str) -> str | None:
     """The bracket of a test's id (``smollm2-Q8_0-hellaswag``, ``smollm2-Q8_0-tg``), wherever
     its file lives; report.write_summary credits it to the judged pair id it starts with, and
     drops a bracket that names none."""
-    return nodeid.split("[", 1)[1].rstrip("]") if "[" in nodeid else None
+    return bracket_of(nodeid)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -119,6 +119,12 @@ def noise_floor_row(
     }
 
 
+def bracket_of(test_id: str) -> str | None:
+    """The parametrization of a test id or JUnit name (``smollm2-Q8_0-hellaswag`` of
+    ``test_retention[smollm2-Q8_0-hellaswag]``), None for a test with none."""
+    return test_id.split("[", 1)[1].rstrip("]") if "[" in test_id else None
+
+
 def _per_pair(rows: list[dict[str, Any]], wall: dict[str, float]) -> dict[str, float]:
     """Evaluation wall time per pair: the summed durations of its tests, whose ids may carry a
     benchmark suffix (``smollm2-Q8_0-hellaswag``): each is credited to the longest pair id it

@@ -51,6 +51,16 @@ def _read_task_yaml(path: Path, depth: int = 0) -> dict[str, Any]:
     return doc
 
 
+def _has_content(path: Path, block: int = 1 << 16) -> bool:
+    """Whether the file holds more than whitespace: read until the first other byte, so a
+    check made at every pytest start does not read a whole data set."""
+    with path.open("rb") as f:
+        while chunk := f.read(block):
+            if chunk.decode("utf-8", errors="ignore").strip():  # as str.strip() judges it
+                return True
+    return False
+
+
 def task_metrics(config: dict[str, Any]) -> set[str] | None:
     """The metrics a task config reports (None: not known without lm-eval, e.g. a group)."""
     listed = config.get("metric_list")
@@ -105,7 +115,7 @@ class TaskIndex:
             absolute = self._data_path(rel)
             if not absolute.is_file():
                 raise ConfigError(f"{path}: data_files.{split}: {absolute} not found")
-            if not absolute.read_text(encoding="utf-8").strip():
+            if not _has_content(absolute):
                 raise ConfigError(f"{path}: data_files.{split}: {absolute} is empty")
         return config
 

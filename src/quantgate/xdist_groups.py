@@ -15,15 +15,17 @@ import pytest
 from xdist.remote import Producer
 from xdist.scheduler import LoadScopeScheduling
 
+from quantgate.report import bracket_of
+
 
 def model_of_nodeid(nodeid: str, model_keys: Iterable[str]) -> str | None:
     """The registry model a gate test's id names: its bracket is the model key (the noise
     floor) or starts with ``<model>-`` (a pair, maybe with a benchmark or workload suffix)."""
     if "]@" in nodeid:  # xdist's own group suffix, where pytest still honours it
         nodeid = nodeid.split("]@", 1)[0] + "]"
-    if "[" not in nodeid:
+    bracket = bracket_of(nodeid)
+    if bracket is None:
         return None
-    bracket = nodeid.split("[", 1)[1].rstrip("]")
     for key in sorted(model_keys, key=len, reverse=True):
         if bracket == key or bracket.startswith(f"{key}-"):
             return key
