@@ -232,7 +232,7 @@ class ArtifactStore:
                 drop(src.path, partial, dropped, pair.id)
             write_json_atomic(notes_path, {"block_influence": scores, "dropped": dropped})
 
-        build_once(target, build)
+        build_once(target, build, companions=(notes_path,))
         notes = read_json(notes_path) or {}
         if notes:
             chosen = prune.BlockScores(notes["block_influence"], notes["dropped"])

@@ -3,6 +3,10 @@
 Writers take a file lock and publish with an atomic rename, so two pytest-xdist workers never
 build the same thing twice and nobody ever reads a half-written file. A failed build leaves
 only a ``*.partial-*`` file, which is deleted and never reused.
+
+With a shared store (quantgate.store, ``QUANTGATE_STORE``), this cache sits in front of it:
+built files and scored results are looked for there before they are computed, and published
+there once they are.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from quantgate.errors import QuantgateError
+from quantgate.store import shared_store
 
 CACHE_ENV = "QUANTGATE_CACHE"
 
@@ -118,17 +123,38 @@ def waiting_processes() -> int:
     return n
 
 
-def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+def store_key(path: Path) -> str:
+    """Where a file of this cache lives in the shared store: the same relative path."""
+    try:
+        return path.relative_to(cache_root()).as_posix()
+    except ValueError:
+        raise QuantgateError(f"{path} is not under the cache {cache_root()}") from None
+
+
+def build_once(
+    target: Path, build: Callable[[Path], None], companions: tuple[Path, ...] = ()
+) -> Path:
     """Return ``target``, building it with ``build(partial_path)`` if it does not exist yet.
 
     ``build`` writes to the partial path (a file, or a directory); only a build that returns
     normally is renamed into place. Any exception removes the partial file, so a crash or a
-    full disk is never reused.
+    full disk is never reused. ``companions``: files the build writes beside the target (its
+    metadata), which travel with it to and from the shared store; the target is published
+    last, so a stored target means its companions are stored too.
     """
     if target.exists():
         return target
     with locked(target):
         if target.exists():  # another worker built it while we waited for the lock
+            return target
+        store = shared_store()
+        if store is not None and store.has(store_key(target)):
+            for path in (*companions, target):
+                if not store.fetch(store_key(path), path):
+                    raise QuantgateError(
+                        f"store {store.url} holds {store_key(target)} without its "
+                        f"{store_key(path)}; delete the entry from the store"
+                    )
             return target
         partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
         try:
@@ -142,7 +168,26 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
             else:
                 with contextlib.suppress(FileNotFoundError):
                     partial.unlink()
+        if store is not None:
+            for path in (*companions, target):
+                store.publish(path, store_key(path))
     return target
+
+
+def read_result(path: Path) -> Any | None:
+    """A scored result: from this cache, else from the shared store (copied down), else
+    None (then it is computed, and written with write_result)."""
+    doc = read_json(path)
+    if doc is None and (store := shared_store()) is not None and store.fetch(store_key(path), path):
+        doc = read_json(path)
+    return doc
+
+
+def write_result(path: Path, payload: Any) -> None:
+    """Write a scored result to this cache and publish it to the shared store, if any."""
+    write_json_atomic(path, payload)
+    if (store := shared_store()) is not None:
+        store.publish(path, store_key(path))
 
 
 def read_json(path: Path) -> Any | None:

@@ -20,7 +20,7 @@ from typing import Any
 from quantgate.cache import write_text_atomic
 from quantgate.errors import ConfigError
 from quantgate.report import bracket_of, junit_outcomes, write_summary
-from quantgate.shards import NOISE_FLOOR_SUFFIX, SHARD_FILE
+from quantgate.shards import BASELINES_SUFFIX, NOISE_FLOOR_SUFFIX, SHARD_FILE
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -80,7 +80,13 @@ def merge(out: Path, folders: list[Path], registry: Path | None = None) -> list[
         else:
             problems.append(f"shard {k}/{n} ({folder}): no junit.xml: the run did not finish")
         judged = {r["pair"] for r in shard_rows}
-        unrun = [u for u in parts[k - 1] if u not in judged and not _all_skipped(u, outcomes)]
+        unrun = [
+            u
+            for u in parts[k - 1]
+            if u not in judged
+            and not u.endswith(BASELINES_SUFFIX)
+            and not _all_skipped(u, outcomes)
+        ]
         if unrun:
             problems.append(
                 f"shard {k}/{n} ({folder}): no result for {', '.join(unrun)}; rerun that shard "

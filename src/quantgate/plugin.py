@@ -18,6 +18,7 @@ from quantgate.registry import Pair, QScoreWeights, Registry
 from quantgate.report import ROW_PROPERTY, bracket_of, write_summary
 from quantgate.session import GateSession
 from quantgate.shards import (
+    BASELINES_SUFFIX,
     NOISE_FLOOR_SUFFIX,
     SHARD_FILE,
     expected_cost,
@@ -132,6 +133,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "budget in seconds per machine the shards it needs; use with --collect-only",
     )
     group.addoption(
+        "--store",
+        default=None,
+        metavar="URL",
+        help="a shared store behind the local cache (a path, s3://bucket/prefix, gs://...): "
+        "artifacts and scored results are read from it before being computed, and published "
+        "to it after. Default: $QUANTGATE_STORE, else the local cache alone",
+    )
+    group.addoption(
         "--threads",
         default=None,
         type=_positive_int,
@@ -163,6 +172,21 @@ def _own_gpus(config: pytest.Config) -> None:
             f"[quantgate] {worker}: {workers} workers share {len(ids)} GPU(s): GPU "
             f"{mine[0]} is not its own (use -n {len(ids)} for one GPU per worker)"
         )
+
+
+def _open_store(config: pytest.Config) -> None:
+    """--store sets QUANTGATE_STORE for this process and every child (xdist workers, the
+    quantizer jobs); an unwritable store is one usage error before any test."""
+    from quantgate.store import STORE_ENV, shared_store
+
+    if url := config.getoption("store"):
+        os.environ[STORE_ENV] = url
+    try:
+        store = shared_store()
+        if store is not None and not hasattr(config, "workerinput"):
+            store.check()
+    except QuantgateError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -214,6 +238,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     for mark, description in registry.marks.items():
         config.addinivalue_line("markers", f"{mark}: {description}")
+    _open_store(config)
     timings_path, shard = config.getoption("shard_timings"), config.getoption("shard")
     try:  # read once: --shard and --quantgate-plan both balance by it
         config.stash[_TIMINGS] = load_timings(_rooted(config, timings_path)) if timings_path else {}
@@ -244,8 +269,11 @@ def _flat(config: pytest.Config, option: str) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
-    if "model_key" in metafunc.fixturenames:  # once per selected model (the noise floor)
+    if "model_key" in metafunc.fixturenames:  # once per selected model: noise floor, baselines
         registry = config.stash[_REGISTRY]
+        # the noise floor runs in the tiers its entry names; the baselines test in none (a
+        # night's first stage selects it by path)
+        floor = metafunc.definition.get_closest_marker("noise_floor") is not None
         selected = _flat(config, "model")
         registry.pairs(selected)  # an unknown --model is an error here too
         models = sorted(
@@ -257,7 +285,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 pytest.param(
                     m,
                     id=m,
-                    marks=[getattr(pytest.mark, k) for k in registry.models[m].noise_floor_marks],
+                    marks=[
+                        getattr(pytest.mark, k)
+                        for k in (registry.models[m].noise_floor_marks if floor else [])
+                    ],
                 )
                 for m in models
             ],
@@ -417,11 +448,15 @@ def _print_plan(session: pytest.Session, budget_text: str) -> None:
 
 
 def _unit_of(item: pytest.Item) -> str | None:
-    """The shard unit a gate test belongs to: its pair, or its model's noise floor."""
+    """The shard unit a gate test belongs to: its pair, or its model's noise floor or
+    baselines."""
     pair, model = _subject(item)
     if pair is not None:
         return pair.id
-    return f"{model}{NOISE_FLOOR_SUFFIX}" if model is not None else None
+    if model is None:
+        return None
+    floor = item.get_closest_marker("noise_floor") is not None
+    return f"{model}{NOISE_FLOOR_SUFFIX if floor else BASELINES_SUFFIX}"
 
 
 class ShardSelector:
@@ -586,4 +621,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if registry is None:
         return []
     cache = os.environ.get("QUANTGATE_CACHE", "~/.cache/quantgate")
-    return [f"quantgate: registry {registry.path} ({len(registry.models)} models), cache {cache}"]
+    store = os.environ.get("QUANTGATE_STORE")
+    behind = f", store {store}" if store else ""
+    return [
+        f"quantgate: registry {registry.path} ({len(registry.models)} models), cache {cache}"
+        + behind
+    ]

@@ -23,7 +23,9 @@ from quantgate.cache import (
     cache_root,
     locked,
     read_json,
+    read_result,
     write_json_atomic,
+    write_result,
 )
 from quantgate.errors import DataError, EvaluationError
 from quantgate.perplexity import (
@@ -194,7 +196,7 @@ class QualityEvaluator:
                 },
             )
 
-        build_once(npy, build)
+        build_once(npy, build, companions=(meta_path,))
         meta = read_json(meta_path)
         if meta is None:
             raise EvaluationError(f"{label}: baseline cache {folder} has no meta.json; delete it")
@@ -208,16 +210,16 @@ class QualityEvaluator:
             artifact=backend.artifact.sha256, baseline=base.key, **self._settings_key(backend)
         )
         result_path = cache_root() / "results" / "quality" / f"{key}.json"
-        cached = read_json(result_path)
+        cached = read_result(result_path)
         if cached is not None:
             return QualityResult(**cached)
         # the PPL and KLD tests of one pair may run on two xdist workers: one computes
         with locked(result_path):
-            cached = read_json(result_path)
+            cached = read_result(result_path)
             if cached is not None:
                 return QualityResult(**cached)
             result = self._compare(base, backend)
-            write_json_atomic(result_path, asdict(result))
+            write_result(result_path, asdict(result))
         return result
 
     def _compare(self, base: BaselineScores, backend: Backend) -> QualityResult:

@@ -16,7 +16,7 @@ import numpy as np
 
 from quantgate import progress
 from quantgate.backends.base import Backend, result_settings
-from quantgate.cache import cache_key, cache_root, locked, read_json, write_json_atomic
+from quantgate.cache import cache_key, cache_root, locked, read_result, write_result
 from quantgate.constants import CHOICE_KLD_PREFIX, GOLD_PREFIX
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.registry import Benchmark
@@ -251,12 +251,12 @@ def run_benchmark(
         method=METHOD_VERSION,
     )
     path = cache_root() / "results" / "benchmarks" / f"{key}.json"
-    cached = read_json(path)
+    cached = read_result(path)
     if cached is not None:
         return BenchmarkResult(**cached)
     # one scorer per result: an xdist worker that needs the same baseline waits and reads it
     with locked(path):
-        cached = read_json(path)
+        cached = read_result(path)
         if cached is not None:
             return BenchmarkResult(**cached)
         source = tasks.resolve(bench.task, where)  # lm-eval's loader: only to score
@@ -311,5 +311,5 @@ def _score(
     result = BenchmarkResult(
         name, bench.task, bench.metric, float(value), len(samples), _items(samples, bench.metric)
     )
-    write_json_atomic(path, asdict(result))
+    write_result(path, asdict(result))
     return result

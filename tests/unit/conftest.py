@@ -77,6 +77,50 @@ def smollm2_artifacts():
     return store.baseline("smollm2"), store.variant(pairs["Q2_K"])
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """An S3 API on 127.0.0.1 (moto's standalone server, in this process) with a bucket
+    ``night``; yields the environment a child process needs to reach it."""
+    import logging
+
+    boto3 = pytest.importorskip("boto3")
+    server = pytest.importorskip("moto.server").ThreadedMotoServer(
+        ip_address="127.0.0.1", port=0, verbose=False
+    )
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], **_keys(env))
+    client.create_bucket(Bucket="night")
+    yield env
+    server.stop()
+
+
+def _keys(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
+
+
+@pytest.fixture(params=["directory", "s3"])
+def store_url(request, tmp_path, monkeypatch):
+    """A fresh shared store, a local directory or an S3 prefix; this process (and a child
+    started from it) reaches it through the environment."""
+    if request.param == "directory":
+        return str(tmp_path / "store")
+    for key, value in request.getfixturevalue("s3_endpoint").items():
+        monkeypatch.setenv(key, value)
+    return f"s3://night/{tmp_path.name}"  # unique in the session, as tmp_path is
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tiers by cost: a test that runs the gate in a child pytest is marked ``child_pytest``
     (seconds each: a pytest start, and often the model). ``make test-quick`` runs the tests
