@@ -122,10 +122,15 @@ def resolve(constraints: Path | None, timeout: float = 1200) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m quantgate.env_lock", description=__doc__)
-    parser.add_argument("action", choices=["update", "check"])
+    parser.add_argument(
+        "action",
+        choices=["update", "refresh", "check"],
+        help="update: pin what the extras added, every pin of the lock that still fits kept; "
+        "refresh: resolve anew, newest of everything; check: the lock still resolves",
+    )
     args = parser.parse_args(argv)
-    if args.action == "update":
-        pins = resolve(None)
+    if args.action in ("update", "refresh"):
+        pins = resolve(LOCK if args.action == "update" and LOCK.is_file() else None)
         if problems := lock_problems(pins):
             print("; ".join(problems), file=sys.stderr)
             return 1

@@ -30,13 +30,19 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the shard's {what} ({exc})") from None
 
 
-def merge(out: Path, folders: list[Path], registry: Path | None = None) -> list[str]:
+def merge(
+    out: Path, folders: list[Path], registry: Path | None = None, compare: Path | None = None
+) -> list[str]:
     """Write the merged reports to ``out``; return the problems (empty: one green night).
+    ``compare``: an earlier summary.json, whose changed values the tables list.
 
     Raises:
         ConfigError: a folder that is not a shard's reports (no shard.json), or shards that
             split different selections.
     """
+    from quantgate.summary_report import load_previous
+
+    previous = load_previous(compare) if compare else None  # a bad one: before any writing
     manifests = {}
     for folder in folders:
         if not (folder / SHARD_FILE).is_file():
@@ -108,7 +114,7 @@ def merge(out: Path, folders: list[Path], registry: Path | None = None) -> list[
         from quantgate.summary_report import write_reports
 
         weights = load_registry(registry).data.report.q_score if registry else QScoreWeights()
-        write_reports(out, doc["rows"], weights, doc["created"])
+        write_reports(out, doc["rows"], weights, doc["created"], previous)
     return problems
 
 
@@ -136,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the merged reports folder")
     parser.add_argument("shards", type=Path, nargs="+", help="each shard's --reports-dir")
     parser.add_argument("--registry", type=Path, help="for the Q-score weights of the tables")
+    parser.add_argument(
+        "--compare", type=Path, help="an earlier summary.json: the tables list what changed"
+    )
     args = parser.parse_args(argv)
     try:
-        problems = merge(args.out, args.shards, args.registry)
+        problems = merge(args.out, args.shards, args.registry, args.compare)
     except ConfigError as exc:
         print(f"quantgate merge: {exc}", file=sys.stderr)
         return 2

@@ -27,18 +27,77 @@ def _tox() -> configparser.ConfigParser:
     return tox
 
 
+def _steps(job: dict) -> dict[str, dict]:
+    return {s.get("name", s.get("uses", "")): s for s in job["steps"]}
+
+
 def test_workflow_runs_the_readme_command_nightly_and_publishes_the_summary():
     workflow = _workflow()
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads the key `on` as true
     assert triggers["schedule"][0]["cron"]
-    steps = workflow["jobs"]["gate"]["steps"]
-    runs = "\n".join(step.get("run", "") for step in steps)
-    assert f'{NIGHTLY} "$MODEL"' in runs
+    shards, merge = workflow["jobs"]["shards"], workflow["jobs"]["merge"]
+    gate = _steps(shards)["gate"]["run"]
+    assert 'tox -e quantize,gpu -- $MODEL --shard "$SHARD/$SHARDS"' in gate
     assert re.search(rf"`{re.escape(NIGHTLY)} llama31`", (REPO / "README.md").read_text())
-    assert 'summary.md >> "$GITHUB_STEP_SUMMARY"' in runs
-    uploads = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact")]
-    assert uploads and uploads[0]["with"]["path"] == "reports/"
-    assert "self-hosted" in workflow["jobs"]["gate"]["runs-on"]
+    assert 'summary.md >> "$GITHUB_STEP_SUMMARY"' in _steps(merge)["step summary"]["run"]
+    for job in (shards, merge):
+        uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload")]
+        assert uploads and uploads[0]["with"]["path"] == "reports/"
+    assert "self-hosted" in shards["runs-on"]
+
+
+def test_the_night_is_baselines_then_shards_then_one_merge():
+    workflow = _workflow()
+    jobs = workflow["jobs"]
+    assert list(jobs) == ["baselines", "shards", "merge"]
+    assert jobs["shards"]["needs"] == "baselines" and jobs["merge"]["needs"] == "shards"
+    # a failed job upstream still lets the rest judge and report (the merge names what is lost)
+    assert all("!cancelled()" in jobs[j]["if"] for j in ("shards", "merge"))
+    # stage 1: the baselines test, which no -m tier selects, one job per model
+    baselines = _steps(jobs["baselines"])["baselines"]["run"]
+    assert 'pytest tests/test_baselines.py --model "$MODEL"' in baselines
+    # stage 2: the matrix is the N of --shard K/N
+    shards = jobs["shards"]["strategy"]["matrix"]["shard"]
+    assert shards == list(range(1, int(workflow["env"]["SHARDS"]) + 1))
+    assert jobs["shards"]["env"]["SHARD"] == "${{ matrix.shard }}"
+    assert "--shard-timings=previous/nightly/summary.json" in _steps(jobs["shards"])["gate"]["run"]
+    assert "-n $GPUS --dist loadgroup" in _steps(jobs["shards"])["gate"]["run"]
+    # every job reads and writes the one store the repository names
+    assert workflow["env"]["QUANTGATE_STORE"] == "${{ vars.QUANTGATE_STORE }}"
+    # stage 3: what each shard uploads is what the merge downloads and joins
+    upload = _steps(jobs["shards"])["actions/upload-artifact@v4"]["with"]["name"]
+    download = [
+        s["with"] for s in jobs["merge"]["steps"] if s.get("with", {}).get("path") == "shards"
+    ]
+    assert download and upload.startswith(download[0]["pattern"].rstrip("*"))
+    merge = _steps(jobs["merge"])["merge"]["run"]
+    assert "python -m quantgate.merge reports/nightly shards/*/nightly" in merge
+    # the timings and --compare read the artifact the merge job uploads
+    assert _steps(jobs["merge"])["actions/upload-artifact@v4"]["with"]["name"] == "reports-merged"
+    for job in ("shards", "merge"):
+        previous = [s for s in jobs[job]["steps"] if s.get("with", {}).get("path") == "previous"]
+        assert previous[0]["with"]["name"] == "reports-merged"
+
+
+def test_the_merge_job_needs_no_model_library(tmp_path):
+    """The merge job installs quantgate without its dependencies, then only what merging
+    imports: the merge must run with llama.cpp, torch, transformers, lm-eval and vLLM absent."""
+    install = _steps(_workflow()["jobs"]["merge"])["install the merge"]["run"]
+    assert "pip install --no-deps -e ." in install
+    shard = tmp_path / "s1"
+    shard.mkdir()
+    (shard / "shard.json").write_text('{"shard": 1, "of": 1, "parts": [[]]}')
+    (shard / "junit.xml").write_text('<testsuites><testsuite name="pytest"/></testsuites>')
+    blocked = ["llama_cpp", "torch", "transformers", "lm_eval", "vllm", "datasets", "gguf"]
+    code = (
+        "import runpy, sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None  # import raises ImportError\n"
+        f"sys.argv = ['merge', {str(tmp_path / 'out')!r}, {str(shard)!r}]\n"
+        "runpy.run_module('quantgate.merge', run_name='__main__')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "1 shard(s) merged" in proc.stdout
 
 
 def test_vllm_is_installed_by_the_gpu_env_alone():
@@ -68,22 +127,19 @@ def test_gpu_and_unit_envs_find_the_quantizer_env():
 def test_every_study_family_runs_and_a_timed_out_night_keeps_its_reports():
     from quantgate.registry import load_registry
 
-    job = _workflow()["jobs"]["gate"]
-    families = job["strategy"]["matrix"]["model"]
+    jobs = _workflow()["jobs"]
+    families = jobs["baselines"]["strategy"]["matrix"]["model"]
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     assert set(families) == {"llama31", "qwen25", "gemma2"}
     assert all(registry.pairs([f]) for f in families)
-    steps = {s.get("name", s.get("uses", "")): s for s in job["steps"]}
+    steps = _steps(jobs["shards"])
     # the previous night is another run: its id and a token, or download-artifact finds nothing
-    download = steps["previous summary, for --compare"]["with"]
+    download = steps["previous summary, for the shard timings"]["with"]
     assert download["run-id"] and download["github-token"]
     assert "gh run list" in steps["previous night's run"]["run"]
-    # the gate stops before the job does, so the rendering and upload steps still run
-    assert steps["gate"]["timeout-minutes"] < job["timeout-minutes"]
-    assert (
-        "python -m quantgate.summary_report reports/nightly"
-        in (steps["reports of what finished"]["run"])
-    )
+    # the gate stops before the job does, so the upload step still runs
+    assert steps["gate"]["timeout-minutes"] < jobs["shards"]["timeout-minutes"]
+    assert steps["actions/upload-artifact@v4"]["if"] == "always()"
 
 
 def test_reports_render_from_the_rows_a_killed_run_wrote(tmp_path):
