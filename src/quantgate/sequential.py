@@ -1,0 +1,168 @@
+"""Anytime-valid confidence sequences for a retention loss over a fixed item set, sampled in
+a random order without replacement: the statistics of a gate that stops once its verdict is
+decided (plain numpy; no model, no pytest).
+
+The construction is the betting confidence sequence for sampling without replacement of
+Waudby-Smith & Ramdas, "Confidence sequences for sampling without replacement" (NeurIPS 2020,
+§3, the "hedged" capital process with predictable plug-in bets; the bets are their
+"predictable plug-in" λ of "Estimating means of bounded random variables by betting", JRSS-B
+2024, eq. 26). It is exact for the population the full evaluation would score: the items of
+the benchmark, each seen at most once.
+
+The quantity. With per-item scores ``b_j`` (baseline) and ``c_j`` (compressed) in [0, 1] over
+N items, retention loss D = (1 − Σc/Σb)·100. "D ≤ θ" is "the mean of z_j(θ) ≤ 0" where
+z_j(θ) = b_j·(1 − θ/100) − c_j ∈ [−1, 1]: a mean of bounded paired terms, which is what the
+betting processes test. Each θ of a grid gets two one-sided capital processes on
+y = (z + 1)/2 ∈ [0, 1], both at the null "the population mean of z(θ) is 0":
+
+- ``above`` bets that D > θ (y above its null mean), ``below`` that D < θ;
+- under WoR the null mean of the next item is m_t = (N·m − S_{t−1})/(N − t + 1), which makes
+  each capital a nonnegative supermartingale under its (composite, one-sided) null, so by
+  Ville's inequality it ever reaches 2/α with probability at most α/2.
+
+The (1 − α) confidence sequence for D at time t is every θ that neither process has rejected;
+the gate stops "pass" once ``below`` at its threshold reaches 2/α, "fail" once ``above`` does.
+The probability that it ever stops on the wrong side of a D equal to its threshold is at most
+α/2, at every batch schedule and every stopping rule built on it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: the largest fraction of the capital one bet may risk (WSR's c; 1/2 as in their experiments)
+BET_CAP = 0.5
+
+
+def _plug_in_bets(y: np.ndarray, alpha: float) -> np.ndarray:
+    """WSR's predictable plug-in λ_t (eq. 26, JRSS-B 2024): from items 1..t−1 only.
+    ``y``: (..., T) in [0, 1]. Returns (..., T), before the per-side cap."""
+    t = np.arange(1, y.shape[-1] + 1, dtype=np.float64)
+    # the running mean and variance through t−1, with WSR's priors 1/2 and 1/4
+    csum = np.cumsum(y, axis=-1)
+    mu = (0.5 + csum) / (t + 1)  # μ̂_t through item t
+    mu_prev = np.concatenate([np.full((*y.shape[:-1], 1), 0.5), mu[..., :-1]], axis=-1)
+    sq = np.cumsum((y - mu_prev) ** 2, axis=-1)
+    var = (0.25 + sq) / (t + 1)
+    var_prev = np.concatenate([np.full((*y.shape[:-1], 1), 0.25), var[..., :-1]], axis=-1)
+    return np.sqrt(2 * math.log(2 / alpha) / (var_prev * t * np.log1p(t)))
+
+
+def log_capitals(
+    y: np.ndarray, n_population: int, null_mean: float | np.ndarray, alpha: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two one-sided WoR betting processes for the population mean of ``y`` ∈ [0, 1].
+
+    Args:
+        y: (..., T) the first T of N items in their sampled order.
+        n_population: N, the number of items the full evaluation scores.
+        null_mean: the null population mean m (broadcast against y[..., 0]).
+        alpha: the confidence sequence's level (each side at α/2).
+
+    Returns:
+        (log K_above, log K_below), each (..., T): the log-capital after each item of a bettor
+        on "mean > m" and on "mean < m"; +inf once the null is impossible given what was seen.
+    """
+    t_count = y.shape[-1]
+    if t_count > n_population:
+        raise ValueError(f"{t_count} items seen of a population of {n_population}")
+    m = np.asarray(null_mean, dtype=np.float64)[..., None]
+    t = np.arange(1, t_count + 1, dtype=np.float64)
+    seen = np.cumsum(y, axis=-1)
+    seen_before = np.concatenate([np.zeros((*y.shape[:-1], 1)), seen[..., :-1]], axis=-1)
+    # the mean the remaining items must have for the population mean to be m
+    m_t = (n_population * m - seen_before) / (n_population - t + 1)
+    lam = _plug_in_bets(y, alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam_above = np.minimum(lam, BET_CAP / np.clip(m_t, 1e-12, None))
+        lam_below = np.minimum(lam, BET_CAP / np.clip(1 - m_t, 1e-12, None))
+        step_above = np.log1p(lam_above * (y - m_t))
+        step_below = np.log1p(-lam_below * (y - m_t))
+    # a null mean the remaining items cannot reach (m_t outside [0, 1]) makes no bet...
+    outside = (m_t < 0) | (m_t > 1)
+    above = np.cumsum(np.where(outside, 0.0, step_above), axis=-1)
+    below = np.cumsum(np.where(outside, 0.0, step_below), axis=-1)
+    # ...it is rejected outright: what was seen exceeds N·m (the mean is above m for certain),
+    # or cannot reach it even if every remaining item scored 1 (below m for certain)
+    # (with a tolerance for the float sums: a population exactly at m is no certainty)
+    slack = 1e-9 * n_population
+    certainly_above = seen > n_population * m + slack
+    certainly_below = seen + (n_population - t) < n_population * m - slack
+    return np.where(certainly_above, np.inf, above), np.where(certainly_below, np.inf, below)
+
+
+def paired_terms(baseline: np.ndarray, compressed: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """y_j(θ) = (b_j·(1 − θ/100) − c_j + 1)/2 ∈ [0, 1]: mean(y) ≤ 1/2 ⇔ D ≤ θ. (G, T) for a
+    grid θ of G values and T items."""
+    scale = 1 - np.asarray(theta, dtype=np.float64)[:, None] / 100
+    return (baseline[None, :] * scale - compressed[None, :] + 1) / 2
+
+
+@dataclass(frozen=True)
+class SequentialVerdict:
+    """Where a sequential gate stopped and why."""
+
+    #: "pass", "fail", or "exhausted" (the items ran out: the fixed-sample verdict applies)
+    decision: str
+    n_used: int
+    n_available: int
+    #: the (1 − α) confidence sequence for D at the stop (grid resolution)
+    low: float
+    high: float
+    #: D on the items used
+    estimate: float
+
+    @property
+    def reason(self) -> str:
+        if self.decision == "exhausted":
+            return f"all {self.n_available} items used: the fixed-sample verdict applies"
+        side = "below" if self.decision == "pass" else "above"
+        return (
+            f"the confidence sequence lies wholly {side} the threshold after "
+            f"{self.n_used} of {self.n_available} items"
+        )
+
+
+def retention_loss(baseline: np.ndarray, compressed: np.ndarray) -> float:
+    total = float(np.sum(baseline))
+    return (1 - float(np.sum(compressed)) / total) * 100 if total > 0 else math.nan
+
+
+def sequential_retention(
+    baseline: np.ndarray,
+    compressed: np.ndarray,
+    threshold: float,
+    alpha: float = 0.05,
+    batch: int = 100,
+    grid: np.ndarray | None = None,
+) -> SequentialVerdict:
+    """Judge "D ≤ threshold" on items already in their sampled order, looking after every
+    ``batch`` items. ``baseline``/``compressed``: each item's score in [0, 1], the whole
+    population (N = len) — only a prefix is used when the gate stops early."""
+    b = np.asarray(baseline, dtype=np.float64)
+    c = np.asarray(compressed, dtype=np.float64)
+    n = len(b)
+    if n == 0 or len(c) != n:
+        raise ValueError(f"{n} baseline and {len(c)} compressed items: need the same, > 0")
+    grid = np.linspace(-100, 100, 401) if grid is None else np.asarray(grid, dtype=np.float64)
+    thetas = np.concatenate([[threshold], grid])
+    above, below = log_capitals(paired_terms(b, c, thetas), n, 0.5, alpha)
+    bar = math.log(2 / alpha)
+    looks = [*range(batch, n, batch), n]
+    for t in looks:
+        i = t - 1
+        decision = None
+        if below[0, i] >= bar:
+            decision = "pass"
+        elif above[0, i] >= bar:
+            decision = "fail"
+        if decision is not None or t == n:
+            kept = grid[(above[1:, i] < bar) & (below[1:, i] < bar)]
+            low, high = (float(kept.min()), float(kept.max())) if kept.size else (math.nan,) * 2
+            return SequentialVerdict(
+                decision or "exhausted", t, n, low, high, retention_loss(b[:t], c[:t])
+            )
+    raise AssertionError("unreachable: the last look is at n")  # pragma: no cover
