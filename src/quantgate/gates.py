@@ -11,8 +11,8 @@ from quantgate.constants import Direction, metric
 from quantgate.errors import EvaluationError, GateFailure
 from quantgate.stats import Interval, minimum_detectable
 
-GateMode = Literal["point", "ci", "strict"]
-GATE_MODES: tuple[str, ...] = ("point", "ci", "strict")
+GateMode = Literal["point", "ci", "strict", "sequential"]
+GATE_MODES: tuple[str, ...] = ("point", "ci", "strict", "sequential")
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,12 @@ class Outcome:
     value: float
     threshold: Threshold | None
     baseline: float | None = None
-    #: the 95 % confidence interval of ``value`` where the gate measured one
+    #: the 95 % confidence interval of ``value`` where the gate measured one (mode
+    #: sequential: the confidence sequence at the stop, when it decided)
     interval: Interval | None = None
+    #: mode sequential: "pass" or "fail" when the confidence sequence decided before the
+    #: items ran out; None when they ran out (mode ci's rule on the interval applies)
+    decision: str | None = None
 
     @property
     def gated(self) -> bool:
@@ -54,13 +58,15 @@ class Outcome:
                 "confidence interval and none was measured"
             )
         upper_bound = metric(self.metric).direction is Direction.MAX
-        optimistic = self.threshold.mode == "ci"
+        optimistic = self.threshold.mode in ("ci", "sequential")
         return self.interval.low if upper_bound == optimistic else self.interval.high
 
     @property
     def passed(self) -> bool:
         if self.threshold is None:
             return True
+        if self.threshold.mode == "sequential" and self.decision is not None:
+            return self.decision == "pass"
         if metric(self.metric).direction is Direction.MAX:
             return self.judged_value <= self.threshold.value
         return self.judged_value >= self.threshold.value
@@ -107,6 +113,8 @@ class Outcome:
             op = "<=" if m.direction is Direction.MAX else ">="
             mode = self.threshold.mode
             what = "" if mode == "point" else f"mode {mode}: CI bound {self.judged_value:.4g} "
+            if mode == "sequential" and self.decision is not None:
+                what = f"mode sequential: decided {self.decision}, "
             text += f" ({what}must be {op} {self.threshold.value:g}, {self.threshold.origin})"
         if self.baseline is not None:
             text += f" [baseline {self.baseline:.6g}]"
@@ -119,8 +127,10 @@ def judge(
     thresholds: dict[str, Threshold],
     baselines: dict[str, float] | None = None,
     intervals: dict[str, Interval] | None = None,
+    decisions: dict[str, str] | None = None,
 ) -> list[Outcome]:
-    """Outcomes for every measured metric of ``gate``.
+    """Outcomes for every measured metric of ``gate``; ``decisions``: a sequential gate's
+    early "pass"/"fail", by metric.
 
     Raises:
         EvaluationError: a NaN or infinite measurement (never judged, never a pass).
@@ -138,6 +148,7 @@ def judge(
                 thresholds.get(name),
                 (baselines or {}).get(name),
                 (intervals or {}).get(name),
+                (decisions or {}).get(name),
             )
         )
     return outcomes

@@ -240,6 +240,8 @@ class Benchmark(StrictModel):
     num_fewshot: int | None = Field(None, ge=0)
     limit: int | None = Field(None, ge=1)
     apply_chat_template: bool = False
+    #: items per batch when the D_ bound's mode is sequential (a look after each batch)
+    sequential_batch: int = Field(100, ge=1)
     #: the published baseline score (0-1), used instead of a live run with --baseline pinned
     pinned_baseline: float | None = Field(None, gt=0)
 

@@ -21,6 +21,7 @@ from quantgate.constants import CHOICE_KLD_PREFIX, GOLD_PREFIX
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.registry import Benchmark
 from quantgate.schema_base import did_you_mean
+from quantgate.sequential import SequentialVerdict, item_order, look
 from quantgate.stats import (
     Flips,
     Interval,
@@ -80,6 +81,8 @@ class Comparison:
     baseline_score: float
     compressed: BenchmarkResult
     baseline: BenchmarkResult | None = None
+    #: mode sequential: where the gate stopped (the two results hold the items it used)
+    sequential: SequentialVerdict | None = None
 
     @property
     def what(self) -> str:
@@ -227,10 +230,95 @@ def _items(samples: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return out
 
 
+def population_size(bench: Benchmark, tasks: TaskIndex, where: str) -> int:
+    """How many items a full run of ``bench`` scores: its task's evaluation docs, or its
+    ``limit`` (lm-eval takes the first ``limit`` docs). Builds the task: its data is read."""
+    from lm_eval.tasks import get_task_dict
+
+    source = tasks.resolve(bench.task, where)
+    built = get_task_dict([source], tasks.task_manager(upstream=isinstance(source, str)))
+    task = built.get(bench.task)
+    if task is None or not hasattr(task, "eval_docs"):
+        raise ConfigError(f"{where}: mode sequential needs a single task; {bench.task} is not one")
+    n = len(task.eval_docs)
+    if n == 0:
+        raise EvaluationError(f"{where}: {bench.task} has no items: never a pass")
+    return min(n, bench.limit) if bench.limit else n
+
+
+def run_sequential(
+    baseline: Backend,
+    compressed: Backend,
+    name: str,
+    bench: Benchmark,
+    tasks: TaskIndex,
+    where: str,
+    threshold: float,
+) -> Comparison:
+    """D_<name> in mode sequential: both models score the benchmark's items in one seeded
+    random order, a batch at a time (each batch cached like any result, so a rerun or a
+    later night resumes), until the confidence sequence decides or the items run out.
+
+    Raises:
+        ConfigError: a metric whose score is not the mean of per-item values in [0, 1].
+    """
+    n = population_size(bench, tasks, where)
+    order = item_order(n)
+    what = f"{bench.task} {bench.metric}"
+    used: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    state: SequentialVerdict | None = None
+    for start in range(0, n, bench.sequential_batch):
+        batch = order[start : start + bench.sequential_batch]
+        base = run_benchmark(baseline, name, bench, tasks, where, samples=batch)
+        comp = run_benchmark(compressed, name, bench, tasks, where, samples=batch)
+        for result in (base, comp):
+            _check_item_mean(result, where)
+        rank = {doc: i for i, doc in enumerate(batch)}
+        used += sorted(paired_items(base, comp, what), key=lambda bc: rank[bc[0]["doc_id"]])
+        b = np.array([float(bi[bench.metric]) for bi, _ in used])
+        c = np.array([float(ci[bench.metric]) for _, ci in used])
+        state = look(b, c, n, threshold)
+        progress.say(
+            f"{compressed.artifact.label}: {name} sequential, {state.n_used}/{n} items: D "
+            f"{state.estimate:.3g} %, 95 % sequence [{state.low:.3g}, {state.high:.3g}] vs "
+            f"{threshold:g}: {state.decision}"
+        )
+        if state.decision != "continue":
+            break
+    assert state is not None  # n > 0: population_size raised otherwise
+    base, comp = (_joined(name, bench, [pair[k] for pair in used]) for k in (0, 1))
+    return Comparison(name, base.score, comp, base, sequential=state)
+
+
+def _joined(name: str, bench: Benchmark, items: list[dict[str, Any]]) -> BenchmarkResult:
+    """One model's result over the batches a sequential gate used (a mean metric: checked)."""
+    score = float(np.mean([float(it[bench.metric]) for it in items]))
+    return BenchmarkResult(name, bench.task, bench.metric, score, len(items), items)
+
+
+def _check_item_mean(result: BenchmarkResult, where: str) -> None:
+    values = [it.get(result.metric) for it in result.items]
+    if any(v is None or not 0 <= float(v) <= 1 for v in values) or (
+        abs(float(np.mean([float(v) for v in values])) - result.score) > 1e-9  # type: ignore[arg-type]
+    ):
+        raise ConfigError(
+            f"{where}: mode sequential needs a metric whose score is the mean of per-item "
+            f"values in [0, 1] (acc, acc_norm, exact_match); {result.task} {result.metric} "
+            "is not one: use mode ci"
+        )
+
+
 def run_benchmark(
-    backend: Backend, name: str, bench: Benchmark, tasks: TaskIndex, where: str
+    backend: Backend,
+    name: str,
+    bench: Benchmark,
+    tasks: TaskIndex,
+    where: str,
+    samples: list[int] | None = None,
 ) -> BenchmarkResult:
-    """Score ``backend``'s model on one benchmark, from the cache when possible.
+    """Score ``backend``'s model on one benchmark, from the cache when possible;
+    ``samples``: only those items (indices into the task's docs: one batch of a sequential
+    gate); their records carry that index as doc_id.
 
     Raises:
         ConfigError: an unknown task or metric.
@@ -249,6 +337,7 @@ def run_benchmark(
         template=bench.apply_chat_template,
         **result_settings(backend.name, backend.settings),
         method=METHOD_VERSION,
+        **({"samples": sorted(samples)} if samples is not None else {}),
     )
     path = cache_root() / "results" / "benchmarks" / f"{key}.json"
     cached = read_result(path)
@@ -260,7 +349,7 @@ def run_benchmark(
         if cached is not None:
             return BenchmarkResult(**cached)
         source = tasks.resolve(bench.task, where)  # lm-eval's loader: only to score
-        return _score(backend, name, bench, source, tasks, where, path)
+        return _score(backend, name, bench, source, tasks, where, path, subset=samples)
 
 
 def _score(
@@ -271,17 +360,21 @@ def _score(
     tasks: TaskIndex,
     where: str,
     path: Path,
+    subset: list[int] | None = None,
 ) -> BenchmarkResult:
     from lm_eval import simple_evaluate
 
     lm = backend.lm_eval_model()
     label = backend.artifact.label
-    with progress.step(f"{label}: lm-eval {bench.task} ({bench.limit or 'all'} items)"):
+    chosen = sorted(subset) if subset is not None else None
+    count = f"{len(chosen)} chosen" if chosen is not None else bench.limit or "all"
+    with progress.step(f"{label}: lm-eval {bench.task} ({count} items)"):
         out = simple_evaluate(
             model=lm,
             tasks=[source],
             num_fewshot=bench.num_fewshot,
-            limit=bench.limit,
+            limit=None if chosen is not None else bench.limit,
+            samples={bench.task: chosen} if chosen is not None else None,
             apply_chat_template=bench.apply_chat_template,
             log_samples=True,
             bootstrap_iters=0,
@@ -308,8 +401,12 @@ def _score(
         )
     if not np.isfinite(value):
         raise EvaluationError(f"{where}: {bench.task} {bench.metric} = {value} for {label}")
-    result = BenchmarkResult(
-        name, bench.task, bench.metric, float(value), len(samples), _items(samples, bench.metric)
-    )
+    items = _items(samples, bench.metric)
+    # lm-eval logs a chosen doc under its own index (its doc_id_true): check, as pairing needs
+    if chosen is not None and sorted(it["doc_id"] for it in items) != chosen:
+        raise EvaluationError(
+            f"{where}: lm-eval scored other items of {bench.task} than the {len(chosen)} chosen"
+        )
+    result = BenchmarkResult(name, bench.task, bench.metric, float(value), len(samples), items)
     write_result(path, asdict(result))
     return result

@@ -105,7 +105,8 @@ def paired_terms(baseline: np.ndarray, compressed: np.ndarray, theta: np.ndarray
 class SequentialVerdict:
     """Where a sequential gate stopped and why."""
 
-    #: "pass", "fail", or "exhausted" (the items ran out: the fixed-sample verdict applies)
+    #: "pass", "fail", "exhausted" (the items ran out: the fixed-sample verdict applies), or
+    #: "continue" (a look between batches that decided nothing)
     decision: str
     n_used: int
     n_available: int
@@ -119,6 +120,8 @@ class SequentialVerdict:
     def reason(self) -> str:
         if self.decision == "exhausted":
             return f"all {self.n_available} items used: the fixed-sample verdict applies"
+        if self.decision == "continue":
+            return f"undecided after {self.n_used} of {self.n_available} items"
         side = "below" if self.decision == "pass" else "above"
         return (
             f"the confidence sequence lies wholly {side} the threshold after "
@@ -131,6 +134,64 @@ def retention_loss(baseline: np.ndarray, compressed: np.ndarray) -> float:
     return (1 - float(np.sum(compressed)) / total) * 100 if total > 0 else math.nan
 
 
+#: the order the items are scored in: one seeded permutation, the same on every machine
+ORDER_SEED = 20201206
+
+
+def item_order(n_population: int, seed: int = ORDER_SEED) -> list[int]:
+    """The uniformly random order a sequential gate scores ``n_population`` items in."""
+    return [int(i) for i in np.random.default_rng(seed).permutation(n_population)]
+
+
+def _grid_with(threshold: float, grid: np.ndarray | None) -> np.ndarray:
+    grid = np.linspace(-100, 100, 401) if grid is None else np.asarray(grid, dtype=np.float64)
+    return np.concatenate([[threshold], grid])
+
+
+def _state(
+    thetas: np.ndarray,
+    above: np.ndarray,
+    below: np.ndarray,
+    i: int,
+    n: int,
+    alpha: float,
+    b: np.ndarray,
+    c: np.ndarray,
+) -> SequentialVerdict:
+    """The gate after item ``i`` (0-based) of ``n``; row 0 of the processes is the threshold."""
+    bar = math.log(2 / alpha)
+    estimate = retention_loss(b[: i + 1], c[: i + 1])
+    if i + 1 == n:  # every item seen: D is known exactly, the fixed-sample verdict applies
+        return SequentialVerdict("exhausted", n, n, estimate, estimate, estimate)
+    decision = "pass" if below[0, i] >= bar else "fail" if above[0, i] >= bar else "continue"
+    grid = thetas[1:]
+    kept = grid[(above[1:, i] < bar) & (below[1:, i] < bar)]
+    # between two grid points the sequence may be narrower than the grid: then the estimate
+    low, high = (float(kept.min()), float(kept.max())) if kept.size else (estimate, estimate)
+    return SequentialVerdict(decision, i + 1, n, low, high, estimate)
+
+
+def look(
+    baseline_seen: np.ndarray,
+    compressed_seen: np.ndarray,
+    n_population: int,
+    threshold: float,
+    alpha: float = 0.05,
+    grid: np.ndarray | None = None,
+) -> SequentialVerdict:
+    """The gate after the items scored so far, in their sampled order (a look between
+    batches): "pass"/"fail" once decided, else "continue", or "exhausted" at the last item."""
+    b = np.asarray(baseline_seen, dtype=np.float64)
+    c = np.asarray(compressed_seen, dtype=np.float64)
+    if not 0 < len(b) == len(c) <= n_population:
+        raise ValueError(
+            f"{len(b)} baseline and {len(c)} compressed items of {n_population}: need the same, > 0"
+        )
+    thetas = _grid_with(threshold, grid)
+    above, below = log_capitals(paired_terms(b, c, thetas), n_population, 0.5, alpha)
+    return _state(thetas, above, below, len(b) - 1, n_population, alpha, b, c)
+
+
 def sequential_retention(
     baseline: np.ndarray,
     compressed: np.ndarray,
@@ -139,30 +200,17 @@ def sequential_retention(
     batch: int = 100,
     grid: np.ndarray | None = None,
 ) -> SequentialVerdict:
-    """Judge "D ≤ threshold" on items already in their sampled order, looking after every
-    ``batch`` items. ``baseline``/``compressed``: each item's score in [0, 1], the whole
-    population (N = len) — only a prefix is used when the gate stops early."""
+    """Judge "D ≤ threshold" on a whole population already in its sampled order, looking
+    after every ``batch`` items (what the gate does one batch at a time with ``look``)."""
     b = np.asarray(baseline, dtype=np.float64)
     c = np.asarray(compressed, dtype=np.float64)
     n = len(b)
     if n == 0 or len(c) != n:
         raise ValueError(f"{n} baseline and {len(c)} compressed items: need the same, > 0")
-    grid = np.linspace(-100, 100, 401) if grid is None else np.asarray(grid, dtype=np.float64)
-    thetas = np.concatenate([[threshold], grid])
+    thetas = _grid_with(threshold, grid)
     above, below = log_capitals(paired_terms(b, c, thetas), n, 0.5, alpha)
-    bar = math.log(2 / alpha)
-    looks = [*range(batch, n, batch), n]
-    for t in looks:
-        i = t - 1
-        decision = None
-        if below[0, i] >= bar:
-            decision = "pass"
-        elif above[0, i] >= bar:
-            decision = "fail"
-        if decision is not None or t == n:
-            kept = grid[(above[1:, i] < bar) & (below[1:, i] < bar)]
-            low, high = (float(kept.min()), float(kept.max())) if kept.size else (math.nan,) * 2
-            return SequentialVerdict(
-                decision or "exhausted", t, n, low, high, retention_loss(b[:t], c[:t])
-            )
+    for t in [*range(batch, n, batch), n]:
+        state = _state(thetas, above, below, t - 1, n, alpha, b, c)
+        if state.decision != "continue":
+            return state
     raise AssertionError("unreachable: the last look is at n")  # pragma: no cover

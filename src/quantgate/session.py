@@ -29,7 +29,13 @@ from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
 from quantgate.quiet import xdist_workers
 from quantgate.registry import BackendSettings, Pair, Registry, ThroughputSettings
 from quantgate.report import ROW_PROPERTY, outcome_row
-from quantgate.retention import BenchmarkResult, Comparison, TaskIndex, run_benchmark
+from quantgate.retention import (
+    BenchmarkResult,
+    Comparison,
+    TaskIndex,
+    run_benchmark,
+    run_sequential,
+)
 from quantgate.rss_probe import peak_memory
 from quantgate.stats import Interval, overall_interval
 from quantgate.thresholds import Thresholds
@@ -330,12 +336,27 @@ class GateSession:
         record_property(f"{name}.{result.metric}", f"{result.score:.4f}")
         record_property(f"{name}.items", result.n_items)
         d_name = f"{RETENTION_PREFIX}{name}"
-        measured, intervals = {d_name: c.d}, {}
+        measured, intervals, decisions = {d_name: c.d}, {}, {}
         if (interval := c.interval()) is not None:
             intervals[d_name] = interval
         extra: dict[str, dict[str, Any]] = {
             d_name: {"score": result.score, "n_items": result.n_items}
         }
+        if (seq := c.sequential) is not None:
+            if seq.decision in ("pass", "fail"):  # decided: judged on the sequence at the stop
+                decisions[d_name] = seq.decision
+                intervals[d_name] = Interval(c.d, seq.low, seq.high)
+            extra[d_name] |= {
+                "sequential": {
+                    "items_used": seq.n_used,
+                    "items_available": seq.n_available,
+                    "stop": seq.decision,
+                    "reason": seq.reason,
+                    "sequence95": [seq.low, seq.high],
+                }
+            }
+            record_property(f"{name}.sequential", f"{seq.decision}: {seq.reason}")
+            record_property(f"{name}.items_available", seq.n_available)
         if (f := c.flips()) is not None:
             flips_name = f"{FLIPS_PREFIX}{name}"
             measured[flips_name], intervals[flips_name] = f.flips_pct, f.interval
@@ -354,6 +375,7 @@ class GateSession:
             record_property,
             baselines={d_name: c.baseline_score},
             intervals=intervals,
+            decisions=decisions,
             extra=extra,
             responsible=[f"{prefix}{name}" for prefix in PER_BENCHMARK],
             # a pinned score has no items to pair with: the paired metrics are the user's
@@ -393,6 +415,21 @@ class GateSession:
             self.settings(pair.model_key),
             pair.model.backend,
         )
+        bound = self.thresholds.for_pair(pair.model_key, pair.compression_name).get(
+            f"{RETENTION_PREFIX}{name}"
+        )
+        if bound is not None and bound.mode == "sequential" and self.baseline_mode != "pinned":
+            comparison = run_sequential(
+                self._lazy_baseline(pair.model_key),
+                variant,  # type: ignore[arg-type]
+                name,
+                bench,
+                self.task_index(),
+                where,
+                bound.value,
+            )
+            self._save_items(pair, comparison)
+            return comparison
         comp = self._benchmark(variant, pair.model_key, name)  # type: ignore[arg-type]
         if self.baseline_mode == "pinned":
             if bench.pinned_baseline is None:
@@ -462,6 +499,7 @@ class GateSession:
         extra: dict[str, dict[str, Any]] | None = None,
         responsible: Iterable[str] = (),
         not_measured_here: dict[str, str] | None = None,
+        decisions: dict[str, str] | None = None,
     ) -> None:
         """Judge every metric, record each as JUnit properties and a summary row, print one
         line per metric, then fail once listing every breach.
@@ -484,7 +522,7 @@ class GateSession:
                     f"{gate} test cannot measure it (for {self._unmeasurable_hint(name)}); "
                     "delete the key"
                 )
-        outcomes = judge(gate, measured, bounds, baselines, intervals)
+        outcomes = judge(gate, measured, bounds, baselines, intervals, decisions)
         baseline = self.artifacts.baseline(pair.model_key)
         provenance = {
             "baseline_provenance": baseline.notes.get("provenance"),

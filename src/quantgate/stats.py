@@ -263,10 +263,16 @@ def gold_probability(loglikelihoods: Sequence[float], target: int) -> float:
 def choice_kld(base_lls: Sequence[float], comp_lls: Sequence[float]) -> float:
     """KL(P_baseline || P_compressed) between the two answer distributions over one item's
     choices, in nats. Exactly 0 for identical log-likelihoods."""
-    p, q = choice_distribution(base_lls), choice_distribution(comp_lls)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
-    return max(0.0, float(terms.sum()))
+    # in log space: a badly damaged model's choices differ by more than exp() can hold
+    # (~745 nats summed over an ending), where a softmax underflows to 0 and log(0) is -inf
+    log_p, log_q = _log_choice_distribution(base_lls), _log_choice_distribution(comp_lls)
+    p = np.exp(log_p)
+    return max(0.0, float(np.sum(np.where(p > 0, p * (log_p - log_q), 0.0))))
+
+
+def _log_choice_distribution(loglikelihoods: Sequence[float]) -> np.ndarray:
+    x = np.asarray(loglikelihoods, dtype=np.float64)
+    return x - (x.max() + np.log(np.sum(np.exp(x - x.max()))))
 
 
 # -- power ---------------------------------------------------------------------------------------
@@ -298,5 +304,7 @@ def minimum_detectable(
     z = _z(level)
     se = half_width / z
     z_power = float(norm.ppf(power))
-    offset = {"point": z_power, "ci": z + z_power, "strict": z_power - z}[mode] * se
+    # sequential: judged as ci when its items run out (early stops only lower the error)
+    offsets = {"point": z_power, "ci": z + z_power, "strict": z_power - z}
+    offset = offsets["ci" if mode == "sequential" else mode] * se
     return threshold + offset if upper_bound else threshold - offset

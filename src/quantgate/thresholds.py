@@ -18,7 +18,7 @@ Keys are metric names from quantgate.constants.METRICS, plus ``D_<benchmark>`` a
 whose correctness changed); the direction (max or min) is the metric's own. A metric with no
 threshold anywhere is measured and reported but not gated.
 
-A value is a number (gate mode ``point``) or ``{value: <number>, mode: point|ci|strict}``:
+A value is a number (gate mode ``point``) or ``{value: <number>, mode: <mode>}``:
 
 * ``point``  — the study's rule: the measured value against the threshold;
 * ``ci``     — fail only when the whole 95 % confidence interval breaches the threshold (its
@@ -26,7 +26,13 @@ A value is a number (gate mode ``point``) or ``{value: <number>, mode: point|ci|
 * ``strict`` — fail when any part of the interval breaches it (its upper bound for a
   maximum): for release gates, where an undetected loss costs more than a false alarm.
 
-``ci`` and ``strict`` need a metric with an interval (see ``Metric.has_interval``).
+* ``sequential`` — ``D_<benchmark>`` only: the benchmark's items are scored in a seeded random
+  order in batches and the gate stops as soon as an anytime-valid confidence sequence lies
+  wholly on one side of the threshold (quantgate.sequential); when the items run out, mode
+  ``ci``'s verdict on the paired interval applies.
+
+``ci``, ``strict`` and ``sequential`` need a metric with an interval (see
+``Metric.has_interval``).
 """
 
 from __future__ import annotations
@@ -76,6 +82,11 @@ def _number(value: object, where: str) -> float:
     return float(value)
 
 
+def _per_benchmark_retention(key: str) -> bool:
+    split = split_benchmark_metric(key)
+    return split is not None and split[0] == RETENTION_PREFIX and split[1] != OVERALL
+
+
 def _entry(key: str, value: object, where: str) -> _Entry:
     if not isinstance(value, dict):
         return _Entry(_number(value, f"{where}.{key}"), "point")
@@ -90,6 +101,11 @@ def _entry(key: str, value: object, where: str) -> _Entry:
         raise ConfigError(
             f"{where}.{key}.mode: {mode!r} is not a gate mode"
             f"{did_you_mean(str(mode), GATE_MODES)}; valid: {', '.join(GATE_MODES)}"
+        )
+    if mode == "sequential" and not _per_benchmark_retention(key):
+        raise ConfigError(
+            f"{where}.{key}.mode: sequential stops a benchmark's evaluation early and judges "
+            "D_<benchmark> only (not D_overall, flips, graded, PPL or KLD metrics yet); use ci"
         )
     if mode != "point" and not metric(key).has_interval:
         raise ConfigError(

@@ -265,3 +265,13 @@ def test_graded_choice_signals():
     assert gold_probability(lls, 0) == pytest.approx(np.exp(0) / np.exp([0, -1, -2, -3]).sum())
     assert choice_kld(lls, lls) == 0.0  # identical answers: exactly 0
     assert choice_kld(lls, [-13.0, -12.0, -11.0, -10.0]) > 1.0
+
+
+def test_choice_kld_stays_finite_when_a_damaged_model_makes_a_choice_vanish():
+    """Endings of a wrecked model can differ by more than exp() holds (~745 nats summed over
+    an ending): the divergence is large, never inf (inf would read as a broken evaluation)."""
+    from quantgate.stats import choice_kld
+
+    kld = choice_kld([-10.0, -11.0, -12.0, -13.0], [-10.0, -2000.0, -12.0, -13.0])
+    assert math.isfinite(kld) and kld > 400
+    assert choice_kld([-1000.0, -10.0], [-10.0, -1000.0]) == pytest.approx(990.0)
