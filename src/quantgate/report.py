@@ -12,9 +12,11 @@ Schema (``schema_version`` 2)::
                "verdict", "expect", ...gate-specific fields}]}
 
 ``verdict`` is ``pass``, ``FAIL`` or ``not gated``; ``expect`` is ``fail`` for a canary's
-gates; ``mode`` is the threshold's gate mode (point, ci, strict, sequential) and ``ci_low``/``ci_high`` the
-95 % interval where one was measured (else null). Gate-specific fields: retention D_<bench>
-rows add ``score``, ``n_items`` and, for correct/wrong metrics, ``correct_to_wrong``,
+gates; ``mode`` is the threshold's gate mode (point, ci, strict, sequential) and
+``ci_low``/``ci_high`` the 95 % interval where one was measured (else null). Gate-specific
+fields: retention D_<bench> rows add ``score``, ``n_items`` (mode sequential: ``sequential``,
+the items used and available, the stop and the sequence) and, for correct/wrong metrics,
+``correct_to_wrong``,
 ``wrong_to_correct``, ``mcnemar_p``; the ppl_increase_pct row adds ``ppl`` and
 ``ppl_baseline``; footprint rows add ``file_size_bytes`` and ``bits_per_weight``; throughput
 rows add ``tokens_per_s``. Rows are sorted by (model, compression, gate, metric).
