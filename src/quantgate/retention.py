@@ -297,10 +297,8 @@ def _joined(name: str, bench: Benchmark, items: list[dict[str, Any]]) -> Benchma
 
 
 def _check_item_mean(result: BenchmarkResult, where: str) -> None:
-    values = [it.get(result.metric) for it in result.items]
-    if any(v is None or not 0 <= float(v) <= 1 for v in values) or (
-        abs(float(np.mean([float(v) for v in values])) - result.score) > 1e-9  # type: ignore[arg-type]
-    ):
+    scores = Comparison.item_scores(result, result.items)  # None unless they average to it
+    if scores is None or not all(0 <= v <= 1 for v in scores):
         raise ConfigError(
             f"{where}: mode sequential needs a metric whose score is the mean of per-item "
             f"values in [0, 1] (acc, acc_norm, exact_match); {result.task} {result.metric} "

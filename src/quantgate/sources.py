@@ -163,12 +163,20 @@ def expand_hub_pattern(filename: str, repo_files: list[str], ref: str) -> str:
     return first
 
 
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def _is_pattern(filename: str) -> bool:
+    """A Hub file named by a glob (expanded against the repo's file list, online)."""
+    return any(c in filename for c in "*?[")
+
+
 def hub_commit(path: Path) -> str | None:
     """The commit sha a file or folder of the Hugging Face cache was fetched at (the cache's
     layout: .../snapshots/<sha>/...), None for any other path."""
     parts = path.parts
     for i, part in enumerate(parts[:-1]):
-        if part == "snapshots" and re.fullmatch(r"[0-9a-f]{40}", parts[i + 1]):
+        if part == "snapshots" and _COMMIT.fullmatch(parts[i + 1]):
             return parts[i + 1]
     return None
 
@@ -190,9 +198,6 @@ def snapshot_kwargs(spec: HubSource) -> dict[str, object]:
     return kw | {"allow_patterns": SNAPSHOT_ALLOW, "ignore_patterns": SNAPSHOT_IGNORE}
 
 
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-
-
 def _pinned_commit(spec: HubSource) -> str | None:
     """The commit ``spec.revision`` names: itself if a sha, else asked of the Hub (None if the
     Hub cannot be asked: then the shared store, keyed by commit, is not used)."""
@@ -211,6 +216,8 @@ def _through_store(spec: HubSource, ref: str) -> Path | None:
     the store under its commit, so a second machine copies it from there instead of the Hub.
     The local copy is laid out as the Hub's cache is (``snapshots/<sha>/``): hub_commit reads
     the commit from the path either way."""
+    if spec.file is not None and _is_pattern(spec.file):
+        return None  # a pattern needs the Hub's file list: the plain path expands it
     commit = _pinned_commit(spec)
     if commit is None:
         return None
@@ -220,8 +227,6 @@ def _through_store(spec: HubSource, ref: str) -> Path | None:
         folder = cache_root() / "sources" / "hub-snapshots" / repo / "snapshots" / commit
         return build_once(folder, lambda partial: _link_tree(_download(pinned, ref), partial))
     filename = spec.file
-    if any(c in filename for c in "*?["):
-        return None  # a pattern needs the Hub's file list: the plain path expands it
     folder = cache_root() / "sources" / "hub" / repo / "snapshots" / commit
     paths = []
     for name in shard_names(filename):
@@ -255,7 +260,7 @@ def _download(spec: HubSource, ref: str) -> Path:
             )
         return folder
     filename = spec.file
-    if any(c in filename for c in "*?["):
+    if _is_pattern(filename):
         files = hub.list_repo_files(spec.repo, revision=spec.revision)
         filename = expand_hub_pattern(filename, files, ref)
     kw = hub_download_kwargs(spec)

@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from quantgate import progress
@@ -90,27 +90,29 @@ class Store:
         self.fs.invalidate_cache(remote)  # another job may have published it since we looked
         return bool(self.fs.exists(remote))
 
+    def _kind(self, key: str) -> str | None:
+        """ "folder" (its manifest is written), "file", or None: absent, or a folder whose
+        manifest is not written yet (its publisher is still uploading, or died)."""
+        if self._exists(self._remote(key + MANIFEST_SUFFIX)):
+            return "folder"
+        remote = self._remote(key)
+        return "file" if self._exists(remote) and not self.fs.isdir(remote) else None
+
     def has(self, key: str) -> bool:
         """Whether the store holds ``key`` whole (a file, or a directory with its manifest)."""
         with self._errors(f"look up {key}"):
-            if self._exists(self._remote(key + MANIFEST_SUFFIX)):
-                return True
-            remote = self._remote(key)
-            return self._exists(remote) and not self.fs.isdir(remote)
+            return self._kind(key) is not None
 
     def fetch(self, key: str, local: Path) -> bool:
         """Copy ``key`` down to ``local`` (renamed into place whole); False if not stored."""
         with self._errors(f"fetch {key}"):
-            manifest = self._remote(key + MANIFEST_SUFFIX)
-            if self._exists(manifest):
-                files = json.loads(self.fs.cat_file(manifest))["files"]
-                self._download_folder(key, files, local)
-                return True
-            remote = self._remote(key)
-            if not self._exists(remote) or self.fs.isdir(remote):
-                return False  # absent, or a folder whose manifest is not written yet
-            self._download_file(remote, local, key)
-            return True
+            kind = self._kind(key)
+            if kind == "folder":
+                manifest = self._remote(key + MANIFEST_SUFFIX)
+                self._download_folder(key, json.loads(self.fs.cat_file(manifest))["files"], local)
+            elif kind == "file":
+                self._download_file(self._remote(key), local, key)
+            return kind is not None
 
     def _download_file(self, remote: str, local: Path, key: str) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -160,36 +162,31 @@ class Store:
                 self._put(local, key)
 
     def _put(self, local: Path, key: str, quiet: bool = False) -> None:
-        remote = self._remote(key)
         size = local.stat().st_size
         with _announced(f"store: publish {key}", 0 if quiet else size):
-            if self.on_filesystem:
-                self.fs.makedirs(self.fs._parent(remote), exist_ok=True)
-                partial = f"{remote}.partial-{uuid.uuid4().hex}"
-                try:
-                    self.fs.put_file(str(local), partial)
-                    self.fs.mv(partial, remote)  # a rename: atomic on one filesystem
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.fs.rm_file(partial)
-            elif self.exclusive:
-                with contextlib.suppress(FileExistsError):  # another job stored it first
-                    self.fs.put_file(str(local), remote, mode="create")
-            else:
-                self.fs.put_file(str(local), remote)
+            self._write(key, lambda remote, **kw: self.fs.put_file(str(local), remote, **kw))
 
     def _put_bytes(self, data: bytes, key: str) -> None:
+        self._write(key, lambda remote, **kw: self.fs.pipe_file(remote, data, **kw))
+
+    def _write(self, key: str, put: Callable[..., object]) -> None:
+        """``put(remote, **kw)`` so that ``key`` appears whole or not at all: beside its name
+        then renamed on a filesystem; once, conditionally, on S3; one PUT elsewhere."""
         remote = self._remote(key)
         if self.on_filesystem:
             self.fs.makedirs(self.fs._parent(remote), exist_ok=True)
             partial = f"{remote}.partial-{uuid.uuid4().hex}"
-            self.fs.pipe_file(partial, data)
-            self.fs.mv(partial, remote)
+            try:
+                put(partial)
+                self.fs.mv(partial, remote)  # a rename: atomic on one filesystem
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(partial)
         elif self.exclusive:
-            with contextlib.suppress(FileExistsError):
-                self.fs.pipe_file(remote, data, mode="create")
+            with contextlib.suppress(FileExistsError):  # another job stored it first
+                put(remote, mode="create")
         else:
-            self.fs.pipe_file(remote, data)
+            put(remote)
 
     def listing(self) -> list[str]:
         """Every key the store holds: files, and a directory by its own key once its manifest is
