@@ -84,3 +84,10 @@ def with_retention_bounds(text: str) -> str:
     defaults = doc.setdefault("defaults", None) or {}
     doc["defaults"] = {**{f"D_{b}": 5.0 for b in sorted(benches)}, **defaults}
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def verdict_rows(folder: Path) -> list[tuple]:
+    """A reports folder's summary.json rows as sorted (pair, metric, value, verdict): what two
+    runs of the same pairs must agree on."""
+    doc = json.loads((folder / "summary.json").read_text())
+    return sorted((r["pair"], r["metric"], r["value"], r["verdict"]) for r in doc["rows"])

@@ -20,7 +20,7 @@ import yaml
 from quantgate.cache import results_free_cache
 from quantgate.store import Store
 
-from .helpers import OFFLINE, REPO, gate_command, run_gate
+from .helpers import OFFLINE, REPO, gate_command, run_gate, verdict_rows
 
 pytestmark = [pytest.mark.real_model, pytest.mark.child_pytest]
 
@@ -34,11 +34,6 @@ def _machine(tmp_path, name: str, store: str | None) -> dict[str, str]:
     """A fresh machine: the downloads and built files of this one (no rebuild), no result."""
     env = {"QUANTGATE_CACHE": str(results_free_cache(tmp_path / name))}
     return env | ({"QUANTGATE_STORE": store} if store else {})
-
-
-def _rows(folder):
-    doc = json.loads((folder / "summary.json").read_text())
-    return sorted((r["pair"], r["metric"], r["value"], r["verdict"]) for r in doc["rows"])
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +58,7 @@ def unsharded(tmp_path_factory, night):
     tmp = tmp_path_factory.mktemp("unsharded")
     run = run_gate(*night, *SELECTION, reports=tmp / "reports", env=_machine(tmp, "m", None))
     assert run.returncode == 0, run.output[-3000:]
-    return _rows(run.reports)
+    return verdict_rows(run.reports)
 
 
 def _quality_results(store: str) -> list[str]:
@@ -132,4 +127,4 @@ def test_shards_on_two_machines_share_one_store_and_merge_to_the_unsharded_rows(
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert merged.returncode == 0, merged.stderr
-    assert _rows(tmp_path / "merged") == unsharded
+    assert verdict_rows(tmp_path / "merged") == unsharded

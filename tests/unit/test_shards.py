@@ -12,7 +12,7 @@ import pytest
 from quantgate.errors import ConfigError
 from quantgate.shards import expected_cost, parse_shard, split
 
-from .helpers import REPO, collected, run_gate
+from .helpers import REPO, collected, run_gate, verdict_rows
 
 
 @pytest.mark.parametrize(
@@ -62,11 +62,6 @@ def _merge(out, *folders):
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
 
 
-def _rows(folder):
-    doc = json.loads((folder / "summary.json").read_text())
-    return sorted((r["pair"], r["metric"], r["value"], r["verdict"]) for r in doc["rows"])
-
-
 @pytest.mark.real_model
 def test_merged_shards_give_the_unsharded_verdict_and_a_missing_one_is_named(gate_run, tmp_path):
     selection = ("-m", "smoke", "-k", "perplexity or kl_divergence")
@@ -79,7 +74,7 @@ def test_merged_shards_give_the_unsharded_verdict_and_a_missing_one_is_named(gat
         folders.append(tmp_path / f"s{k}")
     merged = _merge(tmp_path / "merged", *folders)
     assert merged.returncode == 0, merged.stderr
-    assert _rows(tmp_path / "merged") == _rows(whole.reports)
+    assert verdict_rows(tmp_path / "merged") == verdict_rows(whole.reports)
     assert (tmp_path / "merged" / "summary.md").is_file()
     assert (tmp_path / "merged" / "junit.xml").read_text().count("<testcase") == 6
     # one shard lost: the merge fails and names what never ran
