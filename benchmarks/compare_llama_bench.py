@@ -26,7 +26,9 @@ from quantgate.throughput import tokens_per_second, workloads
 REPO = Path(__file__).resolve().parents[1]
 
 
-def llama_bench(path: Path, n_prompt: int, n_gen: int, threads: int, rounds: int) -> dict:
+def llama_bench(
+    path: Path, n_prompt: int, n_gen: int, threads: int, rounds: int, flash_attn: str = "0"
+) -> dict:
     out = subprocess.run(
         [
             str(tool("llama-bench")),
@@ -41,7 +43,7 @@ def llama_bench(path: Path, n_prompt: int, n_gen: int, threads: int, rounds: int
             "-r",
             str(rounds),
             "-fa",
-            "0",
+            flash_attn,
             "-o",
             "json",
         ],

@@ -11,14 +11,13 @@ against llama-cpp-python's server; this one scores in process. Registered as
 
 Tokenization follows lm-eval's HF model: no BOS unless the GGUF says the model adds one,
 trailing spaces of a context move to its continuation, the continuation is the tail of the
-tokenized ``context + continuation``. Requests sharing a context are scored with one pass over
-the context (KV cache reuse), which matters for multiple-choice tasks.
+tokenized ``context + continuation``. Scoring goes through the backend's multi-sequence rounds
+(``LlamaCppBackend.score_requests``): an item's choices share one evaluation of their context.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +30,9 @@ if TYPE_CHECKING:
     from quantgate.backends.llama_cpp import LlamaCppBackend
 
 MODEL_NAME = "quantgate-llama-cpp"
+#: requests per backend call: how often the progress bar moves (rounds span calls unharmed:
+#: the shared prefix the last round retained carries over)
+PROGRESS_STEP = 256
 
 
 @register_model(MODEL_NAME)
@@ -135,21 +137,17 @@ class LlamaCppLM(TemplateLM):
 
     # -- scoring -------------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs: object):
-        """Group requests by context tokens; each group's context is evaluated once."""
-        groups: OrderedDict[tuple[int, ...], list[int]] = OrderedDict()
-        prepared = []
-        for i, (_, context_enc, continuation_enc) in enumerate(requests):
-            ctx, cont = self._truncate(list(context_enc), list(continuation_enc))
-            prepared.append((ctx, cont))
-            groups.setdefault(tuple(ctx), []).append(i)
-        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        """All requests through the backend's multi-sequence rounds, in lm-eval's order (an
+        item's choices are adjacent, so their shared context is evaluated once)."""
+        prepared = [self._truncate(list(ctx), list(cont)) for _, ctx, cont in requests]
+        results: list[tuple[float, bool]] = []
         bar = tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood")
-        for ctx, members in groups.items():
-            scored = self.backend.score_continuations(list(ctx), [prepared[i][1] for i in members])
-            for i, res in zip(members, scored, strict=True):
-                results[i] = res
-                self.cache_hook.add_partial("loglikelihood", requests[i][0], res)
-            bar.update(len(members))
+        for lo in range(0, len(prepared), PROGRESS_STEP):
+            scored = self.backend.score_requests(prepared[lo : lo + PROGRESS_STEP])
+            for request, res in zip(requests[lo : lo + PROGRESS_STEP], scored, strict=True):
+                self.cache_hook.add_partial("loglikelihood", request[0], res)
+            results.extend(scored)
+            bar.update(len(scored))
         bar.close()
         return results
 
@@ -165,6 +163,7 @@ class LlamaCppLM(TemplateLM):
         return whole[:keep_ctx], whole[keep_ctx:]
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """lm-eval's disjoint rolling windows, all of a request's windows in one call."""
         out = []
         for (string,) in tqdm(
             [r.args for r in requests], disable=disable_tqdm, desc="loglikelihood_rolling"
@@ -178,10 +177,7 @@ class LlamaCppLM(TemplateLM):
                     context_len=1,
                 ),
             )
-            total = 0.0
-            for ctx, cont in windows:
-                ((logprob, _),) = self.backend.score_continuations(ctx, [cont])
-                total += logprob
+            total = sum(logprob for logprob, _ in self.backend.score_requests(list(windows)))
             out.append(total)
             self.cache_hook.add_partial("loglikelihood_rolling", (string,), total)
         return out

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quantgate.errors import DataError, EvaluationError
+from quantgate.row_threads import row_map
 
 
 def make_chunks(
@@ -54,12 +55,24 @@ def first_scored(n_ctx: int) -> int:
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax, float32 out.
+    """Row-wise log-softmax, float32 out, row ranges on the process's cores.
 
     The exponentials are float32 and only their sum is float64: 12x faster than float64
     throughout on a 49k vocabulary, and within 4e-6 nats of it per entry (1e-7 on a mean NLL).
     """
     x = np.asarray(logits, dtype=np.float32)
+    if x.ndim == 1:
+        return _log_softmax_rows(x[None, :])[0]
+    out = np.empty(x.shape, dtype=np.float32)
+
+    def rows(lo: int, hi: int) -> None:
+        out[lo:hi] = _log_softmax_rows(x[lo:hi])
+
+    row_map(rows, len(x))
+    return out
+
+
+def _log_softmax_rows(x: np.ndarray) -> np.ndarray:
     shifted = x - x.max(axis=-1, keepdims=True)
     lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float64))
     shifted -= lse.astype(np.float32)

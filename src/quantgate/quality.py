@@ -37,6 +37,7 @@ from quantgate.perplexity import (
     scored_logprobs,
 )
 from quantgate.registry import PerplexitySettings
+from quantgate.row_threads import row_map
 from quantgate.stats import (
     Interval,
     chunk_percentile_interval,
@@ -45,7 +46,7 @@ from quantgate.stats import (
 )
 
 #: Bump when the computation below changes, so old cache entries are not reused.
-METHOD_VERSION = 5
+METHOD_VERSION = 6  # 6: logits from the multi-sequence scoring context
 
 
 def read_text(path: Path) -> str:
@@ -237,14 +238,10 @@ class QualityEvaluator:
         with progress.step(f"{label}: PPL and KLD vs {base.label}, {len(chunks)} chunks"):
             for i, chunk in enumerate(chunks):
                 logp, nll = scored_logprobs(backend.logits(chunk, first), chunk, label, first)
-                ref = np.asarray(base_logp[i * per_chunk : (i + 1) * per_chunk])
                 nll_all.append(nll)
-                # compared at the baseline's stored precision (float16): the same rounding on
-                # both sides makes the baseline against itself exactly 0 nats and argmax ties
-                # break alike; the NLL above keeps full precision
-                stored = logp.astype(np.float16)
-                kld_all.append(kl_divergence_rows(ref, stored.astype(np.float32)))
-                top1_all.append(ref.argmax(axis=-1) == stored.argmax(axis=-1))
+                kld, top1 = _against_baseline(base_logp[i * per_chunk : (i + 1) * per_chunk], logp)
+                kld_all.append(kld)
+                top1_all.append(top1)
         stats = kld_stats(np.concatenate(kld_all), np.concatenate(top1_all))
         return QualityResult(
             ppl=perplexity(np.concatenate(nll_all)),
@@ -261,6 +258,22 @@ class QualityEvaluator:
             # 6 significant digits: the p99's interval needs the distribution, not the bits
             token_kld=[float(f"{v:.6g}") for v in np.concatenate(kld_all)],
         )
+
+
+def _against_baseline(base_rows: np.ndarray, logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, KL(baseline || variant) and whether both argmaxes agree, row ranges on the
+    process's cores. Compared at the baseline's stored precision (float16): the same rounding
+    on both sides makes the baseline against itself exactly 0 nats and argmax ties break alike
+    (the NLL keeps full precision)."""
+
+    def rows(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        ref = np.asarray(base_rows[lo:hi])
+        stored = logp[lo:hi].astype(np.float16)
+        kld = kl_divergence_rows(ref, stored.astype(np.float32))
+        return kld, ref.argmax(axis=-1) == stored.argmax(axis=-1)
+
+    parts = row_map(rows, len(logp))
+    return np.concatenate([k for k, _ in parts]), np.concatenate([t for _, t in parts])
 
 
 def _tokens_sha(chunks: list[list[int]]) -> str:

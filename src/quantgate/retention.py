@@ -35,7 +35,7 @@ from quantgate.stats import retention_interval as _retention_interval
 from quantgate.tasks import TaskIndex
 
 #: Bump when the scoring code below changes, so old cache entries are not reused.
-METHOD_VERSION = 3
+METHOD_VERSION = 4  # 4: llama.cpp requests scored in multi-sequence rounds
 
 
 @dataclass(frozen=True)

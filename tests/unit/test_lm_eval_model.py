@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from quantgate.perplexity import log_softmax
+
+from .helpers import REPO
 
 pytestmark = pytest.mark.real_model
 
@@ -102,3 +106,77 @@ def test_shared_prefix_is_evaluated_once_and_scores_as_from_scratch(lm):
     logp = log_softmax(backend.logits(ctx + cont))  # from an empty cache
     expected = sum(logp[len(ctx) - 1 + i, t] for i, t in enumerate(cont))
     assert logprob == pytest.approx(float(expected), abs=1e-4)
+
+
+def _hellaswag_requests(lm, items: int) -> list[tuple[list[int], list[int]]]:
+    """lm-eval's hellaswag requests for the first ``items`` validation items."""
+    from lm_eval.tasks.hellaswag.utils import preprocess
+
+    path = REPO / "fixtures" / "data" / "hellaswag" / "hellaswag_val_first100.jsonl"
+    requests = []
+    for line in path.read_text().splitlines()[:items]:
+        doc = json.loads(line)
+        query = preprocess(doc["activity_label"] + ": " + doc["ctx_a"] + " " + doc["ctx_b"])
+        requests += [lm._encode_pair(query, " " + preprocess(e)) for e in doc["endings"]]
+    return requests
+
+
+def test_rounds_agree_with_the_previous_scoring_within_a_batch_size_changes_noise(
+    lm, smollm2_artifacts
+):
+    """Multi-sequence rounds against the scoring they replaced (quantgate.backends.
+    llama_reference: one request after another, KV reuse per context). Both compute the same
+    sums with F16 rounding in an order the batch shape decides; each one's noise is measured
+    here as the largest change a batch-size change makes to it (the previous scoring at 512
+    tokens a decode and at one; the rounds at 512 and at 32). By the triangle inequality the
+    two may differ by at most the sum, per request; every item's chosen ending is the same
+    unless its top two endings are closer than that."""
+    from quantgate.backends.llama_reference import ReferenceScorer
+    from quantgate.lm_eval_model import LlamaCppLM
+
+    baseline, _ = smollm2_artifacts
+    requests = _hellaswag_requests(lm, 12)
+    ours = np.array([lp for lp, _ in lm.backend.score_requests(requests)])
+    small = LlamaCppLM(model_path=str(baseline.path), n_ctx=512, n_batch=32, n_threads=2)
+    ours_small = np.array([lp for lp, _ in small.backend.score_requests(requests)])
+    small.backend.close()
+    previous = {}
+    for n_batch in (512, 1):
+        scorer = ReferenceScorer(str(baseline.path), 512, n_batch, 2)
+        previous[n_batch] = np.array([lp for lp, _ in scorer.score_requests(requests)])
+        scorer.close()
+    noise = float(np.abs(previous[1] - previous[512]).max() + np.abs(ours_small - ours).max())
+    assert 0 < noise < 0.1  # rounding, not a broken path
+    assert float(np.abs(ours - previous[512]).max()) <= noise
+    for item in range(12):
+        mine, theirs = ours[4 * item : 4 * item + 4], previous[512][4 * item : 4 * item + 4]
+        top_two = np.sort(theirs)[-2:]
+        if top_two[1] - top_two[0] > noise:
+            assert mine.argmax() == theirs.argmax(), f"item {item}"
+
+
+def test_a_long_request_spans_several_decodes_and_rolling_windows_score_as_one_pass(
+    smollm2_artifacts,
+):
+    """With n_batch 64, a 512-token window decodes in eight parts of one round; the rolling
+    windows of a text longer than n_ctx sum to the per-window scores of full passes."""
+    from lm_eval import utils
+
+    from quantgate.lm_eval_model import LlamaCppLM
+
+    baseline, _ = smollm2_artifacts
+    lm = LlamaCppLM(model_path=str(baseline.path), n_ctx=512, n_batch=64, n_threads=2)
+    wiki = REPO / "fixtures" / "data" / "wikitext2" / "wiki.test.excerpt.raw"
+    text = wiki.read_text()[:6000].strip()
+    tokens = lm.tok_encode(text, add_special_tokens=False)
+    assert len(tokens) > lm.max_length + 100
+    (total,) = lm.loglikelihood_rolling([Request(text)], disable_tqdm=True)
+    expected = 0.0
+    windows = utils.get_rolling_token_windows(
+        token_list=tokens, prefix_token=lm.prefix_token_id, max_seq_len=lm.max_length, context_len=1
+    )
+    for ctx, cont in map(utils.make_disjoint_window, windows):
+        logp = log_softmax(lm.backend.logits(ctx + cont[:-1]))
+        expected += float(logp[np.arange(len(ctx) - 1, len(ctx) + len(cont) - 1), cont].sum())
+    assert total == pytest.approx(expected, abs=1e-2)
+    lm.backend.close()
