@@ -91,3 +91,23 @@ def verdict_rows(folder: Path) -> list[tuple]:
     runs of the same pairs must agree on."""
     doc = json.loads((folder / "summary.json").read_text())
     return sorted((r["pair"], r["metric"], r["value"], r["verdict"]) for r in doc["rows"])
+
+
+class Request:
+    """The part of lm-eval's Instance an lm-eval model reads."""
+
+    def __init__(self, *args) -> None:
+        self.args = args
+
+
+def hellaswag_requests(n_items: int) -> list[Request]:
+    """lm-eval's hellaswag loglikelihood requests for the first ``n_items`` validation items."""
+    from lm_eval.tasks.hellaswag.utils import preprocess
+
+    path = REPO / "fixtures" / "data" / "hellaswag" / "hellaswag_val_first100.jsonl"
+    out = []
+    for line in path.read_text().splitlines()[:n_items]:
+        doc = json.loads(line)
+        query = preprocess(doc["activity_label"] + ": " + doc["ctx_a"] + " " + doc["ctx_b"])
+        out += [Request(query, " " + preprocess(e)) for e in doc["endings"]]
+    return out

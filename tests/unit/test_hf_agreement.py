@@ -3,30 +3,11 @@ baseline GGUF, loaded by transformers (``gguf_file``) in float32 on the CPU."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from .helpers import REPO
+from .helpers import hellaswag_requests
 
 pytestmark = pytest.mark.real_model
-
-
-class Request:
-    def __init__(self, *args: str) -> None:
-        self.args = args
-
-
-def hellaswag_requests(n_items: int) -> list[Request]:
-    from lm_eval.tasks.hellaswag.utils import preprocess
-
-    path = REPO / "fixtures" / "data" / "hellaswag" / "hellaswag_val_first100.jsonl"
-    out = []
-    for line in path.read_text().splitlines()[:n_items]:
-        doc = json.loads(line)
-        query = preprocess(doc["activity_label"] + ": " + doc["ctx_a"] + " " + doc["ctx_b"])
-        out += [Request(query, " " + preprocess(e)) for e in doc["endings"]]
-    return out
 
 
 @pytest.fixture(scope="module")

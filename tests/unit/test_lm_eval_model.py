@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 from quantgate.perplexity import log_softmax
 
-from .helpers import REPO
+from .helpers import REPO, Request, hellaswag_requests
 
 pytestmark = pytest.mark.real_model
-
-
-class Request:
-    """The part of lm-eval's Instance the model reads."""
-
-    def __init__(self, *args):
-        self.args = args
 
 
 @pytest.fixture(scope="module")
@@ -108,19 +99,6 @@ def test_shared_prefix_is_evaluated_once_and_scores_as_from_scratch(lm):
     assert logprob == pytest.approx(float(expected), abs=1e-4)
 
 
-def _hellaswag_requests(lm, items: int) -> list[tuple[list[int], list[int]]]:
-    """lm-eval's hellaswag requests for the first ``items`` validation items."""
-    from lm_eval.tasks.hellaswag.utils import preprocess
-
-    path = REPO / "fixtures" / "data" / "hellaswag" / "hellaswag_val_first100.jsonl"
-    requests = []
-    for line in path.read_text().splitlines()[:items]:
-        doc = json.loads(line)
-        query = preprocess(doc["activity_label"] + ": " + doc["ctx_a"] + " " + doc["ctx_b"])
-        requests += [lm._encode_pair(query, " " + preprocess(e)) for e in doc["endings"]]
-    return requests
-
-
 def test_rounds_agree_with_the_previous_scoring_within_a_batch_size_changes_noise(
     lm, smollm2_artifacts
 ):
@@ -135,7 +113,7 @@ def test_rounds_agree_with_the_previous_scoring_within_a_batch_size_changes_nois
     from quantgate.lm_eval_model import LlamaCppLM
 
     baseline, _ = smollm2_artifacts
-    requests = _hellaswag_requests(lm, 12)
+    requests = [lm._encode_pair(*r.args) for r in hellaswag_requests(12)]
     ours = np.array([lp for lp, _ in lm.backend.score_requests(requests)])
     small = LlamaCppLM(model_path=str(baseline.path), n_ctx=512, n_batch=32, n_threads=2)
     ours_small = np.array([lp for lp, _ in small.backend.score_requests(requests)])

@@ -15,7 +15,8 @@ from quantgate.errors import ArtifactError, EvaluationError
 from quantgate.registry import BackendSettings
 
 
-def _load_llama(artifact: Artifact, settings: BackendSettings, logits_all: bool):  # -> Llama
+def _load_llama(artifact: Artifact, settings: BackendSettings):  # -> llama_cpp.Llama
+    """A model and its own context, which keeps the last logits row only."""
     import llama_cpp
     from llama_cpp import Llama
 
@@ -31,7 +32,6 @@ def _load_llama(artifact: Artifact, settings: BackendSettings, logits_all: bool)
             n_ubatch=settings.n_batch,
             n_threads=threads,
             n_threads_batch=threads,
-            logits_all=logits_all,
             seed=settings.seed,
             type_k=kv_type,
             type_v=kv_type,
@@ -157,7 +157,6 @@ class _TreeContext:
             )
             out[done : done + len(rows)] = rows
             done += len(rows)
-        self.clear()
         return out
 
     def close(self) -> None:
@@ -182,7 +181,7 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         super().__init__(artifact, settings)
-        self._llama = self._load(logits_all=False)
+        self._llama = _load_llama(artifact, settings)
         import llama_cpp
 
         # llama.cpp reserves an output row per sequence within the batch (n_outputs_max)
@@ -191,14 +190,11 @@ class LlamaCppBackend(Backend):
         #: tokens run through the model by score_requests (the scoring benchmark reads it)
         self.tokens_evaluated = 0
 
-    def _load(self, logits_all: bool):  # -> llama_cpp.Llama
-        return _load_llama(self.artifact, self.settings, logits_all)
-
     @classmethod
     def run_as_deployed(cls, artifact: Artifact, settings: BackendSettings, prompt: str) -> None:
         # one context that keeps the last logits row only, as a deployment would (the gate's
         # backend adds a scoring context)
-        llm = _load_llama(artifact, settings, logits_all=False)
+        llm = _load_llama(artifact, settings)
         llm.eval(llm.tokenize(prompt.encode())[:32])
 
     @property
@@ -277,12 +273,6 @@ class LlamaCppBackend(Backend):
             self.tokens_evaluated += len(rd.tokens)
             results.extend(zip(sums.tolist(), greedy.tolist(), strict=True))
         return results
-
-    def score_continuations(
-        self, context: Sequence[int], continuations: Sequence[Sequence[int]]
-    ) -> list[tuple[float, bool]]:
-        """:meth:`score_requests` for continuations of one context."""
-        return self.score_requests([(context, cont) for cont in continuations])
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._llama.detokenize(list(tokens), special=False).decode("utf-8", "replace")

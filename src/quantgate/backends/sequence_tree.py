@@ -132,7 +132,7 @@ def plan_rounds(
     retained = list(retained)
     start = 0
     while start < len(requests):
-        tree, members, paths = _Tree(), [], []
+        tree, members, walks = _Tree(), [], []
         root: list[int] | None = None  # the prefix every member shares (capped: see below)
         present = 0
         for r in range(start, len(requests)):
@@ -146,10 +146,9 @@ def plan_rounds(
             if members and (added > min(budget, n_ctx - new_present) or len(members) >= n_seq_max):
                 break
             root, present = new_root, new_present
-            tree.insert(path, len(members))
+            walks.append(tree.insert(path, len(members)))
             members.append(r)
-            paths.append(path)
-        yield _emit(tree, members, paths, requests, present, root or [])
+        yield _emit(tree, members, walks, requests, present, root or [])
         retained = root or []
         start += len(members)
 
@@ -157,7 +156,7 @@ def plan_rounds(
 def _emit(
     tree: _Tree,
     members: list[int],
-    paths: list[list[int]],
+    walks: list[list[int]],
     requests: Sequence[tuple[Sequence[int], Sequence[int]]],
     present: int,
     root: list[int],
@@ -166,12 +165,8 @@ def _emit(
     wanted: dict[int, list[tuple[int, int]]] = {}
     for seq, r in enumerate(members):
         ctx, cont = requests[r]
-        walk, parent = [], -1
-        for token in paths[seq]:
-            parent = tree.children[(parent, token)]
-            walk.append(parent)
         for j, target in enumerate(cont):
-            node = walk[len(ctx) - 1 + j]
+            node = walks[seq][len(ctx) - 1 + j]
             wanted.setdefault(node, []).append((int(target), seq))
     tokens, positions, seq_ids, outputs, picks = [], [], [], [], []
     row = 0
