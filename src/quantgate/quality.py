@@ -1,8 +1,10 @@
 """Perplexity and KLD of a compressed model against its baseline, cached on disk.
 
-The baseline's log-probabilities over the scored tokens are computed once and kept as float16
-(``[n_scored, n_vocab]``, like llama-perplexity's ``--kl-divergence-base`` file keeps uint16), so
-every variant is compared with them without re-running the baseline. A variant's result is a
+The baseline's side of KLD over the scored tokens is computed once and kept in bounded form (per
+token its top-k log-probabilities, the tail's mass and a sample of the tail,
+:mod:`quantgate.kld_top_k`; llama-perplexity's ``--kl-divergence-base`` file keeps the whole
+vocabulary), so every variant is compared with it
+without re-running the baseline. A variant's result is a
 small JSON keyed by both artifacts' sha256 and every setting, so a re-run only reads it.
 """
 
@@ -28,9 +30,15 @@ from quantgate.cache import (
     write_result,
 )
 from quantgate.errors import DataError, EvaluationError
+from quantgate.kld_top_k import (
+    clamped,
+    kl_divergence_top_k,
+    row_dtype,
+    top1_agrees,
+    top_k_rows,
+)
 from quantgate.perplexity import (
     first_scored,
-    kl_divergence_rows,
     kld_stats,
     make_chunks,
     perplexity,
@@ -46,7 +54,7 @@ from quantgate.stats import (
 )
 
 #: Bump when the computation below changes, so old cache entries are not reused.
-METHOD_VERSION = 6  # 6: logits from the multi-sequence scoring context
+METHOD_VERSION = 7  # 7: the baseline's top-k log-probs and tail mass instead of every row
 
 
 def read_text(path: Path) -> str:
@@ -71,12 +79,13 @@ class BaselineScores:
     ppl: float
     n_scored: int
     tokens_sha: str
-    logprobs_path: Path
+    top_k_path: Path
     #: mean NLL of each chunk, for paired intervals over chunks
     chunk_nll: list[float]
 
-    def logprobs(self) -> np.ndarray:
-        return np.load(self.logprobs_path, mmap_mode="r")
+    def top_k(self) -> np.ndarray:
+        """Per scored token, the baseline's top-k ids and log-probs and its tail mass."""
+        return np.load(self.top_k_path, mmap_mode="r")
 
 
 @dataclass(frozen=True)
@@ -145,11 +154,25 @@ class QualityEvaluator:
         except DataError as exc:
             raise DataError(f"{self.text_path}: {exc}") from None
 
+    def full_logprobs(self, backend: Backend) -> np.ndarray:
+        """Every scored token's log-probabilities over the whole vocabulary, chunk after chunk
+        (``[n_scored, n_vocab]``): what the bounded KLD baseline is measured against."""
+        first = first_scored(self.settings.n_ctx)
+        label = backend.artifact.label
+        return np.concatenate(
+            [
+                scored_logprobs(backend.logits(chunk, first), chunk, label, first)[0]
+                for chunk in self._chunks(backend)
+            ]
+        )
+
     def _settings_key(self, backend: Backend) -> dict[str, object]:
         return {
             "text": self.text_sha,
             "n_ctx": self.settings.n_ctx,
             "max_chunks": self.settings.max_chunks,
+            "kld_top_k": self.settings.kld_top_k,
+            "kld_tail_samples": self.settings.kld_tail_samples,
             **result_settings(backend.name, backend.settings),
             "method": METHOD_VERSION,
         }
@@ -160,17 +183,18 @@ class QualityEvaluator:
         key = cache_key(artifact=backend.artifact.sha256, **self._settings_key(backend))
         folder = cache_root() / "baselines" / key
         meta_path = folder / "meta.json"
-        npy = folder / "logprobs.npy"
+        npy = folder / "top_k.npy"
 
         def build(partial: Path) -> None:
             chunks = self._chunks(backend)
             first = first_scored(self.settings.n_ctx)
             per_chunk = self.settings.n_ctx - 1 - first
+            k, m = self.settings.kld_top_k, self.settings.kld_tail_samples
             out = np.lib.format.open_memmap(
                 partial,
                 mode="w+",
-                dtype=np.float16,
-                shape=(len(chunks) * per_chunk, backend.n_vocab),
+                dtype=row_dtype(*clamped(backend.n_vocab, k, m)),
+                shape=(len(chunks) * per_chunk,),
             )
             nll_all = []
             with progress.step(
@@ -178,7 +202,7 @@ class QualityEvaluator:
             ):
                 for i, chunk in enumerate(chunks):
                     logp, nll = scored_logprobs(backend.logits(chunk, first), chunk, label, first)
-                    out[i * per_chunk : (i + 1) * per_chunk] = logp
+                    out[i * per_chunk : (i + 1) * per_chunk] = top_k_rows(logp, k, m, seed=i)
                     nll_all.append(nll)
                     progress.say(
                         f"{label}: chunk {i + 1}/{len(chunks)}, running PPL "
@@ -233,13 +257,13 @@ class QualityEvaluator:
             )
         first = first_scored(self.settings.n_ctx)
         per_chunk = self.settings.n_ctx - 1 - first
-        base_logp = base.logprobs()
+        base_top_k = base.top_k()
         nll_all, kld_all, top1_all = [], [], []
         with progress.step(f"{label}: PPL and KLD vs {base.label}, {len(chunks)} chunks"):
             for i, chunk in enumerate(chunks):
                 logp, nll = scored_logprobs(backend.logits(chunk, first), chunk, label, first)
                 nll_all.append(nll)
-                kld, top1 = _against_baseline(base_logp[i * per_chunk : (i + 1) * per_chunk], logp)
+                kld, top1 = _against_baseline(base_top_k[i * per_chunk : (i + 1) * per_chunk], logp)
                 kld_all.append(kld)
                 top1_all.append(top1)
         stats = kld_stats(np.concatenate(kld_all), np.concatenate(top1_all))
@@ -261,16 +285,12 @@ class QualityEvaluator:
 
 
 def _against_baseline(base_rows: np.ndarray, logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, KL(baseline || variant) and whether both argmaxes agree, row ranges on the
-    process's cores. Compared at the baseline's stored precision (float16): the same rounding
-    on both sides makes the baseline against itself exactly 0 nats and argmax ties break alike
-    (the NLL keeps full precision)."""
+    """Per row, KL(baseline || variant) from the baseline's bounded rows and whether both
+    argmaxes agree, row ranges on the process's cores."""
 
     def rows(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         ref = np.asarray(base_rows[lo:hi])
-        stored = logp[lo:hi].astype(np.float16)
-        kld = kl_divergence_rows(ref, stored.astype(np.float32))
-        return kld, ref.argmax(axis=-1) == stored.argmax(axis=-1)
+        return kl_divergence_top_k(ref, logp[lo:hi]), top1_agrees(ref, logp[lo:hi])
 
     parts = row_map(rows, len(logp))
     return np.concatenate([k for k, _ in parts]), np.concatenate([t for _, t in parts])

@@ -220,6 +220,11 @@ class PerplexitySettings(StrictModel):
     n_ctx: int = Field(512, ge=16)
     #: 0 means every full chunk of the text, as llama-perplexity's --chunks -1.
     max_chunks: int = Field(0, ge=0)
+    #: KLD's baseline per scored token, bounded (quantgate.kld_top_k): its most probable
+    #: tokens, and tokens drawn from the rest; 8 (k + m) + 8 bytes a token at any vocabulary
+    #: (the estimate's measured error is in the README)
+    kld_top_k: int = Field(128, ge=1)
+    kld_tail_samples: int = Field(128, ge=1)
 
 
 class ThroughputSettings(StrictModel):
