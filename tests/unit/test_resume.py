@@ -1,5 +1,6 @@
 """Interruption: a real gate run killed midway keeps every benchmark it finished, and the re-run
-recomputes only what was unfinished."""
+recomputes only what was unfinished; a third run only judges cached results, and pays for no
+heavy import (issue 18: it starts in seconds)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ from .helpers import OFFLINE, REPO, gate_command
 pytestmark = pytest.mark.real_model
 
 DONE = re.compile(r"\[quantgate\] (smollm2-\S+): lm-eval (\S+) \(\d+ items\): done in")
+#: what scoring needs and judging cached results does not (each costs seconds to import; the
+#: top-level lm_eval and llama_cpp packages, whose versions and build key the cache, 0.05 and
+#: 0.2 s, are allowed)
+HEAVY = {
+    "torch",
+    "transformers",
+    "datasets",
+    "vllm",
+    "accelerate",
+    "lm_eval.tasks",
+    "lm_eval.evaluator",
+}
 STARTED = re.compile(r"\[quantgate\] (smollm2-\S+): lm-eval (\S+) \(\d+ items\) \.\.\.$")
 
 
@@ -61,3 +74,22 @@ def test_killed_run_resumes_with_only_the_unfinished_work(tmp_path):
     assert not recomputed & set(finished)
     assert len(recomputed) + len(finished) == 2 * 4  # baseline and Q8_0, four benchmarks each
     assert "5 passed" in rerun.stdout
+
+    # everything is cached now: nothing is scored, and nothing that scores is imported
+    probe = tmp_path / "modules.txt"
+    cmd, env = _gate(cache, tmp_path / "r3")
+    env["QUANTGATE_MODULES_PROBE"] = str(probe)
+    cached = subprocess.run(
+        [*cmd, "-p", "tests.unit.modules_probe"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert cached.returncode == 0, cached.stdout[-3000:]
+    assert not DONE.search(cached.stdout) and "5 passed" in cached.stdout
+    imported = set(probe.read_text().split())
+    imported |= {m.split(".")[0] for m in imported if not m.startswith("lm_eval")}
+    assert "quantgate" in imported  # the probe saw the gate's own process
+    assert not imported & HEAVY, sorted(imported & HEAVY)
