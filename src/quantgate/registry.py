@@ -238,17 +238,42 @@ class Benchmark(StrictModel):
     """One lm-eval task and the metric whose retention is gated (key: the benchmark's name,
     used in test ids and as ``D_<name>`` in thresholds/)."""
 
-    #: an lm-eval task name: upstream (loaded from the Hub) or a YAML under task_paths
+    #: an lm-eval task or group name: upstream (loaded from the Hub) or a YAML under task_paths;
+    #: a group is judged on its aggregate, computed as lm-eval aggregates it
     task: str
-    #: the metric as lm-eval names it (acc, acc_norm, exact_match, ...), higher is better
+    #: the metric as lm-eval names it (acc, acc_norm, exact_match, ...), higher is better, with
+    #: its filter where the task has several (``exact_match,strict-match``; default ``none``)
     metric: str
     num_fewshot: int | None = Field(None, ge=0)
+    #: lm-eval's fewshot_random_seed: which examples a few-shot prompt draws
+    fewshot_seed: int = 1234
+    #: the first ``limit`` items of each task (lm-eval's limit)
     limit: int | None = Field(None, ge=1)
+    #: or a seeded random subset of this fraction of each task's items (quantgate.subsets)
+    fraction: float | None = Field(None, gt=0, le=1)
+    subset_seed: int = 0
     apply_chat_template: bool = False
     #: items per batch when the D_ bound's mode is sequential (a look after each batch)
     sequential_batch: int = Field(100, ge=1)
     #: the published baseline score (0-1), used instead of a live run with --baseline pinned
     pinned_baseline: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_subset(self) -> Benchmark:
+        if self.limit is not None and self.fraction is not None:
+            raise ValueError("give limit (the first items) or fraction (a random subset), not both")
+        return self
+
+    @property
+    def metric_name(self) -> str:
+        """The metric without its filter: the key of each logged sample's value."""
+        return self.metric.split(",", 1)[0]
+
+    @property
+    def metric_filter(self) -> str:
+        """The filter whose output the metric is read from (lm-eval's ``none`` if not named)."""
+        _, _, name = self.metric.partition(",")
+        return name or "none"
 
 
 class Evaluation(StrictModel):

@@ -7,7 +7,7 @@ keyed by everything that changes them, so the baseline runs once and a re-run on
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -32,10 +32,11 @@ from quantgate.stats import (
     mean_interval,
 )
 from quantgate.stats import retention_interval as _retention_interval
+from quantgate.subsets import subset
 from quantgate.tasks import TaskIndex
 
 #: Bump when the scoring code below changes, so old cache entries are not reused.
-METHOD_VERSION = 4  # 4: llama.cpp requests scored in multi-sequence rounds
+METHOD_VERSION = 5  # 5: groups, filters, fractions (a group's items: "<subtask>/<doc_id>")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ class BenchmarkResult:
     score: float
     n_items: int
     #: one dict per item: doc_id, target, per-choice log-likelihoods, chosen, the metric value
+    #: (a group's items, of every subtask, carry "<subtask>/<doc_id>" and "subtask")
     items: list[dict[str, Any]]
+    #: a group's subtasks and each one's score on the metric (empty for a single task)
+    subtasks: dict[str, float] = field(default_factory=dict)
 
 
 def paired_items(
@@ -118,6 +122,32 @@ class Comparison:
         base = self.item_scores(self.baseline, [b for b, _ in self.items])
         comp = self.item_scores(self.compressed, [c for _, c in self.items])
         return None if base is None or comp is None else (base, comp)
+
+    def subtasks(self) -> dict[str, dict[str, float | int | None]]:
+        """A group's subtasks, each with both models' scores (lm-eval's, on the benchmark's
+        metric), D, its item count and flip rate (% of its items whose correctness changed;
+        None for a graded metric). Empty for a single task or a pinned baseline."""
+        if self.baseline is None or not self.compressed.subtasks:
+            return {}
+        metric = self.compressed.metric
+        out: dict[str, dict[str, float | int | None]] = {}
+        for sub, comp_score in self.compressed.subtasks.items():
+            base_score = self.baseline.subtasks.get(sub)
+            pairs = [(b, c) for b, c in self.items if b.get("subtask") == sub]
+            binary = all(
+                b.get(metric) in (0.0, 1.0) and c.get(metric) in (0.0, 1.0) for b, c in pairs
+            )
+            changed = sum(b[metric] != c[metric] for b, c in pairs) if binary else None
+            out[sub] = {
+                "baseline": base_score,
+                "compressed": comp_score,
+                "D": (1.0 - comp_score / base_score) * 100.0 if base_score else None,
+                "n_items": len(pairs),
+                "flips_pct": 100.0 * changed / len(pairs)
+                if changed is not None and pairs
+                else None,
+            }
+        return out
 
     def interval(self) -> Interval | None:
         """Paired bootstrap 95 % CI of D over items (None when there are no paired items)."""
@@ -214,36 +244,78 @@ def _item_value(value: Any) -> float | None:
     return float(value)
 
 
-def _items(samples: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+def _items(
+    samples: list[dict[str, Any]], bench: Benchmark, subtask: str | None = None
+) -> list[dict[str, Any]]:
+    """One record per item of the benchmark's filter (lm-eval logs an item once per filter),
+    keyed by doc_id, or "<subtask>/<doc_id>" for a group's subtask."""
     out = []
     for s in samples:
+        if s.get("filter", "none") != bench.metric_filter:
+            continue
         lls = [float(r[0]) for r in s.get("filtered_resps", []) if isinstance(r, list | tuple)]
-        out.append(
-            {
-                "doc_id": s["doc_id"],
-                "target": s.get("target"),
-                "loglikelihoods": lls,
-                "chosen": int(np.argmax(lls)) if lls else None,
-                metric: _item_value(s.get(metric)),
-            }
-        )
+        record = {
+            "doc_id": s["doc_id"] if subtask is None else f"{subtask}/{s['doc_id']}",
+            "target": s.get("target"),
+            "loglikelihoods": lls,
+            "chosen": int(np.argmax(lls)) if lls else None,
+            bench.metric: _item_value(s.get(bench.metric_name)),
+        }
+        if subtask is not None:
+            record["subtask"] = subtask
+        out.append(record)
     return out
+
+
+def _leaf_tasks(out: dict[str, Any], name: str) -> list[str]:
+    """A group's tasks, nested groups expanded, in lm-eval's order ([name] for a task)."""
+    children = (out.get("group_subtasks") or {}).get(name)
+    if not children:
+        return [name]
+    return [leaf for child in children for leaf in _leaf_tasks(out, child)]
+
+
+def _metric_key(bench: Benchmark) -> str:
+    return f"{bench.metric_name},{bench.metric_filter}"
+
+
+def _reported(results: dict[str, Any]) -> list[str]:
+    """A result's metric keys as a benchmark names them (``acc``; ``exact_match,strict-match``)."""
+    keys = {k.removesuffix(",none") for k in results if "," in k and "_stderr" not in k}
+    return sorted(keys)
+
+
+def task_sizes(bench: Benchmark, tasks: TaskIndex, where: str) -> dict[str, int]:
+    """Each of the benchmark's tasks (a group's leaf tasks, or the task) and how many
+    evaluation items it holds. Builds the tasks: their data is read."""
+    source = tasks.resolve(bench.task, where)
+    loaded = tasks.task_manager(upstream=not tasks.is_local(bench.task)).load(source)
+    return {name: len(task.eval_docs) for name, task in loaded["tasks"].items()}
 
 
 def population_size(bench: Benchmark, tasks: TaskIndex, where: str) -> int:
     """How many items a full run of ``bench`` scores: its task's evaluation docs, or its
     ``limit`` (lm-eval takes the first ``limit`` docs). Builds the task: its data is read."""
-    from lm_eval.tasks import get_task_dict
-
-    source = tasks.resolve(bench.task, where)
-    built = get_task_dict([source], tasks.task_manager(upstream=isinstance(source, str)))
-    task = built.get(bench.task)
-    if task is None or not hasattr(task, "eval_docs"):
+    sizes = task_sizes(bench, tasks, where)
+    if list(sizes) != [bench.task]:
         raise ConfigError(f"{where}: mode sequential needs a single task; {bench.task} is not one")
-    n = len(task.eval_docs)
+    if bench.fraction is not None:
+        raise ConfigError(
+            f"{where}: mode sequential draws its own random order of the items; drop fraction"
+        )
+    n = sizes[bench.task]
     if n == 0:
         raise EvaluationError(f"{where}: {bench.task} has no items: never a pass")
     return min(n, bench.limit) if bench.limit else n
+
+
+def chosen_items(bench: Benchmark, tasks: TaskIndex, where: str) -> dict[str, list[int]]:
+    """A ``fraction`` benchmark's items: each task's seeded random subset (quantgate.subsets)."""
+    assert bench.fraction is not None
+    return {
+        name: subset(n, bench.fraction, bench.subset_seed, name)
+        for name, n in task_sizes(bench, tasks, where).items()
+    }
 
 
 def run_sequential(
@@ -332,6 +404,9 @@ def run_benchmark(
         metric=bench.metric,
         limit=bench.limit,
         fewshot=bench.num_fewshot,
+        fewshot_seed=bench.fewshot_seed,
+        fraction=bench.fraction,
+        subset_seed=bench.subset_seed,
         template=bench.apply_chat_template,
         **result_settings(backend.name, backend.settings),
         method=METHOD_VERSION,
@@ -347,64 +422,88 @@ def run_benchmark(
         if cached is not None:
             return BenchmarkResult(**cached)
         source = tasks.resolve(bench.task, where)  # lm-eval's loader: only to score
-        return _score(backend, name, bench, source, tasks, where, path, subset=samples)
+        if samples is not None:
+            chosen: dict[str, list[int]] | None = {bench.task: sorted(samples)}
+        elif bench.fraction is not None:
+            chosen = chosen_items(bench, tasks, where)
+        else:
+            chosen = None
+        return _score(backend, name, bench, source, tasks, where, path, chosen)
 
 
 def _score(
     backend: Backend,
     name: str,
     bench: Benchmark,
-    source: dict[str, Any] | str,
+    source: Any,
     tasks: TaskIndex,
     where: str,
     path: Path,
-    subset: list[int] | None = None,
+    chosen: dict[str, list[int]] | None = None,
 ) -> BenchmarkResult:
+    """``chosen``: only those items of each task (a sequential batch, or a fraction's subset);
+    lm-eval logs them under their own indices."""
     from lm_eval import simple_evaluate
 
     lm = backend.lm_eval_model()
     label = backend.artifact.label
-    chosen = sorted(subset) if subset is not None else None
-    count = f"{len(chosen)} chosen" if chosen is not None else bench.limit or "all"
+    n_chosen = sum(map(len, chosen.values())) if chosen is not None else 0
+    count = f"{n_chosen} chosen" if chosen is not None else bench.limit or "all"
     with progress.step(f"{label}: lm-eval {bench.task} ({count} items)"):
         out = simple_evaluate(
             model=lm,
             tasks=[source],
             num_fewshot=bench.num_fewshot,
             limit=None if chosen is not None else bench.limit,
-            samples={bench.task: chosen} if chosen is not None else None,
+            samples=chosen,
             apply_chat_template=bench.apply_chat_template,
             log_samples=True,
             bootstrap_iters=0,
-            task_manager=tasks.task_manager(upstream=isinstance(source, str)),
+            task_manager=tasks.task_manager(upstream=not tasks.is_local(bench.task)),
             random_seed=0,
             numpy_random_seed=1234,
             torch_random_seed=1234,
-            fewshot_random_seed=1234,
+            fewshot_random_seed=bench.fewshot_seed,
             verbosity="WARNING",
         )
-    results = (out or {}).get("results", {}).get(bench.task)
-    samples = (out or {}).get("samples", {}).get(bench.task, [])
-    if results is None or not samples:
+    out = out or {}
+    results = out.get("results", {}).get(bench.task)
+    leaves = _leaf_tasks(out, bench.task)
+    group = leaves != [bench.task]
+    items = []
+    for leaf in leaves:
+        items += _items(out.get("samples", {}).get(leaf, []), bench, leaf if group else None)
+    if results is None or not items:
         raise EvaluationError(
-            f"{where}: lm-eval scored 0 items of {bench.task} for {label}; "
-            "an empty data set or a limit of 0 is never a pass"
+            f"{where}: lm-eval scored 0 items of {bench.task} ({bench.metric}) for {label}; "
+            "an empty data set, a limit of 0 or a filter that logged nothing is never a pass"
         )
-    value = results.get(f"{bench.metric},none")
+    value = results.get(_metric_key(bench))
     if value is None:
-        have = sorted(k.split(",")[0] for k in results if "," in k and "stderr" not in k)
+        have = _reported(results)
         raise ConfigError(
-            f"{where}: task {bench.task} has no metric {bench.metric!r}"
-            f"{did_you_mean(bench.metric, have)}; it reports: {', '.join(have)}"
+            f"{where}: {'group' if group else 'task'} {bench.task} reports no {bench.metric!r}"
+            f"{did_you_mean(bench.metric, have)}; it reports: {', '.join(have) or 'nothing'}"
         )
     if not np.isfinite(value):
         raise EvaluationError(f"{where}: {bench.task} {bench.metric} = {value} for {label}")
-    items = _items(samples, bench.metric)
+    subtasks = {}
+    if group:
+        for leaf in leaves:
+            score = out["results"].get(leaf, {}).get(_metric_key(bench))
+            if score is not None:
+                subtasks[leaf] = float(score)
     # lm-eval logs a chosen doc under its own index (its doc_id_true): check, as pairing needs
-    if chosen is not None and sorted(it["doc_id"] for it in items) != chosen:
-        raise EvaluationError(
-            f"{where}: lm-eval scored other items of {bench.task} than the {len(chosen)} chosen"
+    if chosen is not None:
+        expected = sorted(
+            i if not group else f"{task}/{i}" for task, ids in chosen.items() for i in ids
         )
-    result = BenchmarkResult(name, bench.task, bench.metric, float(value), len(samples), items)
+        if sorted(it["doc_id"] for it in items) != expected:
+            raise EvaluationError(
+                f"{where}: lm-eval scored other items of {bench.task} than the {n_chosen} chosen"
+            )
+    result = BenchmarkResult(
+        name, bench.task, bench.metric, float(value), len(items), items, subtasks
+    )
     write_result(path, asdict(result))
     return result

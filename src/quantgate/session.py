@@ -342,6 +342,10 @@ class GateSession:
         extra: dict[str, dict[str, Any]] = {
             d_name: {"score": result.score, "n_items": result.n_items}
         }
+        if subtasks := c.subtasks():  # a group: its aggregate is gated, each subtask reported
+            extra[d_name]["subtasks"] = subtasks
+            for sub, row in subtasks.items():
+                record_property(f"{name}.{sub}.{result.metric}", f"{row['compressed']:.4f}")
         if (seq := c.sequential) is not None:
             if seq.decision in ("pass", "fail"):  # decided: judged on the sequence at the stop
                 decisions[d_name] = seq.decision

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantgate.constants import OVERALL
+from quantgate.constants import OVERALL, RETENTION_PREFIX
 from quantgate.errors import ConfigError
 from quantgate.plots import PLOTS
 from quantgate.registry import QScoreWeights
@@ -234,6 +234,12 @@ def render_markdown(
         prov = provenance_note(summaries)
         if prov:
             out += [prov, ""]
+        subtasks = subtask_rows(summaries)
+        if subtasks:
+            out += [f"### {model}: group subtasks", "", "| " + " | ".join(SUBTASK_HEAD) + " |"]
+            out.append("|" + "---|" * len(SUBTASK_HEAD))
+            out += ["| " + " | ".join(r) + " |" for r in subtasks]
+            out += ["", SUBTASK_NOTE, ""]
         lines = gate_lines(summaries)
         if lines:
             out += [f"### {model}: every gate", "", "| " + " | ".join(GATE_HEAD) + " |"]
@@ -372,6 +378,58 @@ def _model_table(summaries: list[PairSummary], weights: QScoreWeights) -> str:
     return table + _gate_table(summaries)
 
 
+SUBTASK_HEAD = [
+    "compression",
+    "group",
+    "subtask",
+    "items",
+    "baseline",
+    "compressed",
+    "D %",
+    "flips %",
+]
+SUBTASK_NOTE = (
+    "A group's D is gated on its aggregate (as lm-eval aggregates it); its subtasks are "
+    "reported, not gated: each is a part of the sample, with a wider interval."
+)
+
+
+def subtask_rows(summaries: list[PairSummary]) -> list[list[str]]:
+    """One row per (variant, group benchmark, subtask): the retention rows' subtask
+    breakdown (quantgate.retention.Comparison.subtasks)."""
+    out = []
+    for s in summaries:
+        for metric, row in sorted(s.rows.items()):
+            if not metric.startswith(RETENTION_PREFIX):  # flips_ rows carry the same extra
+                continue
+            for sub, r in (row.get("subtasks") or {}).items():
+                out.append(
+                    [
+                        s.compression,
+                        metric.removeprefix("D_"),
+                        sub,
+                        str(r.get("n_items")),
+                        _num(r.get("baseline"), 3),
+                        _num(r.get("compressed"), 3),
+                        _num(r.get("D"), 3),
+                        _num(r.get("flips_pct"), 3),
+                    ]
+                )
+    return out
+
+
+def _subtask_table(summaries: list[PairSummary]) -> str:
+    rows = subtask_rows(summaries)
+    if not rows:
+        return ""
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in SUBTASK_HEAD) + "</tr>"
+    body = ["<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in r) + "</tr>" for r in rows]
+    return (
+        f'<div class="scroll"><table class="subtasks">{head}{"".join(body)}</table></div>'
+        f'<p class="note">{html.escape(SUBTASK_NOTE)}</p>'
+    )
+
+
 def _gate_table(summaries: list[PairSummary]) -> str:
     lines = gate_lines(summaries)
     if not lines:
@@ -404,6 +462,7 @@ def render_html(
     for model, summaries in tables.items():
         parts.append(f"<h2 id='{html.escape(model)}'>{html.escape(model)}</h2>")
         parts.append(_model_table(summaries, weights))
+        parts.append(_subtask_table(summaries))
         imgs = []
         for name, plot in PLOTS.items():
             png = plot(model, summaries)

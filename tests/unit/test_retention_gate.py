@@ -93,6 +93,16 @@ def test_q2_k_fails_the_run_when_not_declared_a_canary(gate_run, registry_copy):
             {"task": "winogrande_smoke", "metric": "acc_norm", "limit": 2},
             "task winogrande_smoke has no metric 'acc_norm'",
         ),
+        # a filter the task does not have (lm-eval would log no item under it)
+        (
+            {"task": "winogrande_smoke", "metric": "acc,strict-match", "limit": 2},
+            "task winogrande_smoke has no filter 'strict-match'",
+        ),
+        # a group reports a score only for the metrics it aggregates
+        (
+            {"task": "agieval_en_smoke", "metric": "exact_match"},
+            "group agieval_en_smoke",
+        ),
     ],
 )
 def test_bad_benchmark_entries_are_errors(gate_run, registry_copy, thresholds_copy, bench, message):
@@ -247,3 +257,37 @@ def test_a_bound_the_run_cannot_measure_is_an_error(gate_run, thresholds_copy):
         "flips_truthfulqa_mc2 has a bound (smollm2.yaml:defaults) but this pair's retention "
         "test cannot measure it (for flips need a correct/wrong metric); delete the key"
     ) in run.output
+
+
+@pytest.mark.real_model
+def test_a_group_is_gated_on_its_aggregate_and_reports_its_subtasks(gate_run):
+    """A local lm-eval group (three AGIEval-en subtasks, 40 items each): D on the aggregate
+    lm-eval computes, paired statistics over all 120 items, subtasks in the report; Q8_0
+    passes and the Q2_K canary is caught by its answer distributions."""
+    run = gate_run(RET, "-m", "slow", "--model", "smollm2_agieval")
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.outcomes() == {
+        "test_retention[smollm2_agieval-Q8_0-agieval_en]": "passed",
+        "test_retention_overall[smollm2_agieval-Q8_0]": "passed",
+        "test_retention[smollm2_agieval-Q2_K-agieval_en]": "xfailed",
+        "test_retention_overall[smollm2_agieval-Q2_K]": "passed",
+    }
+    rows = run.summary()
+    d = rows["smollm2_agieval-Q8_0", "D_agieval_en"]
+    subtasks = d["subtasks"]
+    assert set(subtasks) == {
+        "agieval_aqua_rat_smoke",
+        "agieval_lsat_ar_smoke",
+        "agieval_sat_math_smoke",
+    }
+    assert all(r["n_items"] == 40 for r in subtasks.values()) and d["n_items"] == 120
+    # weight_by_size over equal subtasks: the aggregate is their mean
+    mean = sum(r["compressed"] for r in subtasks.values()) / 3
+    assert d["score"] == pytest.approx(mean)
+    assert rows["smollm2_agieval-Q8_0", "choice_kld_agieval_en"]["verdict"] == "pass"
+    kld = rows["smollm2_agieval-Q2_K", "choice_kld_agieval_en"]
+    assert kld["verdict"] == "FAIL" and kld["expect"] == "fail" and kld["ci_low"] > 0.02
+    items = run.reports / "items" / "smollm2_agieval-Q2_K-agieval_en.jsonl"
+    ids = [json.loads(line)["doc_id"] for line in items.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 120 and ids[0].startswith("agieval_aqua_rat_smoke/")
+    assert "group subtasks" in (run.reports / "summary.md").read_text()
