@@ -130,7 +130,7 @@ def test_every_study_family_runs_and_a_timed_out_night_keeps_its_reports():
     jobs = _workflow()["jobs"]
     families = jobs["baselines"]["strategy"]["matrix"]["model"]
     registry = load_registry(REPO / "fixtures" / "models.yaml")
-    assert set(families) == {"llama31", "qwen25", "gemma2"}
+    assert set(families) == {"llama31", "qwen25", "gemma2", "llama2"}
     assert all(registry.pairs([f]) for f in families)
     steps = _steps(jobs["shards"])
     # the previous night is another run: its id and a token, or download-artifact finds nothing

@@ -4,6 +4,7 @@ and selecting the study's non-GGUF pairs offline without importing vLLM."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,30 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
 
 
 @pytest.mark.parametrize(
+    ("family", "benchmarks"),
+    [
+        ("llama31", {"hellaswag", "agieval_en", "truthfulqa_mc2", "ifeval", "arc_challenge"}),
+        ("qwen25", {"hellaswag", "agieval_en", "truthfulqa_mc2", "ifeval"}),
+        ("gemma2", {"hellaswag", "agieval_en", "truthfulqa_mc2", "ifeval"}),
+        ("llama2", {"mmlu", "bbh"}),
+    ],
+)
+def test_each_study_family_collects_its_benchmark_set_offline(family, benchmarks):
+    ids, modules = _collect("-m", "nightly", "--model", family)
+    assert modules == []
+    per_pair = {}
+    for i in ids:
+        if m := re.search(r"test_retention\[(.+?)-([a-z0-9_]+)\]$", i):
+            per_pair.setdefault(m.group(1), set()).add(m.group(2))
+    # the GGUF entry's pairs (llama2 has no GGUF entry: its transformers pairs)
+    judged = {p: n for p, n in per_pair.items() if family == "llama2" or p.startswith(f"{family}-")}
+    assert judged and all(benchmarks <= names for names in judged.values())
+    if family != "llama2":  # Study A's GGUF quant list
+        quants = {f"{family}-{q}" for q in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q2_K")}
+        assert quants <= set(judged)
+
+
+@pytest.mark.parametrize(
     ("mark", "model", "expected"),
     [
         (
@@ -62,10 +87,23 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
             "qwen25",
             {
                 "qwen25-Q8_0",
+                "qwen25-Q6_K",
+                "qwen25-Q5_K_M",
                 "qwen25-Q4_K_M",
                 "qwen25-Q2_K",
                 "qwen25-pruned8",
                 "qwen25-pruned8-Q4_K_M",
+            },
+        ),
+        ("gptq", "llama2", {"llama2_7b_hf-gptq-int4", "llama2_13b_hf-gptq-int4"}),
+        (
+            "bnb",
+            "llama2",
+            {
+                "llama2_7b_hf-bnb-nf4",
+                "llama2_7b_hf-bnb-int8",
+                "llama2_13b_hf-bnb-nf4",
+                "llama2_13b_hf-bnb-int8",
             },
         ),
         ("bnb", "smollm2_hf", {"smollm2_hf-bnb-int8", "smollm2_hf-bnb-nf4"}),
