@@ -204,10 +204,17 @@ class TaskIndex:
 
     def _upstream_plain(self, task: str, where: str) -> dict[str, Any] | None:
         """An upstream task's YAML keys (None for a group or a python task)."""
+        from lm_eval.tasks._index import Kind
+
         self.resolve(task, where)
-        entry = self.task_manager(upstream=True).task_index.get(task) or {}
-        path = entry.get("yaml_path")
-        if entry.get("type") != "task" or not isinstance(path, str) or not Path(path).is_file():
+        # lm-eval 0.4.13's index maps a name to an Entry (kind, yaml_path)
+        entry = self.task_manager(upstream=True).task_index.get(task)
+        path = getattr(entry, "yaml_path", None)
+        if (
+            getattr(entry, "kind", None) is not Kind.TASK
+            or path is None
+            or not Path(path).is_file()
+        ):
             return None
         return _read_task_yaml(Path(path))
 

@@ -121,3 +121,15 @@ def test_reported_metrics_are_named_as_a_benchmark_names_them():
         "alias": "x",
     }
     assert _reported(results) == ["acc", "exact_match,strict-match"]
+
+
+def test_an_upstream_task_s_metric_is_checked_and_an_upstream_group_is_left_to_its_run():
+    # lm-eval's own index (its task YAMLs, no data and no Hub)
+    tasks = TaskIndex([TASKS], REPO)
+    tasks.check("hellaswag", "acc_norm", "models.x.benchmarks.hellaswag")
+    with pytest.raises(ConfigError, match="task hellaswag has no metric 'acc_nrom'"):
+        tasks.check("hellaswag", "acc_nrom", "models.x.benchmarks.hellaswag")
+    with pytest.raises(ConfigError, match="task gsm8k has no filter 'strict'"):
+        tasks.check("gsm8k", "exact_match,strict", "models.x.benchmarks.gsm8k")
+    tasks.check("gsm8k", "exact_match,strict-match", "models.x.benchmarks.gsm8k")
+    tasks.check("agieval_en", "acc", "models.x.benchmarks.agieval")  # a group: checked when run
