@@ -33,7 +33,7 @@ from quantgate.row_threads import row_map
 TAIL_FLOOR = 1e-30
 #: a tail lighter than this has no inside term (its bound p_t * log(p_t/floor) is negligible)
 TAIL_NEGLIGIBLE = 1e-9
-#: rows sampled at once: bounds the float64 cumulative sums to this many rows x n_vocab
+#: rows sampled at once: bounds the tail CDFs held at once to this many rows x n_vocab
 SAMPLE_BLOCK = 32
 
 

@@ -3,9 +3,9 @@
 The baseline's side of KLD over the scored tokens is computed once and kept in bounded form (per
 token its top-k log-probabilities, the tail's mass and a sample of the tail,
 :mod:`quantgate.kld_top_k`; llama-perplexity's ``--kl-divergence-base`` file keeps the whole
-vocabulary), so every variant is compared with it
-without re-running the baseline. A variant's result is a
-small JSON keyed by both artifacts' sha256 and every setting, so a re-run only reads it.
+vocabulary), so every variant is compared with it without re-running the baseline. A variant's
+result is a small JSON keyed by both artifacts' sha256 and every setting, so a re-run only
+reads it.
 """
 
 from __future__ import annotations

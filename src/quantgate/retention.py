@@ -134,17 +134,18 @@ class Comparison:
         for sub, comp_score in self.compressed.subtasks.items():
             base_score = self.baseline.subtasks.get(sub)
             pairs = [(b, c) for b, c in self.items if b.get("subtask") == sub]
-            binary = all(
-                b.get(metric) in (0.0, 1.0) and c.get(metric) in (0.0, 1.0) for b, c in pairs
-            )
-            changed = sum(b[metric] != c[metric] for b, c in pairs) if binary else None
+            b_scores = [float(b[metric]) for b, _ in pairs]
+            c_scores = [float(c[metric]) for _, c in pairs]
+            binary = bool(pairs) and is_binary(b_scores) and is_binary(c_scores)
             out[sub] = {
                 "baseline": base_score,
                 "compressed": comp_score,
-                "D": (1.0 - comp_score / base_score) * 100.0 if base_score else None,
+                "D": retention_pct(comp_score, base_score, f"{self.what} {sub}")
+                if base_score
+                else None,
                 "n_items": len(pairs),
-                "flips_pct": 100.0 * changed / len(pairs)
-                if changed is not None and pairs
+                "flips_pct": flips(b_scores, c_scores, f"{self.what} {sub}").flips_pct
+                if binary
                 else None,
             }
         return out
@@ -285,10 +286,14 @@ def _reported(results: dict[str, Any]) -> list[str]:
     return sorted(keys)
 
 
-def task_sizes(bench: Benchmark, tasks: TaskIndex, where: str) -> dict[str, int]:
+def task_sizes(
+    bench: Benchmark, tasks: TaskIndex, where: str, source: Any = None
+) -> dict[str, int]:
     """Each of the benchmark's tasks (a group's leaf tasks, or the task) and how many
-    evaluation items it holds. Builds the tasks: their data is read."""
-    source = tasks.resolve(bench.task, where)
+    evaluation items it holds. Builds the tasks: their data is read. ``source``: the task as
+    ``tasks.resolve`` gave it, where the caller has it (a local group is built once)."""
+    if source is None:
+        source = tasks.resolve(bench.task, where)
     loaded = tasks.task_manager(upstream=not tasks.is_local(bench.task)).load(source)
     return {name: len(task.eval_docs) for name, task in loaded["tasks"].items()}
 
@@ -309,12 +314,14 @@ def population_size(bench: Benchmark, tasks: TaskIndex, where: str) -> int:
     return min(n, bench.limit) if bench.limit else n
 
 
-def chosen_items(bench: Benchmark, tasks: TaskIndex, where: str) -> dict[str, list[int]]:
+def chosen_items(
+    bench: Benchmark, tasks: TaskIndex, where: str, source: Any = None
+) -> dict[str, list[int]]:
     """A ``fraction`` benchmark's items: each task's seeded random subset (quantgate.subsets)."""
     assert bench.fraction is not None
     return {
         name: subset(n, bench.fraction, bench.subset_seed, name)
-        for name, n in task_sizes(bench, tasks, where).items()
+        for name, n in task_sizes(bench, tasks, where, source).items()
     }
 
 
@@ -425,7 +432,7 @@ def run_benchmark(
         if samples is not None:
             chosen: dict[str, list[int]] | None = {bench.task: sorted(samples)}
         elif bench.fraction is not None:
-            chosen = chosen_items(bench, tasks, where)
+            chosen = chosen_items(bench, tasks, where, source)
         else:
             chosen = None
         return _score(backend, name, bench, source, tasks, where, path, chosen)
