@@ -64,11 +64,15 @@ def clamped(n_vocab: int, k: int, m: int) -> tuple[int, int]:
 def top_k_rows(logp: np.ndarray, k: int, m: int, seed: int = 0) -> np.ndarray:
     """The bounded rows of ``logp`` (``[n, n_vocab]`` log-probabilities); ``k`` is clamped to
     the vocabulary (no tail, no sample at ``k = n_vocab``). Ties break toward the lower id, as
-    ``argmax`` does, so the first id of a row is the baseline's argmax. ``seed`` (with the row
-    index) fixes the tail sample; ``m = 0`` keeps none (the one-bin lower bound)."""
+    ``argmax`` does, so the first id of a row is the baseline's argmax. ``seed`` fixes the tail
+    sample, the same on any number of cores; ``m = 0`` keeps none (the one-bin lower bound)."""
     logp = np.asarray(logp, dtype=np.float32)
     k, m = clamped(logp.shape[-1], k, m)
     out = np.empty(len(logp), dtype=row_dtype(k, m))
+    # one offset per row, drawn before the rows are split over threads: the split depends on
+    # the core count, and a sample seeded per block would differ between machines (and between
+    # a serial run and an xdist worker on the same machine)
+    offsets = np.random.default_rng(seed).random(len(logp))
 
     def rows(lo: int, hi: int) -> None:
         block = logp[lo:hi]
@@ -81,7 +85,7 @@ def top_k_rows(logp: np.ndarray, k: int, m: int, seed: int = 0) -> np.ndarray:
         if m:
             for a in range(lo, hi, SAMPLE_BLOCK):
                 b = min(a + SAMPLE_BLOCK, hi)
-                picks = _tail_sample(logp[a:b], out["ids"][a:b], m, seed, a)
+                picks = _tail_sample(logp[a:b], out["ids"][a:b], m, offsets[a:b])
                 out["tail_ids"][a:b] = picks
                 out["tail_logp"][a:b] = np.take_along_axis(logp[a:b], picks, axis=-1)
 
@@ -106,10 +110,10 @@ def _tail_mass(top_logp: np.ndarray) -> np.ndarray:
     return np.maximum(1.0 - np.exp(top_logp).sum(axis=-1, dtype=np.float64), TAIL_FLOOR)
 
 
-def _tail_sample(logp: np.ndarray, top_ids: np.ndarray, m: int, seed: int, row0: int):
+def _tail_sample(logp: np.ndarray, top_ids: np.ndarray, m: int, offsets: np.ndarray):
     """``m`` ids per row drawn from the distribution outside ``top_ids`` by systematic sampling
-    (one uniform offset per row, ``m`` evenly spaced points on the tail's CDF): each pick is
-    distributed as the tail, with less variance than independent draws."""
+    (``offsets``: one uniform in [0, 1) per row; ``m`` evenly spaced points on the tail's CDF):
+    each pick is distributed as the tail, with less variance than independent draws."""
     rows, n_vocab = logp.shape
     p = np.exp(logp)
     np.put_along_axis(p, top_ids, 0.0, axis=-1)
@@ -118,8 +122,7 @@ def _tail_sample(logp: np.ndarray, top_ids: np.ndarray, m: int, seed: int, row0:
     cdf = np.cumsum(p, axis=-1)
     total = cdf[:, -1:]
     cdf /= np.where(total > 0, total, 1.0)
-    offsets = np.random.default_rng([seed, row0]).random(rows)[:, None]
-    points = (np.arange(m)[None, :] + offsets) / m
+    points = (np.arange(m)[None, :] + offsets[:, None]) / m
     # one searchsorted over all rows: row r's CDF shifted to [r, r + 1]
     base = np.arange(rows)[:, None]
     flat = np.searchsorted((cdf + base).ravel(), (points + base).ravel(), side="right")

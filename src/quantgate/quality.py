@@ -54,7 +54,8 @@ from quantgate.stats import (
 )
 
 #: Bump when the computation below changes, so old cache entries are not reused.
-METHOD_VERSION = 7  # 7: the baseline's top-k log-probs and tail mass instead of every row
+METHOD_VERSION = 8  # 7: the baseline's top-k log-probs and tail mass instead of every row;
+# 8: the tail sample's offsets no longer depend on how many cores split the rows
 
 
 def read_text(path: Path) -> str:
