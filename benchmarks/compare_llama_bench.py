@@ -16,8 +16,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from llama_tools import tool
-
+from quantgate.llama_tools import tool
 from quantgate.registry import ThroughputSettings, load_registry
 from quantgate.session import GateSession
 from quantgate.thresholds import Thresholds

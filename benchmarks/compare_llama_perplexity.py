@@ -17,8 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llama_tools import tool
-
+from quantgate.llama_tools import tool
 from quantgate.registry import load_registry
 from quantgate.session import GateSession
 from quantgate.thresholds import Thresholds

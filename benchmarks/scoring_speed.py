@@ -29,10 +29,10 @@ from statistics import median
 
 from compare_llama_bench import llama_bench
 from compare_llama_perplexity import llama_perplexity
-from llama_tools import tool
 from lm_eval.tasks.hellaswag.utils import preprocess
 
 from quantgate.backends.llama_reference import ReferenceScorer
+from quantgate.llama_tools import tool
 from quantgate.lm_eval_model import LlamaCppLM
 from quantgate.quality import QualityEvaluator
 from quantgate.registry import load_registry

@@ -29,6 +29,7 @@ from quantgate.hf_checkpoint import (
     inspect_checkpoint,
     load_quantized_sha256,
 )
+from quantgate.imatrix import compute_imatrix, quantize_with_imatrix
 from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
@@ -67,12 +68,58 @@ class ArtifactStore:
         self._memo[label] = artifact
         return artifact
 
-    def _requantized(self, label: str, src: Artifact, quant_type: str) -> Path:
-        key = cache_key(input=src.sha256, quant_type=quant_type, llama_cpp=llama_cpp_version())
+    def _requantized(
+        self, label: str, src: Artifact, quant_type: str, imatrix: Path | None = None
+    ) -> Path:
+        key = cache_key(
+            input=src.sha256,
+            quant_type=quant_type,
+            llama_cpp=llama_cpp_version(),
+            **({"imatrix": sha256_file(imatrix)} if imatrix is not None else {}),
+        )
         target = cache_root() / "artifacts" / key / f"{label}.{quant_type}.gguf"
+        if imatrix is not None:
+            return build_once(
+                target,
+                lambda partial: quantize_with_imatrix(
+                    src.path, partial, quant_type, imatrix, label
+                ),
+            )
         return build_once(
             target, lambda partial: llama_quantize(src.path, partial, quant_type, label)
         )
+
+    def _imatrix(self, pair: Pair, src: Artifact) -> tuple[Path, dict[str, Any]]:
+        """llama-imatrix of ``src`` (the variant's input) over the entry's calibration text,
+        cached by the input, the text and the settings."""
+        settings = pair.compression.imatrix
+        assert settings is not None
+        where = f"models.{pair.model_key}.compressions.{pair.compression_name}.imatrix"
+        calibration = self.registry.resolve(settings.calibration)
+        if not calibration.is_file():
+            raise ConfigError(f"{where}.calibration: {calibration} not found")
+        text_sha = hashlib.sha256(calibration.read_bytes()).hexdigest()
+        key = cache_key(
+            input=src.sha256,
+            calibration=text_sha,
+            chunks=settings.chunks,
+            n_ctx=settings.n_ctx,
+            llama_cpp=llama_cpp_version(),
+        )
+        target = cache_root() / "imatrix" / key / f"{src.label}.imatrix.gguf"
+        build_once(
+            target,
+            lambda partial: compute_imatrix(
+                src.path, calibration, partial, settings.chunks, settings.n_ctx, pair.id
+            ),
+        )
+        note = {
+            "calibration": calibration.name,
+            "calibration_sha256": text_sha,
+            "chunks": settings.chunks,
+            "n_ctx": settings.n_ctx,
+        }
+        return target, note
 
     def baseline(self, model_key: str) -> Artifact:
         label = f"{model_key}-baseline"
@@ -150,6 +197,10 @@ class ArtifactStore:
             self._memo[pair.id] = artifact
             return artifact
         assert comp.quant_type is not None
+        if comp.imatrix is not None:
+            imatrix, note = self._imatrix(pair, base)
+            path = self._requantized(pair.id, base, comp.quant_type, imatrix)
+            return self._checked(pair.id, path, {**base.notes, "imatrix": note})
         return self._checked(
             pair.id, self._requantized(pair.id, base, comp.quant_type), dict(base.notes)
         )

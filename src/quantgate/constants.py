@@ -13,7 +13,8 @@ class LlamaQuantType:
     name: str
     #: ``LLAMA_FTYPE_MOSTLY_*`` in llama.h (read from llama_cpp at quantize time).
     ftype_attr: str
-    #: llama-quantize refuses these without an importance matrix (tools/quantize/quantize.cpp).
+    #: llama.cpp refuses these without an importance matrix (src/llama-quant.cpp,
+    #: tensor_requires_imatrix), measured with a dry run of each type on SmolLM2.
     needs_imatrix: bool = False
 
 
@@ -34,8 +35,12 @@ LLAMA_QUANT_TYPES: dict[str, LlamaQuantType] = {
         _qt("Q3_K_L"), _qt("Q3_K_M"), _qt("Q3_K_S"),
         _qt("Q2_K"), _qt("Q2_K_S", needs_imatrix=True),
         _qt("IQ4_NL"), _qt("IQ4_XS"),
-        _qt("IQ3_M"), _qt("IQ3_S"), _qt("IQ3_XS"), _qt("IQ3_XXS"),
-        _qt("IQ2_M"), _qt("IQ2_S", needs_imatrix=True),
+        # IQ3_XS and IQ3_XXS files hold IQ3_XXS tensors, which llama.cpp refuses to make
+        # without a matrix, except in models whose rows are not 256-wide (SmolLM2's 576: those
+        # tensors fall back to other types); the registry asks for one on any model
+        _qt("IQ3_M"), _qt("IQ3_S"), _qt("IQ3_XS", needs_imatrix=True),
+        _qt("IQ3_XXS", needs_imatrix=True),
+        _qt("IQ2_M", needs_imatrix=True), _qt("IQ2_S", needs_imatrix=True),
         _qt("IQ2_XS", needs_imatrix=True), _qt("IQ2_XXS", needs_imatrix=True),
         _qt("IQ1_M", needs_imatrix=True), _qt("IQ1_S", needs_imatrix=True),
         _qt("TQ1_0"), _qt("TQ2_0"),

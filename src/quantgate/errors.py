@@ -24,6 +24,11 @@ class ArtifactError(QuantgateError):
     """A model file is missing, truncated, corrupt or cannot be fetched."""
 
 
+class ToolError(QuantgateError):
+    """A llama.cpp command-line tool (llama-imatrix, llama-quantize) could not be built or
+    failed."""
+
+
 class DataError(QuantgateError):
     """An evaluation data file is missing or empty."""
 

@@ -1,9 +1,12 @@
-"""Find or build llama.cpp's reference tools (llama-perplexity, llama-bench).
+"""Find or build llama.cpp's command-line tools: the importance-matrix path (llama-imatrix,
+llama-quantize --imatrix) and the benchmarks' references (llama-perplexity, llama-bench).
 
 Order: ``$QUANTGATE_LLAMA_BIN`` (a directory), then ``PATH``, then a build from the vendored
 llama.cpp inside the llama-cpp-python sdist of the installed version, cached under
-``$QUANTGATE_CACHE/tools`` (about 5 min on 2 cores, once). Building from the same sdist as the
-in-process library means both sides run the same ggml kernels.
+``$QUANTGATE_CACHE/tools`` (about 5 min on 2 cores, once; all four tools in one build). Building
+from the same sdist as the in-process library means both run the same llama.cpp: an imatrix
+quantization made by the tool is what llama_model_quantize would make given that matrix (its
+C API takes the matrix as a C++ map, which Python cannot pass).
 """
 
 from __future__ import annotations
@@ -18,13 +21,18 @@ from pathlib import Path
 
 from quantgate import progress
 from quantgate.cache import cache_root, locked
+from quantgate.errors import ToolError
 from quantgate.quantize import llama_cpp_version
 
-TOOLS = ("llama-perplexity", "llama-bench")
+TOOLS = ("llama-imatrix", "llama-quantize", "llama-perplexity", "llama-bench")
 
 
 def tool(name: str) -> Path:
-    """Path to a llama.cpp tool, building it if needed."""
+    """Path to a llama.cpp tool, building it if needed.
+
+    Raises:
+        ToolError: the build failed (no cmake or C++ compiler, or no network for the sdist).
+    """
     if env := os.environ.get("QUANTGATE_LLAMA_BIN"):
         candidate = Path(env) / name
         if candidate.is_file():
@@ -38,7 +46,14 @@ def tool(name: str) -> Path:
         return binary
     with locked(build_dir):
         if not binary.is_file():
-            _build(version, build_dir)
+            try:
+                _build(version, build_dir)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise ToolError(
+                    f"could not build llama.cpp's {name} from the llama-cpp-python=={version} "
+                    f"sdist ({exc}); install cmake and a C++ compiler, or point "
+                    "QUANTGATE_LLAMA_BIN at a folder holding the tool"
+                ) from None
     return binary
 
 
@@ -67,6 +82,9 @@ def _build(version: str, build_dir: Path) -> None:
         src = next(Path(tmp).glob("llama_cpp_python-*/vendor/llama.cpp"))
         build_dir.mkdir(parents=True, exist_ok=True)
         out = build_dir / "build"
+        # an older build (fewer tools) was configured from another temporary source folder,
+        # which cmake refuses to reuse
+        shutil.rmtree(out, ignore_errors=True)
         with progress.step(f"cmake build {', '.join(TOOLS)} (llama.cpp from the {version} sdist)"):
             subprocess.run(
                 [

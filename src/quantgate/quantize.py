@@ -1,7 +1,8 @@
 """Producing GGUF variants with llama.cpp's own quantizer (``llama_model_quantize``).
 
 This is the code path of the ``llama-quantize`` tool, called in process through
-llama-cpp-python, so a variant here is byte-for-byte what users ship.
+llama-cpp-python, so a variant here is byte-for-byte what users ship. A quantization with an
+importance matrix runs the tool itself (quantgate.imatrix).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def llama_quantize(
     default's F16 baseline is made this way from its Q4_1 file.
 
     Raises:
-        ConfigError: a type that needs an importance matrix.
+        ConfigError: a type that needs an importance matrix (the caller had none to give).
         ArtifactError: llama.cpp returned an error (the partial output is the caller's to drop).
     """
     import llama_cpp
@@ -38,8 +39,8 @@ def llama_quantize(
     qt = LLAMA_QUANT_TYPES[quant_type]
     if qt.needs_imatrix:
         raise ConfigError(
-            f"{what}: {quant_type} needs an importance matrix (llama.cpp imatrix) and this "
-            "registry entry has none; imatrix input is not supported yet: choose another type"
+            f"{what}: {quant_type} needs an importance matrix (llama.cpp imatrix), which only a "
+            "compression takes (an imatrix: block): convert the baseline to another type"
         )
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, qt.ftype_attr)

@@ -84,6 +84,16 @@ class Baseline(StrictModel):
         return v if v is None else _check_quant_type(v)
 
 
+class Imatrix(StrictModel):
+    """llama.cpp's importance matrix for a llama_quantize variant: llama-imatrix over
+    ``chunks`` chunks of ``n_ctx`` tokens of ``calibration`` (relative to the registry file; not
+    the PPL text), computed on the variant's input and cached (see quantgate.imatrix)."""
+
+    calibration: str
+    chunks: int = Field(8, ge=1)
+    n_ctx: int = Field(512, ge=16)
+
+
 class Compression(StrictModel):
     """How a variant is produced, and what the gate should think of it."""
 
@@ -91,6 +101,8 @@ class Compression(StrictModel):
         "llama_quantize", "prebuilt", "prune_blocks", "load_quantized", "llm_compressor"
     ]
     quant_type: str | None = None
+    #: llama_quantize: quantize with an importance matrix (the low-bit I-quants need one)
+    imatrix: Imatrix | None = None
     source: Source | None = None
     #: apply this compression to another compression's output (a chain: pruned -> Q4_K_M)
     base: str | None = None
@@ -143,6 +155,17 @@ class Compression(StrictModel):
             self.quant_type is None or self.source or any(pruning)
         ):
             raise ValueError("method llama_quantize needs quant_type, and no source or n_blocks")
+        if self.imatrix is not None and self.method != "llama_quantize":
+            raise ValueError("imatrix belongs to method llama_quantize")
+        if (
+            self.method == "llama_quantize"
+            and self.imatrix is None
+            and LLAMA_QUANT_TYPES[str(self.quant_type)].needs_imatrix
+        ):
+            raise ValueError(
+                f"{self.quant_type} needs an importance matrix: add an imatrix: block "
+                "(calibration: <text>, chunks: <n>), or choose a type that does not"
+            )
         if self.method == "prebuilt" and (self.source is None or self.quant_type or self.base):
             raise ValueError("method prebuilt needs source, and no quant_type or base")
         if self.method == "prune_blocks" and (not all(pruning) or self.quant_type or self.source):

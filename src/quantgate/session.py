@@ -295,6 +295,7 @@ class GateSession:
             "baseline_bits_per_weight": baseline.info.bits_per_weight,
             "n_blocks": variant.info.n_layers,
             "pruned_blocks": variant.notes.get("pruned_blocks"),
+            "imatrix": variant.notes.get("imatrix"),
             **peak_memory(
                 variant, self.settings(pair.model_key), self.registry.models[pair.model_key].backend
             ),

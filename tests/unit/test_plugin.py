@@ -39,11 +39,17 @@ def test_smoke_selects_only_the_embedded_default(gate_run):
     }
 
 
-def test_slow_tier_holds_the_other_variant_ifeval_and_the_group(gate_run):
+def test_slow_tier_holds_the_other_variants_ifeval_and_the_group(gate_run):
     ids = collected(gate_run("--collect-only", "-q", "-m", "slow"))
-    pairs = {re.search(r"\[(smollm2[^-]*-(?:pruned2-Q4_K_M|[^\]-]+))", i).group(1) for i in ids}
+    pairs = {
+        re.search(r"\[(smollm2[^-]*-(?:pruned2-Q4_K_M|[^\]-]+(?:-imatrix)?))", i).group(1)
+        for i in ids
+    }
     assert pairs == {
         "smollm2-Q6_K",
+        "smollm2-Q2_K-imatrix",
+        "smollm2-Q4_K_M-imatrix",
+        "smollm2-IQ2_XXS-imatrix",
         "smollm2-pruned2",
         "smollm2-pruned2-Q4_K_M",
         "smollm2_ifeval-Q8_0",
