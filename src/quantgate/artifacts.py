@@ -95,9 +95,12 @@ class ArtifactStore:
         settings = pair.compression.imatrix
         assert settings is not None
         where = f"models.{pair.model_key}.compressions.{pair.compression_name}.imatrix"
-        calibration = self.registry.resolve(settings.calibration)
-        if not calibration.is_file():
-            raise ConfigError(f"{where}.calibration: {calibration} not found")
+        if isinstance(settings.calibration, str):
+            calibration = self.registry.resolve(settings.calibration)
+            if not calibration.is_file():
+                raise ConfigError(f"{where}.calibration: {calibration} not found")
+        else:  # a source: fetched (and checked) like a model file
+            calibration = fetch(settings.calibration, self.registry, f"{where}.calibration")
         text_sha = hashlib.sha256(calibration.read_bytes()).hexdigest()
         key = cache_key(
             input=src.sha256,

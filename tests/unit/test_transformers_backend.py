@@ -57,9 +57,9 @@ def test_each_study_family_collects_its_benchmark_set_offline(family, benchmarks
     # the GGUF entry's pairs (llama2 has no GGUF entry: its transformers pairs)
     judged = {p: n for p, n in per_pair.items() if family == "llama2" or p.startswith(f"{family}-")}
     assert judged and all(benchmarks <= names for names in judged.values())
-    if family != "llama2":  # Study A's GGUF quant list
-        quants = {f"{family}-{q}" for q in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q2_K")}
-        assert quants <= set(judged)
+    if family != "llama2":  # Study A's GGUF quant list, the I-quants with their matrix
+        study = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q2_K", "IQ4_XS", "IQ2_XXS", "IQ1_S")
+        assert {f"{family}-{q}" for q in study} <= set(judged)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,9 @@ def test_each_study_family_collects_its_benchmark_set_offline(family, benchmarks
                 "qwen25-Q5_K_M",
                 "qwen25-Q4_K_M",
                 "qwen25-Q2_K",
+                "qwen25-IQ4_XS",
+                "qwen25-IQ2_XXS",
+                "qwen25-IQ1_S",
                 "qwen25-pruned8",
                 "qwen25-pruned8-Q4_K_M",
             },
