@@ -47,29 +47,26 @@ def _with_imatrix_text(doc, text: str) -> None:
 
 
 @pytest.mark.real_model
-def test_a_missing_or_short_calibration_text_is_a_one_line_error(gate_run, registry_copy, tmp_path):
-    missing = tmp_path / "nowhere.txt"
+@pytest.mark.parametrize("text", ["missing", "short"])
+def test_a_missing_or_short_calibration_text_is_a_one_line_error(
+    gate_run, registry_copy, tmp_path, text
+):
+    calibration = tmp_path / f"{text}.txt"
+    if text == "short":
+        calibration.write_text("A calibration text far shorter than two chunks of 512 tokens.\n")
+    registry = registry_copy(lambda doc: _with_imatrix_text(doc, str(calibration)))
     run = gate_run(
-        PPL,
-        f"--registry={registry_copy(lambda d: _with_imatrix_text(d, str(missing)))}",
-        "--model", "smollm2", "--compression", "Q4_K_M-imatrix",
-    )  # fmt: skip
-    assert run.returncode == 1
-    assert (
-        f"ConfigError: models.smollm2.compressions.Q4_K_M-imatrix.imatrix.calibration: "
-        f"{missing} not found" in run.output
+        PPL, f"--registry={registry}", "--model", "smollm2", "--compression", "Q4_K_M-imatrix"
     )
-    short = tmp_path / "short.txt"
-    short.write_text("A calibration text far shorter than two chunks of 512 tokens.\n")
-    run = gate_run(
-        PPL,
-        f"--registry={registry_copy(lambda d: _with_imatrix_text(d, str(short)))}",
-        "--model", "smollm2", "--compression", "Q4_K_M-imatrix",
-    )  # fmt: skip
     assert run.returncode == 1
-    # llama-imatrix's own reason, on the error's one line
-    assert "ToolError: smollm2-Q4_K_M-imatrix: llama-imatrix failed (exit 1): " in run.output
-    assert "you need at least 1024 tokens for a context of 512 tokens" in run.output
+    if text == "missing":
+        assert (
+            "ConfigError: models.smollm2.compressions.Q4_K_M-imatrix.imatrix.calibration: "
+            f"{calibration} not found" in run.output
+        )
+    else:  # llama-imatrix's own reason, on the error's one line
+        assert "ToolError: smollm2-Q4_K_M-imatrix: llama-imatrix failed (exit 1): " in run.output
+        assert "you need at least 1024 tokens for a context of 512 tokens" in run.output
 
 
 @pytest.mark.real_model

@@ -41,26 +41,35 @@ def test_local_path_sha256_mismatch(registry, tmp_path):
         sources.fetch(Source(path=str(f), sha256="0" * 64), registry, "models.x")
 
 
-def test_hub_download_is_called_with_the_pinned_revision(monkeypatch, tmp_path):
+#: Study A's imatrix calibration text, as the nightly entries name it: a dataset repo's file
+WIKITEXT_ZIP = HubSource(
+    repo="ggml-org/ci", repo_type="dataset", file="wikitext-2-raw-v1.zip", revision="main"
+)
+
+
+@pytest.mark.parametrize("spec", [SPEC, WIKITEXT_ZIP], ids=["model", "dataset"])
+def test_hub_download_is_called_with_the_pinned_revision(monkeypatch, tmp_path, spec):
     monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path))
     calls = []
     import huggingface_hub
 
     def fake_download(**kwargs):
         calls.append(kwargs)
-        return str(tmp_path / "downloaded.gguf")
+        return str(tmp_path / kwargs["filename"])
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    assert sources.fetch_hub_file(SPEC, "models.llama31").name == "downloaded.gguf"
+    assert sources.fetch_hub_file(spec, "models.llama31").name == spec.file
     assert calls == [
         {
-            "repo_id": SPEC.repo,
-            "filename": SPEC.file,
-            "revision": "0123abc",
-            "repo_type": "model",
+            "repo_id": spec.repo,
+            "filename": spec.file,
+            "revision": spec.revision,
+            "repo_type": spec.repo_type,
             "cache_dir": str(tmp_path / "hf"),
         }
     ]
+    kind = "datasets/" if spec.repo_type == "dataset" else ""
+    assert sources.hub_ref(spec) == f"hf://{kind}{spec.repo}/{spec.file}@{spec.revision}"
 
 
 def test_hub_offline_is_a_clear_error(tmp_path):
@@ -84,29 +93,6 @@ def test_hub_offline_is_a_clear_error(tmp_path):
         "fetch hf://bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/"
     )
     assert "HF_HUB_OFFLINE is set and the file is not in" in last
-
-
-#: Study A's imatrix calibration text, as the nightly entries name it
-WIKITEXT_ZIP = HubSource(
-    repo="ggml-org/ci", repo_type="dataset", file="wikitext-2-raw-v1.zip", revision="main"
-)
-
-
-def test_a_dataset_repo_file_is_asked_for_as_a_dataset(monkeypatch, tmp_path):
-    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path))
-    calls = []
-    import huggingface_hub
-
-    def fake_download(**kwargs):
-        calls.append(kwargs)
-        return str(tmp_path / "wikitext-2-raw-v1.zip")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    sources.fetch_hub_file(WIKITEXT_ZIP, "models.llama31.compressions.IQ4_XS")
-    assert [(c["repo_id"], c["repo_type"], c["filename"]) for c in calls] == [
-        ("ggml-org/ci", "dataset", "wikitext-2-raw-v1.zip")
-    ]
-    assert sources.hub_ref(WIKITEXT_ZIP) == "hf://datasets/ggml-org/ci/wikitext-2-raw-v1.zip@main"
 
 
 def test_a_dataset_file_offline_is_a_clear_error(tmp_path):
