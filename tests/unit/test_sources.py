@@ -72,13 +72,24 @@ def test_hub_download_is_called_with_the_pinned_revision(monkeypatch, tmp_path, 
     assert sources.hub_ref(spec) == f"hf://{kind}{spec.repo}/{spec.file}@{spec.revision}"
 
 
-def test_hub_offline_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    ("spec", "ref"),
+    [
+        (
+            SPEC.model_copy(update={"revision": "main"}),
+            "hf://bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf"
+            "@main",
+        ),
+        (WIKITEXT_ZIP, "hf://datasets/ggml-org/ci/wikitext-2-raw-v1.zip@main"),
+    ],
+    ids=["model", "dataset"],
+)
+def test_hub_offline_is_a_clear_error(tmp_path, spec, ref):
     # A real call into huggingface_hub with HF_HUB_OFFLINE=1 (read at its import: a child
     # process) and an empty cache: the same path a user without network takes.
     code = (
         "from quantgate.registry import HubSource; from quantgate import sources\n"
-        f"sources.fetch_hub_file(HubSource(repo={SPEC.repo!r}, file={SPEC.file!r}, "
-        f"revision='main'), 'models.llama31.baseline')\n"
+        f"sources.fetch_hub_file(HubSource(**{spec.model_dump()!r}), 'models.llama31.baseline')\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],
@@ -89,27 +100,8 @@ def test_hub_offline_is_a_clear_error(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0
     assert last.startswith(
-        "quantgate.errors.ArtifactError: models.llama31.baseline: cannot "
-        "fetch hf://bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/"
-    )
-    assert "HF_HUB_OFFLINE is set and the file is not in" in last
-
-
-def test_a_dataset_file_offline_is_a_clear_error(tmp_path):
-    code = (
-        "from quantgate.registry import HubSource; from quantgate import sources\n"
-        f"sources.fetch_hub_file(HubSource(**{WIKITEXT_ZIP.model_dump()!r}), 'imatrix')\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"HF_HUB_OFFLINE": "1", "QUANTGATE_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"},
-    )
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(
-        "quantgate.errors.ArtifactError: imatrix: cannot fetch "
-        "hf://datasets/ggml-org/ci/wikitext-2-raw-v1.zip@main: HF_HUB_OFFLINE is set"
+        f"quantgate.errors.ArtifactError: models.llama31.baseline: cannot fetch {ref}: "
+        "HF_HUB_OFFLINE is set and the file is not in"
     ), last
 
 
