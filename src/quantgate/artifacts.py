@@ -78,16 +78,14 @@ class ArtifactStore:
             **({"imatrix": sha256_file(imatrix)} if imatrix is not None else {}),
         )
         target = cache_root() / "artifacts" / key / f"{label}.{quant_type}.gguf"
-        if imatrix is not None:
-            return build_once(
-                target,
-                lambda partial: quantize_with_imatrix(
-                    src.path, partial, quant_type, imatrix, label
-                ),
-            )
-        return build_once(
-            target, lambda partial: llama_quantize(src.path, partial, quant_type, label)
-        )
+
+        def build(partial: Path) -> None:
+            if imatrix is None:
+                llama_quantize(src.path, partial, quant_type, label)
+            else:
+                quantize_with_imatrix(src.path, partial, quant_type, imatrix, label)
+
+        return build_once(target, build)
 
     def _imatrix(self, pair: Pair, src: Artifact) -> tuple[Path, dict[str, Any]]:
         """llama-imatrix of ``src`` (the variant's input) over the entry's calibration text,
@@ -96,9 +94,7 @@ class ArtifactStore:
         assert settings is not None
         where = f"models.{pair.model_key}.compressions.{pair.compression_name}.imatrix"
         if isinstance(settings.calibration, str):
-            calibration = self.registry.resolve(settings.calibration)
-            if not calibration.is_file():
-                raise ConfigError(f"{where}.calibration: {calibration} not found")
+            calibration = self._calibration(settings.calibration, where)
         else:  # a source: fetched (and checked) like a model file
             calibration = fetch(settings.calibration, self.registry, f"{where}.calibration")
         text_sha = hashlib.sha256(calibration.read_bytes()).hexdigest()

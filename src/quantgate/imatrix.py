@@ -2,8 +2,8 @@
 
 ``llama-imatrix`` runs the model over a calibration text and keeps, per weight matrix, the mean
 squared activation of each input column; ``llama-quantize --imatrix`` then weights each
-column's rounding error by it. The I-quants below ~2.5 bits per weight (IQ2_XXS, IQ2_XS, IQ2_S,
-IQ1_S, IQ1_M, Q2_K_S) are refused without one; the other types take one if given.
+column's rounding error by it. The low-bit types llama.cpp refuses without one are flagged in
+quantgate.constants (``needs_imatrix``); the other types take one if given.
 
 llama-cpp-python's ``llama_model_quantize`` accepts the matrix only as a C++
 ``unordered_map``, which Python cannot build, so both steps run the tools built from the same
