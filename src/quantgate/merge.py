@@ -114,7 +114,7 @@ def merge(
         from quantgate.summary_report import write_reports
 
         weights = load_registry(registry).data.report.q_score if registry else QScoreWeights()
-        write_reports(out, doc["rows"], weights, doc["created"], previous)
+        write_reports(out, doc["rows"], weights, doc["created"], previous, doc["wall_seconds"])
     return problems
 
 

@@ -597,7 +597,14 @@ class SummaryCollector:
     def pytest_sessionfinish(self) -> None:
         if self.rows:
             doc = write_summary(self.folder / "summary.json", self.rows, self.wall)
-            write_reports(self.folder, doc["rows"], self.weights, doc["created"], self.previous)
+            write_reports(
+                self.folder,
+                doc["rows"],
+                self.weights,
+                doc["created"],
+                self.previous,
+                doc["wall_seconds"],
+            )
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list) -> None:

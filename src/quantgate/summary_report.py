@@ -105,6 +105,28 @@ def _size(s: PairSummary) -> str:
     return "—" if s.size_bytes is None else f"{s.size_bytes / 2**20:.1f}"
 
 
+def _footprint_head(summaries: list[PairSummary]) -> list[str]:
+    """Study B's footprint columns; the sparsity column only where a pair measured it."""
+    head = ["compression ratio", "peak memory MiB"]
+    return head + (["zero weights %"] if any(s.sparsity_pct is not None for s in summaries) else [])
+
+
+def _footprint_cells(s: PairSummary, summaries: list[PairSummary]) -> list[str]:
+    base = next((b for b in summaries if b.is_baseline), s)
+    ratio = s.compression_ratio(base)
+    memory = "—"
+    if s.peak_memory_mib is not None:
+        memory = f"{s.peak_memory_mib:.0f} ({s.peak_memory_kind})"
+    cells = ["—" if ratio is None else f"{ratio:.2f}×", memory]
+    if any(x.sparsity_pct is not None for x in summaries):
+        cells.append(_num(s.sparsity_pct, 3))
+    return cells
+
+
+def _eval_time(s: PairSummary) -> str:
+    return "—" if s.eval_seconds is None else f"{s.eval_seconds:.0f}"
+
+
 def floor_note(summaries: list[PairSummary]) -> str | None:
     """The noise floor in words, and each variant's kld_mean threshold in units of it."""
     floor = next((s for s in summaries if s.noise_floor), None)
@@ -208,18 +230,19 @@ def render_markdown(
     for model, summaries in tables.items():
         benches = _columns(summaries)
         out += [f"## {model}", ""]
-        head = ["compression", "size MiB", "bpw"]
+        head = ["compression", "size MiB", "bpw", *_footprint_head(summaries)]
         head += [f"{b}" for b in benches] + [f"D_{b} %" for b in benches] + ["D_overall %"]
-        head += ["PPL", "ΔPPL %", "KLD", "tg tok/s", "Q", "verdict"]
+        head += ["PPL", "ΔPPL %", "KLD", "tg tok/s", "Q", "eval s", "verdict"]
         out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for s in summaries:
             label = s.compression + (f" (−blocks {s.pruned_blocks})" if s.pruned_blocks else "")
             cells = [label, _size(s), _num(s.bits_per_weight, 3)]
+            cells += _footprint_cells(s, summaries)
             cells += [_num(s.scores.get(b), 3) for b in benches]
             cells += [_md_flag(s.d.get(b)) for b in benches]
             cells += [_md_flag(s.d.get(OVERALL)), _num(s.ppl, 5)]
             cells += [_md_flag(s.cells.get("ppl_increase_pct")), _md_flag(s.cells.get("kld_mean"))]
-            cells += [_num(s.tg_tps, 4), _num(s.q, 4), _md_verdict(s)]
+            cells += [_num(s.tg_tps, 4), _num(s.q, 4), _eval_time(s), _md_verdict(s)]
             out.append("| " + " | ".join(cells) + " |")
         used = ", ".join(q_benchmarks(summaries, weights)) or "none"
         out += [
@@ -330,10 +353,10 @@ def _bench_td(s: PairSummary, bench: str) -> str:
 
 def _model_table(summaries: list[PairSummary], weights: QScoreWeights) -> str:
     benches = _columns(summaries)
-    head = ["compression", "size (MiB)", "bits/weight"]
+    head = ["compression", "size (MiB)", "bits/weight", *_footprint_head(summaries)]
     head += [f"{b}: score, D (%), flips" for b in benches] + ["D_overall (%)"]
     head += ["PPL", "ΔPPL (%)", "mean KLD", "top-1 (%)", "tg tok/s", "tg ratio", "pp ratio"]
-    head += ["Q", "verdict"]
+    head += ["Q", "eval time (s)", "verdict"]
     rows = ["<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for s in summaries:
         name = html.escape(s.compression)
@@ -344,13 +367,14 @@ def _model_table(summaries: list[PairSummary], weights: QScoreWeights) -> str:
             f"<td>{_size(s)}</td>",
             f"<td>{_num(s.bits_per_weight, 3)}</td>",
         ]
+        tds += [f"<td>{html.escape(c)}</td>" for c in _footprint_cells(s, summaries)]
         tds += [_bench_td(s, b) for b in benches] + [_td(s.d.get(OVERALL), s.canary)]
         tds += [f"<td>{_num(s.ppl, 5)}</td>"]
         for key in ("ppl_increase_pct", "kld_mean", "top1_agreement_pct"):
             tds.append(_td(s.cells.get(key), s.canary))
         tds += [f"<td>{_num(s.tg_tps, 4)}</td>"]
         tds += [_td(s.cells.get(k), s.canary) for k in ("tg_tps_ratio", "pp_tps_ratio")]
-        tds += [f"<td>{_num(s.q, 4)}</td>"]
+        tds += [f"<td>{_num(s.q, 4)}</td>", f"<td>{_eval_time(s)}</td>"]
         verdict_cls = {"FAIL": "fail", "pass": "pass"}.get(s.verdict, "")
         if s.verdict.startswith("FAIL (canary"):
             verdict_cls = "expected"
@@ -500,9 +524,11 @@ def write_reports(
     weights: QScoreWeights,
     created: str,
     previous: list[dict[str, Any]] | None = None,
+    wall_seconds: dict[str, float] | None = None,
 ) -> None:
-    """summary.html and summary.md next to summary.json."""
-    tables = build_tables(rows, weights)
+    """summary.html and summary.md next to summary.json (``wall_seconds``: its evaluation
+    time per pair)."""
+    tables = build_tables(rows, weights, wall_seconds)
     changes = compare_rows(previous, rows) if previous is not None else None
     (folder / "summary.md").write_text(render_markdown(tables, weights, changes), "utf-8")
     (folder / "summary.html").write_text(render_html(tables, weights, changes, created), "utf-8")
@@ -528,7 +554,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ConfigError) as exc:
         print(f"{summary}: cannot render reports: {exc}")
         return 2
-    write_reports(args.folder, doc["rows"], weights, doc["created"], previous)
+    write_reports(
+        args.folder, doc["rows"], weights, doc["created"], previous, doc.get("wall_seconds")
+    )
     print(f"{args.folder}: summary.md and summary.html from {len(doc['rows'])} rows")
     return 0
 

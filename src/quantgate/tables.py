@@ -60,6 +60,12 @@ class PairSummary:
     flips: dict[str, Cell] = field(default_factory=dict)
     cells: dict[str, Cell] = field(default_factory=dict)
     ppl: float | None = None
+    #: Study B's columns: peak memory of a process serving the pair (VRAM on a GPU, else RSS),
+    #: the wall time of its evaluation (summary.json's wall_seconds), its weights' sparsity
+    peak_memory_mib: float | None = None
+    peak_memory_kind: str | None = None
+    eval_seconds: float | None = None
+    sparsity_pct: float | None = None
     tg_tps: float | None = None
     pp_tps: float | None = None
     q: float | None = None
@@ -75,6 +81,13 @@ class PairSummary:
     @property
     def is_baseline(self) -> bool:
         return self.compression == BASELINE
+
+    def compression_ratio(self, baseline: PairSummary) -> float | None:
+        """Study B's compression ratio: the baseline's bytes over this pair's (1 for the
+        baseline; file bytes, or loaded weights for a load-time quantization)."""
+        if not self.size_bytes or not baseline.size_bytes:
+            return None
+        return baseline.size_bytes / self.size_bytes
 
     @property
     def failed_cells(self) -> list[str]:
@@ -95,9 +108,12 @@ class PairSummary:
 
 
 def build_tables(
-    rows: list[dict[str, Any]], weights: QScoreWeights
+    rows: list[dict[str, Any]],
+    weights: QScoreWeights,
+    wall_seconds: dict[str, float] | None = None,
 ) -> dict[str, list[PairSummary]]:
-    """Per model: the baseline's row, then one row per compression (most bits first)."""
+    """Per model: the baseline's row, then one row per compression (most bits first).
+    ``wall_seconds``: summary.json's evaluation time per pair id."""
     by_model: dict[str, dict[str, PairSummary]] = {}
     for row in rows:
         model = by_model.setdefault(row["model"], {})
@@ -109,6 +125,8 @@ def build_tables(
         pair.rows[row["metric"]] = row
         pair.source_type_match = pair.source_type_match or row.get("source_type_match")
         pair.hub_commit = pair.hub_commit or row.get("variant_hub_commit")
+        if wall_seconds and row.get("pair") in wall_seconds:
+            pair.eval_seconds = wall_seconds[row["pair"]]
         base.provenance = base.provenance or row.get("baseline_provenance")
     tables = {}
     for key, model in by_model.items():
@@ -147,7 +165,9 @@ def _absorb(pair: PairSummary, base: PairSummary, row: dict[str, Any]) -> None:
         pair.flips[metric.removeprefix(FLIPS_PREFIX)] = cell
         return
     pair.cells[metric] = cell
-    if metric == "ppl_increase_pct":
+    if metric == "weight_sparsity_pct":
+        pair.sparsity_pct = cell.value
+    elif metric == "ppl_increase_pct":
         pair.ppl = row.get("ppl")
         base.ppl = row.get("ppl_baseline", base.ppl)
     elif metric in ("tg_tps_ratio", "pp_tps_ratio"):
@@ -159,6 +179,11 @@ def _absorb(pair: PairSummary, base: PairSummary, row: dict[str, Any]) -> None:
         pair.bits_per_weight = row.get("bits_per_weight")
         pair.n_blocks = row.get("n_blocks")
         pair.pruned_blocks = row.get("pruned_blocks")
+        for summary, prefix in ((pair, ""), (base, "baseline_")):
+            vram, rss = row.get(f"{prefix}peak_vram_mib"), row.get(f"{prefix}peak_rss_mib")
+            if vram is not None or rss is not None:
+                summary.peak_memory_mib = vram if vram is not None else rss
+                summary.peak_memory_kind = "VRAM" if vram is not None else "RSS"
         base.size_bytes = row.get("baseline_file_size_bytes", base.size_bytes)
         base.bits_per_weight = row.get("baseline_bits_per_weight", base.bits_per_weight)
 

