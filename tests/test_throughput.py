@@ -52,6 +52,8 @@ def test_footprint(pair, quantgate, record_property):
     if facts["peak_vram_mib"] is not None:  # a pair on a GPU
         measured["peak_vram_mib"] = facts["peak_vram_mib"]
         baselines["peak_vram_mib"] = facts["baseline_peak_vram_mib"]
+    if facts["sparsity"] is not None:  # a backend that reads its weights (transformers)
+        measured |= facts["sparsity"]
     quantgate.check(
         pair,
         "footprint",
@@ -59,7 +61,13 @@ def test_footprint(pair, quantgate, record_property):
         record_property,
         baselines=baselines,
         extra={"size_ratio": facts},
-        responsible=["size_ratio", "peak_rss_mib", "peak_vram_mib"],
+        responsible=[
+            "size_ratio",
+            "peak_rss_mib",
+            "peak_vram_mib",
+            "weight_sparsity_pct",
+            "weight_2of4_pct",
+        ],
         # a GPU entry run where no GPU answers: reported, never a pass
         not_measured_here={"peak_vram_mib": "no GPU memory was measured in this process"},
     )

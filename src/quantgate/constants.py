@@ -93,6 +93,12 @@ METRICS: dict[str, Metric] = {
         Metric("peak_vram_mib", "footprint", Direction.MAX, "MiB",
                "peak GPU memory of that process (GPU pairs only), e.g. at most 7600 for an "
                "8 GB card"),
+        Metric("weight_sparsity_pct", "footprint", Direction.MIN, "%",
+               "share of the linear layers' weights (output head aside) that are exactly zero, "
+               "as loaded (transformers pairs): a pruning that did nothing fails it"),
+        Metric("weight_2of4_pct", "footprint", Direction.MIN, "%",
+               "share of groups of 4 consecutive input weights with at most 2 non-zeros: 100 "
+               "for a 2:4 semi-structured sparse model"),
     ]
 }  # fmt: skip
 

@@ -23,6 +23,9 @@ MODIFIER_MODULES = {
     "GPTQModifier": "llmcompressor.modifiers.quantization",
     "AWQModifier": "llmcompressor.modifiers.awq",
     "SmoothQuantModifier": "llmcompressor.modifiers.smoothquant",
+    # one-shot pruning: unstructured (mask_structure "0:0") or N:M semi-structured ("2:4")
+    "SparseGPTModifier": "llmcompressor.modifiers.pruning",
+    "WandaPruningModifier": "llmcompressor.modifiers.pruning",
 }
 
 

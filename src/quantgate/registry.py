@@ -199,6 +199,8 @@ LLM_COMPRESSOR_MODIFIERS: tuple[str, ...] = (
     "GPTQModifier",
     "AWQModifier",
     "SmoothQuantModifier",
+    "SparseGPTModifier",
+    "WandaPruningModifier",
 )
 #: libraries whose transformers quantization config ``load_quantized`` builds
 LOAD_TIME_LIBRARIES: tuple[str, ...] = ("bitsandbytes", "quanto")

@@ -301,6 +301,7 @@ class GateSession:
             ),
             **{f"baseline_{k}": v for k, v in self.baseline_memory(pair.model_key).items()},
             "load_seconds": self._load_time(pair),
+            "sparsity": self.variant_backend(pair).weight_sparsity(),
         }
 
     def _load_time(self, pair: Pair) -> float:

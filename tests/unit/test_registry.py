@@ -132,7 +132,8 @@ FP8 = ("models", "smollm2_hf", "compressions", "llmc-fp8-dynamic")
             (*FP8, "recipe"),
             [{"modifier": "GPTQModifer", "scheme": "W4A16"}],
             "recipe[0].modifier: 'GPTQModifer' is not one of QuantizationModifier, GPTQModifier,"
-            " AWQModifier, SmoothQuantModifier (did you mean 'GPTQModifier'?)",
+            " AWQModifier, SmoothQuantModifier, SparseGPTModifier, WandaPruningModifier (did you"
+            " mean 'GPTQModifier'?)",
         ),
         # a calibrated modifier with no calibration text
         (

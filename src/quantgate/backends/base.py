@@ -112,5 +112,10 @@ class Backend(ABC):
         else None (the artifact's file size tells)."""
         return None
 
+    def weight_sparsity(self) -> dict[str, float] | None:
+        """``{"weight_sparsity_pct", "weight_2of4_pct"}`` of the loaded model's linear layers
+        (quantgate.sparsity), or None where the backend cannot read its weights as tensors."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model (GPU memory for GPU backends)."""

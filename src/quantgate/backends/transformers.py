@@ -176,6 +176,29 @@ class TransformersBackend(Backend):
             total += tensor.numel() * tensor.element_size()
         return total
 
+    def weight_sparsity(self) -> dict[str, float] | None:
+        """Over every ``nn.Linear`` but the output head, as loaded (a compressed-tensors
+        checkpoint is decompressed; bitsandbytes int8 keeps its zeros at zero)."""
+        from quantgate.sparsity import sparsity_of
+
+        torch = self._torch
+        head = self.model.get_output_embeddings()
+
+        def matrices() -> Iterator[Any]:
+            for module in self.model.modules():
+                if not isinstance(module, torch.nn.Linear) or module is head:
+                    continue
+                w = module.weight
+                # float8 has no comparison kernels on the CPU; a 4-bit packed or a quanto
+                # weight is not the [out, in] matrix of values: both are left out
+                plain = type(w).__name__ in ("Tensor", "Parameter", "Int8Params")
+                if not plain or w.dim() != 2:
+                    continue
+                yield w.detach().float() if w.element_size() == 1 and w.is_floating_point() else w
+
+        with torch.no_grad():
+            return sparsity_of(matrices())
+
     # -- tokens --------------------------------------------------------------------------------
     @classmethod
     def peak_device_bytes(cls) -> int | None:
