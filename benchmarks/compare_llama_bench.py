@@ -26,8 +26,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def llama_bench(
-    path: Path, n_prompt: int, n_gen: int, threads: int, rounds: int, flash_attn: str = "0"
+    path: Path,
+    n_prompt: int,
+    gen_lengths: tuple[int, ...],
+    threads: int,
+    rounds: int,
+    flash_attn: str = "0",
 ) -> dict:
+    """llama-bench's pp and tg tokens/s; tg at several lengths is their mean (Study A's TPS)."""
     out = subprocess.run(
         [
             str(tool("llama-bench")),
@@ -36,7 +42,7 @@ def llama_bench(
             "-p",
             str(n_prompt),
             "-n",
-            str(n_gen),
+            ",".join(map(str, gen_lengths)),
             "-t",
             str(threads),
             "-r",
@@ -50,11 +56,10 @@ def llama_bench(
         text=True,
         check=True,
     ).stdout
-    tps = {}
+    rates: dict[str, list[float]] = {"pp": [], "tg": []}
     for row in json.loads(out):
-        kind = "pp" if row["n_prompt"] else "tg"
-        tps[kind] = float(row["avg_ts"])
-    return tps
+        rates["pp" if row["n_prompt"] else "tg"].append(float(row["avg_ts"]))
+    return {kind: sum(r) / len(r) for kind, r in rates.items()}
 
 
 def main() -> int:
@@ -62,12 +67,19 @@ def main() -> int:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument(
+        "--n-gen",
+        help="tg lengths, comma-separated (Study A: 128,256,512); default: the registry's",
+    )
     opts = ap.parse_args()
 
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), opts.threads)
     tp: ThroughputSettings = registry.evaluation_for(opts.model).throughput
-    tp = tp.model_copy(update={"rounds": opts.rounds})
+    update: dict[str, object] = {"rounds": opts.rounds}
+    if opts.n_gen:
+        update["n_gen"] = [int(n) for n in opts.n_gen.split(",")]
+    tp = ThroughputSettings.model_validate(tp.model_dump() | update)
     artifacts = [session.artifacts.baseline(opts.model)] + [
         session.artifacts.variant(p) for p in registry.pairs([opts.model])
     ]
@@ -79,18 +91,20 @@ def main() -> int:
             for k, w in workloads(backend, tp, session.settings(opts.model).seed).items()
         }
         session.close()  # free the cores' caches before llama-bench runs
-        theirs = llama_bench(artifact.path, tp.n_prompt, tp.n_gen, opts.threads, opts.rounds)
-        for kind, n in (("pp", tp.n_prompt), ("tg", tp.n_gen)):
+        lengths = tp.gen_lengths
+        theirs = llama_bench(artifact.path, tp.n_prompt, lengths, opts.threads, opts.rounds)
+        tg = "/".join(map(str, lengths))
+        for kind, n in (("pp", str(tp.n_prompt)), ("tg", tg)):
             rows.append((artifact.label, f"{kind}{n}", ours[kind], theirs[kind]))
     print(f"\nthreads {opts.threads}, {opts.rounds} rounds each, run back to back")
     print(
-        f"| {'artifact':<18} | {'test':<6} | {'quantgate t/s':>13} | {'llama-bench t/s':>15} "
+        f"| {'artifact':<18} | {'test':<14} | {'quantgate t/s':>13} | {'llama-bench t/s':>15} "
         f"| {'ratio':>6} |"
     )
-    print(f"|{'-' * 20}|{'-' * 8}|{'-' * 15}|{'-' * 17}|{'-' * 8}|")
+    print(f"|{'-' * 20}|{'-' * 16}|{'-' * 15}|{'-' * 17}|{'-' * 8}|")
     for label, test, ours_tps, theirs_tps in rows:
         print(
-            f"| {label:<18} | {test:<6} | {ours_tps:>13.1f} | {theirs_tps:>15.1f} "
+            f"| {label:<18} | {test:<14} | {ours_tps:>13.1f} | {theirs_tps:>15.1f} "
             f"| {ours_tps / theirs_tps:>6.2f} |"
         )
     return 0

@@ -56,6 +56,8 @@ class Rates(NamedTuple):
     baseline: float
     variant: float
     n_tokens: int
+    #: the variant's tokens/s at each tg length, where tg runs several (Study A's TPS)
+    variant_by_length: dict[int, float] | None = None
 
 
 class GateSession:
@@ -240,15 +242,17 @@ class GateSession:
         baseline_rate = self._baseline_rate(pair.model_key, kind) if one_at_a_time else None
         seed = self.settings(pair.model_key).seed
         workload = workloads(self.variant_backend(pair), settings, seed)[kind]
-        n = workload.n_tokens
         if baseline_rate is not None:
-            return Rates(baseline_rate, _variant_rate(workload, settings, benchmark), n)
-        baseline = self.baseline_workload(pair.model_key, kind)
-        if benchmark.disabled:  # --benchmark-disable or xdist: same protocol, timed here
-            return Rates(*interleaved_tokens_per_second(baseline, workload, settings), n)
-        rounds = BaselineRounds(baseline)
-        tps = _variant_rate(workload, settings, benchmark, setup=rounds)
-        return Rates(rounds.tokens_per_second(settings.rounds), tps, n)
+            tps = _variant_rate(workload, settings, benchmark)
+        elif benchmark.disabled:  # --benchmark-disable or xdist: same protocol, timed here
+            baseline = self.baseline_workload(pair.model_key, kind)
+            baseline_rate, tps = interleaved_tokens_per_second(baseline, workload, settings)
+        else:
+            rounds = BaselineRounds(self.baseline_workload(pair.model_key, kind))
+            tps = _variant_rate(workload, settings, benchmark, setup=rounds)
+            baseline_rate = rounds.tokens_per_second(settings.rounds)
+        by_length = workload.rates_by_length(settings.rounds) or None
+        return Rates(baseline_rate, tps, workload.n_tokens, by_length)
 
     def _baseline_rate(self, model_key: str, kind: str) -> float:
         """The baseline's tokens/s timed alone, once per session (one model per process)."""
@@ -592,7 +596,7 @@ def _variant_rate(
         warmup_rounds=settings.warmup_rounds,
         iterations=1,
     )
-    return workload.n_tokens / benchmark.stats.stats.mean
+    return workload.tokens_per_second(settings.rounds, benchmark.stats.stats.mean)
 
 
 def _margin(item: dict[str, Any]) -> float | None:

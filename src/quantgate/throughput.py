@@ -26,20 +26,55 @@ def random_tokens(n_vocab: int, n: int, seed: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Workload:
-    """One timed unit: the callable, and how many tokens one call processes."""
+    """One timed unit: the callable, and how many tokens one call processes.
+
+    ``times_by_length``: for tg at several lengths (Study A's TPS, llama-bench -n 128,256,512),
+    each call runs every length from an empty context and times each one here; its tokens/s is
+    then the mean over lengths of each length's tokens/s, as the study averaged llama-bench's
+    rows, not the tokens of all lengths over their summed time."""
 
     kind: str  # "pp" or "tg"
     n_tokens: int
     run: Callable[[], None]
+    times_by_length: dict[int, list[float]] | None = None
+
+    def tokens_per_second(self, rounds: int, mean_call_seconds: float) -> float:
+        """Over the last ``rounds`` calls, whose mean wall time was ``mean_call_seconds``."""
+        if self.times_by_length is None:
+            return self.n_tokens / _positive(self.kind, mean_call_seconds)
+        return float(np.mean(list(self.rates_by_length(rounds).values())))
+
+    def rates_by_length(self, rounds: int) -> dict[int, float]:
+        """Each length's tokens/s over the last ``rounds`` calls ({} for one length)."""
+        return {
+            n: n / _positive(f"{self.kind}{n}", float(np.mean(times[-rounds:])))
+            for n, times in (self.times_by_length or {}).items()
+        }
+
+
+def _positive(kind: str, seconds: float) -> float:
+    if not seconds > 0:
+        raise EvaluationError(f"{kind}: timing gave {seconds} s; the timer is broken")
+    return seconds
 
 
 def workloads(backend: Backend, settings: ThroughputSettings, seed: int) -> dict[str, Workload]:
     prompt = random_tokens(backend.n_vocab, settings.n_prompt, seed)
-    gen = random_tokens(backend.n_vocab, settings.n_gen, seed + 1)
-    return {
-        "pp": Workload("pp", settings.n_prompt, lambda: backend.process_prompt(prompt)),
-        "tg": Workload("tg", settings.n_gen, lambda: backend.decode_one_by_one(gen)),
-    }
+    pp = Workload("pp", settings.n_prompt, lambda: backend.process_prompt(prompt))
+    lengths = settings.gen_lengths
+    if len(lengths) == 1:
+        gen = random_tokens(backend.n_vocab, lengths[0], seed + 1)
+        return {"pp": pp, "tg": Workload("tg", lengths[0], lambda: backend.decode_one_by_one(gen))}
+    gens = {n: random_tokens(backend.n_vocab, n, seed + 1) for n in lengths}
+    times: dict[int, list[float]] = {n: [] for n in lengths}
+
+    def every_length() -> None:
+        for n, tokens in gens.items():
+            start = time.perf_counter()
+            backend.decode_one_by_one(tokens)
+            times[n].append(time.perf_counter() - start)
+
+    return {"pp": pp, "tg": Workload("tg", sum(lengths), every_length, times)}
 
 
 def tokens_per_second(workload: Workload, settings: ThroughputSettings) -> float:
@@ -52,10 +87,7 @@ def tokens_per_second(workload: Workload, settings: ThroughputSettings) -> float
         start = time.perf_counter()
         workload.run()
         times.append(time.perf_counter() - start)
-    mean = float(np.mean(times))
-    if not mean > 0:
-        raise EvaluationError(f"{workload.kind}: timing gave {mean} s; the timer is broken")
-    return workload.n_tokens / mean
+    return workload.tokens_per_second(settings.rounds, float(np.mean(times)))
 
 
 class BaselineRounds:
@@ -76,10 +108,7 @@ class BaselineRounds:
 
     def tokens_per_second(self, rounds: int) -> float:
         """Over the last ``rounds`` calls (the earlier ones were warm-up rounds)."""
-        mean = float(np.mean(self.times[-rounds:]))
-        if not mean > 0:
-            raise EvaluationError(f"baseline {self.workload.kind}: timing gave {mean} s")
-        return self.workload.n_tokens / mean
+        return self.workload.tokens_per_second(rounds, float(np.mean(self.times[-rounds:])))
 
 
 def interleaved_tokens_per_second(
@@ -95,4 +124,5 @@ def interleaved_tokens_per_second(
         variant.run()
         if i >= settings.warmup_rounds:
             times.append(time.perf_counter() - start)
-    return base.tokens_per_second(settings.rounds), variant.n_tokens / float(np.mean(times))
+    rate = variant.tokens_per_second(settings.rounds, float(np.mean(times)))
+    return base.tokens_per_second(settings.rounds), rate
