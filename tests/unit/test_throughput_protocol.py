@@ -70,9 +70,7 @@ def test_interleaved_rounds_judge_both_sides_by_the_same_rule(backend):
     settings = ThroughputSettings(n_gen=[128, 256], rounds=2, warmup_rounds=1)
     base = throughput.workloads(backend, settings, seed=0)["tg"]
     variant = throughput.workloads(backend, settings, seed=0)["tg"]
-    baseline_rate, variant_rate = throughput.interleaved_tokens_per_second(
-        base, variant, settings
-    )
+    baseline_rate, variant_rate = throughput.interleaved_tokens_per_second(base, variant, settings)
     assert baseline_rate == variant_rate == pytest.approx((128 + 64) / 2)
     assert backend.decoded == [128, 256] * 6
 

@@ -62,6 +62,53 @@ def test_each_study_family_collects_its_benchmark_set_offline(family, benchmarks
         assert {f"{family}-{q}" for q in study} <= set(judged)
 
 
+#: Study C: the Open LLM Leaderboard v1 and v2 sets, as lm-eval names them
+OPENLLM_BENCHMARKS = {
+    "arc_challenge": 25,
+    "gsm8k": 5,
+    "hellaswag": 10,
+    "mmlu": 5,
+    "truthfulqa_mc2": 0,
+    "winogrande": 5,
+    "leaderboard_bbh": 3,
+    "leaderboard_gpqa": 0,
+    "leaderboard_ifeval": None,
+    "leaderboard_math_hard": 4,
+    "leaderboard_mmlu_pro": 5,
+    "leaderboard_musr": 0,
+}
+
+
+def test_study_c_collects_the_leaderboard_sets_as_its_own_tier_offline():
+    ids, modules = _collect("-m", "openllm", "--model", "openllm")
+    assert modules == []
+    per_pair: dict[str, set[str]] = {}
+    for i in ids:
+        if m := re.search(r"test_retention\[(.+?)-([a-z0-9_]+)\]$", i):
+            per_pair.setdefault(m.group(1), set()).add(m.group(2))
+    models = {p.split("-", 1)[0] for p in per_pair}
+    assert models == {
+        "openllm_llama31_8b",
+        "openllm_llama31_70b",
+        "openllm_llama2_7b",
+        "openllm_vicuna_7b",
+        "openllm_gemma_7b",
+    }
+    assert all(names == set(OPENLLM_BENCHMARKS) for names in per_pair.values()), per_pair
+    every = {"gptq-int4", "gptq-int8", "awq-int4", "w8a8-smoothquant", "fp8"}
+    for model in ("openllm_llama31_8b", "openllm_llama2_7b", "openllm_vicuna_7b"):
+        assert {p.split("-", 1)[1] for p in per_pair if p.startswith(f"{model}-")} == every
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    for key in models:
+        entry = registry.models[key]
+        # a weekend's tier: `-m nightly` does not pull it in
+        assert entry.backend == "vllm" and "nightly" not in entry.marks
+        assert {n: b.num_fewshot for n, b in entry.benchmarks.items()} == OPENLLM_BENCHMARKS
+    assert registry.models["openllm_llama2_7b"].benchmarks["gsm8k"].metric == (
+        "exact_match,strict-match"
+    )
+
+
 @pytest.mark.parametrize(
     ("mark", "model", "expected"),
     [
