@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,14 +42,19 @@ def _names(value: str) -> list[str]:
     return [v for v in (s.strip() for s in value.split(",")) if v]
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise pytest.UsageError(f"--threads: expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise pytest.UsageError(f"--threads: expected a positive integer, got {value!r}")
-    return n
+def _positive_int(option: str) -> Callable[[str], int]:
+    """argparse's type for ``option``: a usage error naming it, not argparse's own text."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise pytest.UsageError(f"{option}: expected a positive integer, got {value!r}")
+        return n
+
+    return parse
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -141,9 +146,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "to it after. Default: $QUANTGATE_STORE, else the local cache alone",
     )
     group.addoption(
+        "--limit",
+        default=None,
+        type=_positive_int("--limit"),
+        metavar="N",
+        help="score each benchmark on at most the first N items of each task (lm-eval's "
+        "limit; a seeded fraction gives way to it): a quick tier of the full sets, per commit",
+    )
+    group.addoption(
         "--threads",
         default=None,
-        type=_positive_int,
+        type=_positive_int("--threads"),
         metavar="N",
         help="threads for every backend, overriding the registry. "
         "Default: the registry's, else all cores",
@@ -219,6 +232,7 @@ def pytest_configure(config: pytest.Config) -> None:
             _flat(config, "model"),
             _flat(config, "compression"),
             Path(config.rootpath),
+            config.getoption("limit"),
         )
     except QuantgateError as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -7,7 +7,7 @@ names a model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -488,6 +488,25 @@ class Registry:
 
     def evaluation_for(self, model_key: str) -> Evaluation:
         return self.models[model_key].evaluation or self.data.evaluation
+
+    def with_limit(self, limit: int) -> Registry:
+        """Every benchmark on at most the first ``limit`` items of each of its tasks (lm-eval's
+        limit, per subtask of a group; a seeded fraction gives way to it): the quick tier of
+        a study's sets, per commit, beside the full set nightly (``--limit``). Cached apart
+        from the full results (the limit is in their key)."""
+
+        def capped(bench: Benchmark) -> Benchmark:
+            return bench.model_copy(
+                update={"limit": min(bench.limit or limit, limit), "fraction": None}
+            )
+
+        models = {
+            key: entry.model_copy(
+                update={"benchmarks": {n: capped(b) for n, b in entry.benchmarks.items()}}
+            )
+            for key, entry in self.models.items()
+        }
+        return replace(self, data=self.data.model_copy(update={"models": models}))
 
     def pairs(
         self, models: list[str] | None = None, compressions: list[str] | None = None

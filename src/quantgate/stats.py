@@ -49,9 +49,15 @@ def _percentiles(replicates: np.ndarray, level: float) -> tuple[float, float]:
 
 
 def _retention(base_means: np.ndarray, comp_means: np.ndarray) -> np.ndarray:
+    """D per replicate. A replicate in which neither model scored shows no loss: D 0, not a
+    dropped replicate. Dropping those conditions on the baseline having scored, and on a few
+    items (a --limit tier, a near-chance model) every kept replicate then repeats the one
+    flip: one baseline-correct item of 8 that the variant missed read D 100 [100, 100], a
+    proven loss out of one item. A replicate where only the variant scored is still dropped
+    (its D, minus infinity, has no percentile)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         d = (1.0 - comp_means / base_means) * 100.0
-    return np.where(base_means > 0, d, np.nan)
+    return np.where(base_means > 0, d, np.where(comp_means > 0, np.nan, 0.0))
 
 
 def _resample_index(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -80,9 +86,9 @@ def retention_interval(
 ) -> Interval:
     """D = (1 - mean(comp) / mean(base)) * 100 with a paired bootstrap CI over items."""
     b, c = _paired(base, comp, what)
-    point = _retention(np.array([b.mean()]), np.array([c.mean()]))[0]
-    if not np.isfinite(point):
+    if not b.mean() > 0:
         raise EvaluationError(f"{what}: the baseline scored 0; retention is undefined")
+    point = _retention(np.array([b.mean()]), np.array([c.mean()]))[0]
     idx = _resample_index(len(b), n_boot, np.random.default_rng(seed))
     return Interval(float(point), *_percentiles(_retention(b[idx].mean(1), c[idx].mean(1)), level))
 
@@ -101,12 +107,12 @@ def overall_interval(
     points, reps = [], []
     for i, (base, comp) in enumerate(pairs):
         b, c = _paired(base, comp, f"benchmark {i}")
+        if not b.mean() > 0:
+            raise EvaluationError("D_overall: a baseline scored 0; retention is undefined")
         points.append(_retention(np.array([b.mean()]), np.array([c.mean()]))[0])
         idx = _resample_index(len(b), n_boot, rng)
         reps.append(_retention(b[idx].mean(1), c[idx].mean(1)))
     point = float(np.mean(points))
-    if not np.isfinite(point):
-        raise EvaluationError("D_overall: a baseline scored 0; retention is undefined")
     return Interval(point, *_percentiles(np.mean(reps, axis=0), level))
 
 

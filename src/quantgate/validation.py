@@ -33,8 +33,10 @@ def load_configuration(
     models: list[str],
     compressions: list[str],
     root: Path,
+    limit: int | None = None,
 ) -> Configuration:
-    """The validated registry, thresholds and task index.
+    """The validated registry, thresholds and task index; ``limit`` caps every benchmark's
+    items (``Registry.with_limit``).
 
     Raises:
         ConfigError: every problem found, one line each.
@@ -43,6 +45,8 @@ def load_configuration(
     if registry is None:  # unreadable, or its top level is invalid: nothing to check against
         problems.raise_any()
     assert registry is not None
+    if limit is not None:
+        registry = registry.with_limit(limit)
     with problems.gather():
         registry.pairs(models, compressions)
     thresholds = Thresholds(thresholds_dir, registry, problems)

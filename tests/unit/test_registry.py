@@ -189,3 +189,24 @@ def test_vptq_ids_are_ones_the_publisher_lists():
         if c.source is not None and c.source.hf is not None and "VPTQ" in c.source.hf.repo
     }
     assert ids and ids <= published
+
+
+def test_limit_caps_every_benchmark_and_replaces_a_fraction():
+    """--limit N: the quick tier of a study's sets (the first N items of each task); a smaller
+    limit of the registry's stays, a seeded fraction gives way, the file's registry is kept."""
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    quick = registry.with_limit(30)
+    smoke = quick.models["smollm2"].benchmarks
+    assert smoke["hellaswag"].limit == 30  # 40 in the registry
+    assert smoke["truthfulqa_mc2"].limit == 25  # already under 30
+    study_b = quick.models["llama2_7b_hf"].benchmarks["mmlu"]
+    assert (study_b.limit, study_b.fraction) == (30, None)
+    assert all(
+        b.limit is not None and b.limit <= 30
+        for entry in quick.models.values()
+        for b in entry.benchmarks.values()
+    )
+    # the pairs and everything else are the registry's own; the loaded one is untouched
+    assert [p.id for p in quick.pairs()] == [p.id for p in registry.pairs()]
+    assert registry.models["smollm2"].benchmarks["hellaswag"].limit == 40
+    assert registry.models["llama2_7b_hf"].benchmarks["mmlu"].fraction == 0.5

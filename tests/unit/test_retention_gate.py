@@ -291,3 +291,23 @@ def test_a_group_is_gated_on_its_aggregate_and_reports_its_subtasks(gate_run):
     ids = [json.loads(line)["doc_id"] for line in items.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 120 and ids[0].startswith("agieval_aqua_rat_smoke/")
     assert "group subtasks" in (run.reports / "summary.md").read_text()
+
+
+@pytest.mark.real_model
+def test_limit_runs_the_quick_tier_on_the_first_items(gate_run):
+    """`--limit 8`: hellaswag scored on its first 8 items, baseline and variant alike, judged
+    and recorded as such (the full tier's results are cached apart)."""
+    run = gate_run(
+        "tests/test_retention.py::test_retention",
+        "--model",
+        "smollm2",
+        "--compression",
+        "Q8_0",
+        "-k",
+        "hellaswag",
+        "--limit",
+        "8",
+    )
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.outcomes() == {"test_retention[smollm2-Q8_0-hellaswag]": "passed"}
+    assert run.summary()["smollm2-Q8_0", "D_hellaswag"]["n_items"] == 8

@@ -76,6 +76,21 @@ def test_overall_interval_is_the_mean_of_the_benchmarks():
 def test_zero_baseline_is_an_error_not_a_division():
     with pytest.raises(EvaluationError, match="baseline scored 0"):
         retention_interval([0, 0, 0], [1, 0, 0])
+    with pytest.raises(EvaluationError, match="baseline scored 0"):
+        overall_interval([([0, 0], [0, 0])])
+
+
+def test_one_flip_on_a_handful_of_items_proves_no_loss():
+    """One baseline-correct item of 8, missed by the variant: D is 100 %, but its interval must
+    reach 0, for a third of the resamples hold no item either model scored. (Dropped, they left
+    [100, 100]: a mode-ci gate failed a good Q8_0 on --limit 8.)"""
+    base, comp = [1, 0, 0, 0, 0, 0, 0, 0], [0] * 8
+    iv = retention_interval(base, comp)
+    assert iv.value == 100.0 and iv.low == 0.0 and iv.high == 100.0
+    # the same one flip among many scored items: the usual, unchanged interval
+    many = retention_interval([1] * 20 + [0] * 20, [0] + [1] * 19 + [0] * 20)
+    assert many.value == pytest.approx(5.0)
+    assert many.low <= 0 < many.value < many.high < 20
 
 
 def test_mismatched_or_empty_items_are_errors():
