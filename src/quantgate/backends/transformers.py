@@ -188,9 +188,10 @@ class TransformersBackend(Backend):
             for module in self.model.modules():
                 if not isinstance(module, torch.nn.Linear) or module is head:
                     continue
-                w = module.weight
-                # float8 has no comparison kernels on the CPU; a 4-bit packed or a quanto
-                # weight is not the [out, in] matrix of values: both are left out
+                # a compressed-tensors int4 layer keeps only ``weight_packed``, a quanto one a
+                # quantized tensor subclass: neither is the [out, in] matrix of values, both
+                # are left out (float8, below, is widened: it has no CPU comparison kernel)
+                w = getattr(module, "weight", None)
                 plain = type(w).__name__ in ("Tensor", "Parameter", "Int8Params")
                 if not plain or w.dim() != 2:
                     continue
