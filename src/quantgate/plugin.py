@@ -224,6 +224,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "benchmark_json", "missing") is None:
         config.option.benchmark_json = str(reports / "benchmark.json")
 
+    if config.getoption("limit") and config.getoption("baseline") == "pinned":
+        # a published score is the full set's: against N items it would judge the sample
+        raise pytest.UsageError(
+            "--limit with --baseline pinned: a pinned score is the whole task's, not its first "
+            "items'; use --baseline live (the baseline model on the same items)"
+        )
     try:
         # every problem of the registry, selection, thresholds and local tasks, in one error
         checked = load_configuration(

@@ -107,6 +107,7 @@ def test_model_and_compression_select_exactly_one_pair(gate_run):
         # a bad --threads value is quoted
         (("--threads", "two"), "--threads: expected a positive integer, got 'two'"),
         (("--limit", "0"), "--limit: expected a positive integer, got '0'"),
+        (("--limit", "5", "--baseline", "pinned"), "--limit with --baseline pinned: a pinned"),
         # an unwritable reports folder, before anything runs
         (("--reports-dir=/proc/quantgate-reports",), "--reports-dir /proc/quantgate-reports: not"),
         # --compare needs an earlier summary.json
