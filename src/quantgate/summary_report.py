@@ -105,10 +105,15 @@ def _size(s: PairSummary) -> str:
     return "—" if s.size_bytes is None else f"{s.size_bytes / 2**20:.1f}"
 
 
+def _shows_sparsity(summaries: list[PairSummary]) -> bool:
+    """The zero-weights column is shown where a pair of the table measured it."""
+    return any(s.sparsity_pct is not None for s in summaries)
+
+
 def _footprint_head(summaries: list[PairSummary]) -> list[str]:
-    """Study B's footprint columns; the sparsity column only where a pair measured it."""
+    """Study B's footprint columns."""
     head = ["compression ratio", "peak memory MiB"]
-    return head + (["zero weights %"] if any(s.sparsity_pct is not None for s in summaries) else [])
+    return head + (["zero weights %"] if _shows_sparsity(summaries) else [])
 
 
 def _footprint_cells(s: PairSummary, summaries: list[PairSummary]) -> list[str]:
@@ -118,7 +123,7 @@ def _footprint_cells(s: PairSummary, summaries: list[PairSummary]) -> list[str]:
     if s.peak_memory_mib is not None:
         memory = f"{s.peak_memory_mib:.0f} ({s.peak_memory_kind})"
     cells = ["—" if ratio is None else f"{ratio:.2f}×", memory]
-    if any(x.sparsity_pct is not None for x in summaries):
+    if _shows_sparsity(summaries):
         cells.append(_num(s.sparsity_pct, 3))
     return cells
 
