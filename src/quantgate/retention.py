@@ -7,6 +7,7 @@ keyed by everything that changes them, so the baseline runs once and a re-run on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -325,6 +326,35 @@ def chosen_items(
     }
 
 
+def paired_batches(
+    baseline: Backend,
+    compressed: Backend,
+    name: str,
+    bench: Benchmark,
+    tasks: TaskIndex,
+    where: str,
+) -> Iterator[tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]]:
+    """Both models' items of one benchmark in the seeded random order of mode sequential,
+    ``sequential_batch`` at a time: (the population size, the batch's (baseline, compressed)
+    item pairs in that order). Each batch is scored through lm-eval's ``samples`` and cached
+    like any result, so a rerun, a later night or a full run reads what was scored.
+
+    Raises:
+        ConfigError: a metric whose score is not the mean of per-item values in [0, 1].
+    """
+    n = population_size(bench, tasks, where)
+    order = item_order(n)
+    what = f"{bench.task} {bench.metric}"
+    for start in range(0, n, bench.sequential_batch):
+        batch = order[start : start + bench.sequential_batch]
+        base = run_benchmark(baseline, name, bench, tasks, where, samples=batch)
+        comp = run_benchmark(compressed, name, bench, tasks, where, samples=batch)
+        for result in (base, comp):
+            _check_item_mean(result, where)
+        rank = {doc: i for i, doc in enumerate(batch)}
+        yield n, sorted(paired_items(base, comp, what), key=lambda bc: rank[bc[0]["doc_id"]])
+
+
 def run_sequential(
     baseline: Backend,
     compressed: Backend,
@@ -335,25 +365,16 @@ def run_sequential(
     threshold: float,
 ) -> Comparison:
     """D_<name> in mode sequential: both models score the benchmark's items in one seeded
-    random order, a batch at a time (each batch cached like any result, so a rerun or a
-    later night resumes), until the confidence sequence decides or the items run out.
+    random order, a batch at a time (``paired_batches``), until the confidence sequence
+    decides or the items run out.
 
     Raises:
         ConfigError: a metric whose score is not the mean of per-item values in [0, 1].
     """
-    n = population_size(bench, tasks, where)
-    order = item_order(n)
-    what = f"{bench.task} {bench.metric}"
     used: list[tuple[dict[str, Any], dict[str, Any]]] = []
     state: SequentialVerdict | None = None
-    for start in range(0, n, bench.sequential_batch):
-        batch = order[start : start + bench.sequential_batch]
-        base = run_benchmark(baseline, name, bench, tasks, where, samples=batch)
-        comp = run_benchmark(compressed, name, bench, tasks, where, samples=batch)
-        for result in (base, comp):
-            _check_item_mean(result, where)
-        rank = {doc: i for i, doc in enumerate(batch)}
-        used += sorted(paired_items(base, comp, what), key=lambda bc: rank[bc[0]["doc_id"]])
+    for n, pairs in paired_batches(baseline, compressed, name, bench, tasks, where):
+        used += pairs
         b = np.array([float(bi[bench.metric]) for bi, _ in used])
         c = np.array([float(ci[bench.metric]) for _, ci in used])
         state = look(b, c, n, threshold)
@@ -365,12 +386,22 @@ def run_sequential(
         if state.decision != "continue":
             break
     assert state is not None  # n > 0: population_size raised otherwise
+    return joined_comparison(name, bench, used, state)
+
+
+def joined_comparison(
+    name: str,
+    bench: Benchmark,
+    used: list[tuple[dict[str, Any], dict[str, Any]]],
+    state: SequentialVerdict | None = None,
+) -> Comparison:
+    """The comparison over the item pairs a sequential gate used (a mean metric: checked by
+    ``paired_batches``); ``state``: where it stopped."""
     base, comp = (_joined(name, bench, [pair[k] for pair in used]) for k in (0, 1))
     return Comparison(name, base.score, comp, base, sequential=state)
 
 
 def _joined(name: str, bench: Benchmark, items: list[dict[str, Any]]) -> BenchmarkResult:
-    """One model's result over the batches a sequential gate used (a mean metric: checked)."""
     score = float(np.mean([float(it[bench.metric]) for it in items]))
     return BenchmarkResult(name, bench.task, bench.metric, score, len(items), items)
 

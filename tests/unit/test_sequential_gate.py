@@ -11,9 +11,14 @@ import pytest
 
 from quantgate.cache import results_free_cache
 from quantgate.errors import ConfigError
+from quantgate.registry import Benchmark
+from quantgate.retention import population_size
+from quantgate.sequential import item_order
+from quantgate.tasks import TaskIndex
 from quantgate.thresholds import _entry
 
 from .damage import damaged_copy
+from .helpers import REPO
 
 RET = "tests/test_retention.py"
 BATCH = 20
@@ -79,3 +84,20 @@ def test_a_damaged_model_fails_early_and_q8_0_passes(
     assert again.outcomes() == run.outcomes()
     assert "lm-eval hellaswag_smoke" not in again.output
     assert again.summary()["smollm2-wrecked", "D_hellaswag"]["sequential"] == broken["sequential"]
+
+
+def test_the_full_hellaswag_task_holds_every_validation_item_in_the_smoke_subsets_form():
+    """benchmarks/sequential_hellaswag.py's task: all 10,042 items of HellaSwag val (gzipped
+    JSON Lines), the smoke subset being its first 100, and the seeded order covers them once."""
+    tasks = TaskIndex([REPO / "fixtures" / "tasks"], REPO)
+    full = Benchmark(task="hellaswag_full", metric="acc_norm")
+    assert population_size(full, tasks, "t") == 10_042
+    assert sorted(item_order(10_042)) == list(range(10_042))
+    smoke = Benchmark(task="hellaswag_smoke", metric="acc_norm")
+    loaded = {
+        name: tasks.task_manager(upstream=False).load(tasks.resolve(name, "t"))["tasks"][name]
+        for name in ("hellaswag_full", "hellaswag_smoke")
+    }
+    first = loaded["hellaswag_full"].eval_docs.select(range(100))
+    assert list(first) == list(loaded["hellaswag_smoke"].eval_docs)
+    assert population_size(smoke, tasks, "t") == 100
