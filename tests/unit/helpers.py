@@ -111,3 +111,64 @@ def hellaswag_requests(n_items: int) -> list[Request]:
         query = preprocess(doc["activity_label"] + ": " + doc["ctx_a"] + " " + doc["ctx_b"])
         out += [Request(query, " " + preprocess(e)) for e in doc["endings"]]
     return out
+
+
+# -- the golden smoke run (issue 13: every number identical before and after a redesign) ------
+GOLDEN_SMOKE = REPO / "tests" / "unit" / "golden" / "smoke.json"
+#: what measures the machine at the moment (speed, memory, load time), not the model: two runs
+#: on one machine differ there (measured: tokens/s by up to 20 %, RSS by 0.3 MiB), so a golden
+#: file keeps those gates' verdicts and thresholds but not their numbers
+MOMENT_METRICS = frozenset({"pp_tps_ratio", "tg_tps_ratio", "peak_rss_mib", "peak_vram_mib"})
+MOMENT_FIELDS = frozenset(
+    {"tokens_per_s", "tokens_per_s_by_length", "load_seconds"}
+    | {f"{side}{m}" for side in ("", "baseline_") for m in ("peak_rss_mib", "peak_vram_mib")}
+)
+_MOMENT_NUMBERS = ("value", "baseline", "ci_low", "ci_high", "minimum_detectable", "underpowered")
+
+
+def _moment_property(name: str) -> bool:
+    """A JUnit property of a moment's measurement ("tg_tps_ratio.baseline", "load_seconds")."""
+    head = name.split(".")[0]
+    return head in MOMENT_METRICS | MOMENT_FIELDS or head in ("pp_tokens_per_s", "tg_tokens_per_s")
+
+
+def machine_fingerprint() -> dict[str, object]:
+    """What the smoke tier's numbers depend on besides the code: the CPU (its kernels' order of
+    arithmetic), the thread count, and the scoring libraries' versions."""
+    from importlib.metadata import version
+
+    cpu = ""
+    if Path("/proc/cpuinfo").exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = found.group(1).strip() if found else ""
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        **{pkg: version(pkg) for pkg in ("llama_cpp_python", "lm_eval", "numpy", "scipy")},
+    }
+
+
+def golden_view(reports: Path) -> dict[str, object]:
+    """A smoke run's summary.json rows and JUnit outcomes and properties, less what measures
+    the moment (MOMENT_*) and the run's date and wall times: what a refactor must not change."""
+    import xml.etree.ElementTree as ET
+
+    rows = {}
+    for row in json.loads((reports / "summary.json").read_text())["rows"]:
+        kept = {k: v for k, v in row.items() if k not in MOMENT_FIELDS}
+        if row["metric"] in MOMENT_METRICS:
+            kept = {k: v for k, v in kept.items() if k not in _MOMENT_NUMBERS}
+        rows[f"{row['pair']} {row['metric']}"] = kept
+    properties = {}
+    for case in ET.parse(reports / "junit.xml").iter("testcase"):
+        properties[case.get("name", "")] = [
+            [p.get("name"), p.get("value")]
+            for p in case.iter("property")
+            if p.get("name") != "quantgate_row" and not _moment_property(p.get("name", ""))
+        ]
+    return {
+        "machine": machine_fingerprint(),
+        "outcomes": GateRun(0, "", reports).outcomes(),
+        "rows": rows,
+        "junit_properties": properties,
+    }

@@ -15,7 +15,7 @@ from quantgate.registry import QScoreWeights
 from quantgate.summary_report import compare_rows
 from quantgate.tables import PairSummary, build_tables, q_score
 
-from .helpers import run_gate
+from .helpers import GOLDEN_SMOKE, golden_view, run_gate
 
 VARIANTS = ("Q8_0", "Q4_K_M", "Q2_K")  # the smoke tier, most bits first
 
@@ -26,6 +26,33 @@ def smoke(tmp_path_factory):
     run = run_gate("-m", "smoke", reports=tmp_path_factory.mktemp("smoke") / "reports")
     assert run.returncode == 0, run.output[-3000:]
     return run
+
+
+def test_the_smoke_tier_gives_the_golden_rows_and_junit_properties(smoke, record_property):
+    """Every summary.json row, JUnit outcome and property of the smoke tier, against
+    tests/unit/golden/smoke.json, made before issue 13's redesign (a cold run at 06972d0):
+    a refactor changes no number. Speed, memory and load time are left out (they measure the
+    moment: helpers.MOMENT_*). Exact on a machine like the one that made the file (CPU, cores,
+    scoring libraries); elsewhere the arithmetic differs in the last bits, so only what must hold
+    on any machine is compared: the same tests, rows and properties, and the same verdicts.
+    ``QUANTGATE_UPDATE_GOLDEN=1`` rewrites the file and fails: review its diff, then rerun."""
+    now = golden_view(smoke.reports)
+    if os.environ.get("QUANTGATE_UPDATE_GOLDEN"):
+        GOLDEN_SMOKE.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+        pytest.fail(f"{GOLDEN_SMOKE} rewritten: review git diff, then rerun without the variable")
+    golden = json.loads(GOLDEN_SMOKE.read_text())
+    assert now["outcomes"] == golden["outcomes"]
+    assert sorted(now["rows"]) == sorted(golden["rows"])
+    names = {case: [n for n, _ in props] for case, props in now["junit_properties"].items()}
+    assert names == {c: [n for n, _ in p] for c, p in golden["junit_properties"].items()}
+    verdicts = {key: row["verdict"] for key, row in now["rows"].items()}
+    assert verdicts == {key: row["verdict"] for key, row in golden["rows"].items()}
+    if now["machine"] != golden["machine"]:
+        record_property("golden", f"verdicts only: made on {golden['machine']}")
+        return
+    changed = [k for k in golden["rows"] if now["rows"][k] != golden["rows"][k]]
+    assert not changed, [(k, golden["rows"][k], now["rows"][k]) for k in changed[:3]]
+    assert now["junit_properties"] == golden["junit_properties"]
 
 
 def test_q_score_follows_the_study_formula():
