@@ -30,7 +30,7 @@ import yaml
 
 from quantgate.cache import results_free_cache
 from quantgate.registry import with_absolute_paths
-from quantgate.report import junit_outcomes
+from quantgate.report.rows import junit_outcomes
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {"n_threads": 2, "n_batch": 512, "kv_cache_type": "f16"}

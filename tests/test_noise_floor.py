@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from quantgate.report import ROW_PROPERTY, noise_floor_row
+from quantgate.report.rows import ROW_PROPERTY, noise_floor_row
 
 
 @pytest.mark.noise_floor

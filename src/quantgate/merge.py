@@ -19,7 +19,7 @@ from typing import Any
 
 from quantgate.cache import write_text_atomic
 from quantgate.errors import ConfigError
-from quantgate.report import bracket_of, junit_outcomes, write_summary
+from quantgate.report.rows import bracket_of, junit_outcomes, write_summary
 from quantgate.shards import BASELINES_SUFFIX, NOISE_FLOOR_SUFFIX, SHARD_FILE
 
 
@@ -40,7 +40,7 @@ def merge(
         ConfigError: a folder that is not a shard's reports (no shard.json), or shards that
             split different selections.
     """
-    from quantgate.summary_report import load_previous
+    from quantgate.report.render import load_previous
 
     previous = load_previous(compare) if compare else None  # a bad one: before any writing
     manifests = {}
@@ -111,7 +111,7 @@ def merge(
         write_text_atomic(out / "benchmark.json", json.dumps(benchmarks, indent=2) + "\n")
     if rows:
         from quantgate.registry import QScoreWeights, load_registry
-        from quantgate.summary_report import write_reports
+        from quantgate.report.render import write_reports
 
         weights = load_registry(registry).data.report.q_score if registry else QScoreWeights()
         write_reports(out, doc["rows"], weights, doc["created"], previous, doc["wall_seconds"])

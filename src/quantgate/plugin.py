@@ -14,8 +14,9 @@ from quantgate import progress
 from quantgate.cache import write_text_atomic
 from quantgate.errors import QuantgateError
 from quantgate.quiet import MachineLock
-from quantgate.registry import Pair, QScoreWeights, Registry
-from quantgate.report import ROW_PROPERTY, bracket_of, write_summary
+from quantgate.registry import Pair, Registry
+from quantgate.report.collector import SummaryCollector
+from quantgate.report.render import load_previous
 from quantgate.session import GateSession
 from quantgate.shards import (
     BASELINES_SUFFIX,
@@ -27,7 +28,6 @@ from quantgate.shards import (
     plan_table,
     split,
 )
-from quantgate.summary_report import load_previous, write_reports
 from quantgate.thresholds import Thresholds
 from quantgate.validation import Configuration, check_selected_benchmarks, load_configuration
 
@@ -580,67 +580,6 @@ def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
     )
     yield session
     session.close()
-
-
-class SummaryCollector:
-    """Gathers the summary rows of every test report and writes reports/summary.json, .md and
-    .html.
-
-    Registered on the controller only: under pytest-xdist the workers' reports (with their
-    user_properties) arrive here too, so serial and parallel runs write the same file.
-    """
-
-    def __init__(
-        self, folder: Path, weights: QScoreWeights, previous: list[dict] | None = None
-    ) -> None:
-        self.folder = folder
-        self.weights = weights
-        self.previous = previous
-        self.rows: list[dict] = []
-        #: wall time of every test of a pair (setup, call, teardown), summed
-        self.wall: dict[str, float] = {}
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        new_rows = []
-        if report.when == "call":
-            new_rows = [json.loads(v) for k, v in report.user_properties if k == ROW_PROPERTY]
-            self.rows += new_rows
-        pair = _pair_of(report.nodeid)
-        if pair is not None:
-            self.wall[pair] = self.wall.get(pair, 0.0) + report.duration
-        if new_rows:
-            # summary.json after every test that judged something: a run killed at a CI
-            # timeout keeps every finished pair's rows (python -m quantgate.summary_report
-            # renders summary.md/html from them)
-            write_summary(self.folder / "summary.json", self.rows, self.wall)
-
-    def pytest_sessionfinish(self) -> None:
-        if self.rows:
-            doc = write_summary(self.folder / "summary.json", self.rows, self.wall)
-            write_reports(
-                self.folder,
-                doc["rows"],
-                self.weights,
-                doc["created"],
-                self.previous,
-                doc["wall_seconds"],
-            )
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_html_results_summary(self, prefix: list, summary: list, postfix: list) -> None:
-        # pytest-html's report links to the study-style summary beside it
-        prefix.append(
-            '<p>quantgate: tables and plots per model in <a href="summary.html">summary.html</a>'
-            ' (markdown: <a href="summary.md">summary.md</a>, data: '
-            '<a href="summary.json">summary.json</a>).</p>'
-        )
-
-
-def _pair_of(nodeid: str) -> str | None:
-    """The bracket of a test's id (``smollm2-Q8_0-hellaswag``, ``smollm2-Q8_0-tg``), wherever
-    its file lives; report.write_summary credits it to the judged pair id it starts with, and
-    drops a bracket that names none."""
-    return bracket_of(nodeid)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -28,7 +28,7 @@ from quantgate.gates import Outcome, enforce, judge
 from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
 from quantgate.quiet import xdist_workers
 from quantgate.registry import BackendSettings, Pair, Registry, ThroughputSettings
-from quantgate.report import ROW_PROPERTY, outcome_row
+from quantgate.report.rows import ROW_PROPERTY, outcome_row
 from quantgate.retention import (
     BenchmarkResult,
     Comparison,

@@ -15,7 +15,7 @@ import pytest
 from xdist.remote import Producer
 from xdist.scheduler import LoadScopeScheduling
 
-from quantgate.report import bracket_of
+from quantgate.report.rows import bracket_of
 
 
 def model_of_nodeid(nodeid: str, model_keys: Iterable[str]) -> str | None:

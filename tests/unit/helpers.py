@@ -28,7 +28,7 @@ class GateRun:
 
     def outcomes(self) -> dict[str, str]:
         """JUnit testcase name -> passed / failed / error / xfailed / skipped."""
-        from quantgate.report import junit_outcomes
+        from quantgate.report.rows import junit_outcomes
 
         return junit_outcomes(self.reports / "junit.xml")
 

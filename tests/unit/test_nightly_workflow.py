@@ -147,7 +147,7 @@ def test_reports_render_from_the_rows_a_killed_run_wrote(tmp_path):
     import subprocess
     import sys
 
-    from quantgate.report import write_summary
+    from quantgate.report.rows import write_summary
 
     row = {
         "model": "smollm2",
@@ -161,7 +161,7 @@ def test_reports_render_from_the_rows_a_killed_run_wrote(tmp_path):
     }
     write_summary(tmp_path / "summary.json", [row])
     proc = subprocess.run(
-        [sys.executable, "-m", "quantgate.summary_report", str(tmp_path)],
+        [sys.executable, "-m", "quantgate.report", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -171,7 +171,7 @@ def test_reports_render_from_the_rows_a_killed_run_wrote(tmp_path):
     assert (tmp_path / "summary.html").is_file()
     assert json.loads((tmp_path / "summary.json").read_text())["rows"][0]["value"] == 0.4
     bad = subprocess.run(
-        [sys.executable, "-m", "quantgate.summary_report", str(tmp_path / "none")],
+        [sys.executable, "-m", "quantgate.report", str(tmp_path / "none")],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -254,8 +254,8 @@ def test_an_artifact_from_the_hub_cache_records_its_commit(tmp_path, registry):
 
 
 def test_the_report_names_the_hub_commits_a_night_used(registry):
-    from quantgate.summary_report import provenance_note
-    from quantgate.tables import build_tables
+    from quantgate.report.render import provenance_note
+    from quantgate.report.tables import build_tables
 
     row = {
         "model": "llama31_hf",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from quantgate.registry import QScoreWeights
-from quantgate.summary_report import compare_rows
-from quantgate.tables import PairSummary, build_tables, q_score
+from quantgate.report.render import compare_rows
+from quantgate.report.tables import PairSummary, build_tables, q_score
 
 from .helpers import GOLDEN_SMOKE, golden_view, run_gate
 
@@ -67,9 +67,8 @@ def test_q_score_follows_the_study_formula():
 
 def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_path):
     """Test ids carry a benchmark or workload suffix; an id naming no judged pair (a project
-    test's bracket) is dropped, wherever its file lives (plugin._pair_of reads any bracket)."""
-    from quantgate.plugin import _pair_of
-    from quantgate.report import write_summary
+    test's bracket) is dropped, wherever its file lives (rows.bracket_of reads any bracket)."""
+    from quantgate.report.rows import bracket_of, write_summary
 
     rows = [
         {"pair": p, "model": "smollm2", "compression": p[8:], "gate": "kld", "metric": "kld_mean"}
@@ -85,7 +84,7 @@ def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_p
         # a noise floor's id is its model key; its rows' pair is <model>-noise_floor
         ("tests/test_noise_floor.py::test_noise_floor[smollm2]", 7.0),
     ]:
-        if (bracket := _pair_of(nodeid)) is not None:
+        if (bracket := bracket_of(nodeid)) is not None:
             wall[bracket] = wall.get(bracket, 0.0) + seconds
     doc = write_summary(tmp_path / "summary.json", rows, wall)
     assert doc["wall_seconds"] == {
@@ -98,7 +97,7 @@ def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_p
 def test_study_b_columns_render_from_the_footprint_rows():
     """Compression ratio, peak memory (VRAM where measured, else RSS), evaluation time and,
     where a pair read its weights, the share of zeros: Study B's table beside the rest."""
-    from quantgate.summary_report import render_markdown
+    from quantgate.report.render import render_markdown
 
     def row(compression, metric, value, **extra):
         pair = f"m-{compression}"

@@ -14,9 +14,9 @@ from typing import Any
 
 from quantgate.constants import OVERALL, RETENTION_PREFIX
 from quantgate.errors import ConfigError
-from quantgate.plots import PLOTS
 from quantgate.registry import QScoreWeights
-from quantgate.tables import (
+from quantgate.report.plots import PLOTS
+from quantgate.report.tables import (
     Cell,
     GateLine,
     PairSummary,
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from quantgate.registry import load_registry
 
-    parser = argparse.ArgumentParser(prog="python -m quantgate.summary_report")
+    parser = argparse.ArgumentParser(prog="python -m quantgate.report")
     parser.add_argument("folder", type=Path, help="the reports folder holding summary.json")
     parser.add_argument("--registry", type=Path, default=Path("fixtures/models.yaml"))
     parser.add_argument("--compare", type=Path, help="an earlier summary.json")

@@ -1,0 +1,3 @@
+from quantgate.report.render import main
+
+raise SystemExit(main())
