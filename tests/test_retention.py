@@ -14,11 +14,11 @@ import pytest
 
 @pytest.mark.quality_gate("retention")
 def test_retention(pair, bench, quantgate, record_property):
-    quantgate.check_retention(pair, bench, record_property)
+    quantgate.check(pair, quantgate.measure_retention(pair, bench), record_property)
 
 
 @pytest.mark.quality_gate("retention")
 def test_retention_overall(pair, quantgate, record_property):
     if not pair.model.benchmarks:
         pytest.skip(f"models.{pair.model_key} declares no benchmarks")
-    quantgate.check_retention_overall(pair, record_property)
+    quantgate.check(pair, quantgate.measure_retention_overall(pair), record_property)

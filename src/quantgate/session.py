@@ -2,33 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import os
-import time
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from quantgate import measurement
 from quantgate.artifacts import Artifact, ArtifactStore, source_type_match
 from quantgate.backends import Backend, backend_class
-from quantgate.cache import write_text_atomic
+from quantgate.backends.pool import BackendPool
 from quantgate.constants import (
     CHOICE_KLD_PREFIX,
     FLIPS_PREFIX,
     GOLD_PREFIX,
-    OVERALL,
-    PER_BENCHMARK,
     RETENTION_PREFIX,
     split_benchmark_metric,
 )
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.gates import Outcome, enforce, judge
+from quantgate.measurement import Measurement
 from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
 from quantgate.quiet import xdist_workers
+from quantgate.recorder import Recorder, RecordProperty, write_items
 from quantgate.registry import BackendSettings, Pair, Registry, ThroughputSettings
-from quantgate.report.rows import ROW_PROPERTY, outcome_row
+from quantgate.report.rows import outcome_row
 from quantgate.retention import (
     BenchmarkResult,
     Comparison,
@@ -37,7 +35,6 @@ from quantgate.retention import (
     run_sequential,
 )
 from quantgate.rss_probe import peak_memory
-from quantgate.stats import Interval, overall_interval
 from quantgate.thresholds import Thresholds
 from quantgate.throughput import (
     BaselineRounds,
@@ -46,8 +43,6 @@ from quantgate.throughput import (
     tokens_per_second,
     workloads,
 )
-
-RecordProperty = Callable[[str, object], None]
 
 
 class Rates(NamedTuple):
@@ -85,7 +80,6 @@ class GateSession:
         self.registry = registry
         self.thresholds = thresholds
         self.n_threads = n_threads
-        self.max_loaded = max_loaded
         #: where relative data paths of local lm-eval tasks start (the pytest rootdir)
         self.root = root or registry.path.parent.parent
         self.reports_dir = reports_dir
@@ -96,13 +90,11 @@ class GateSession:
         self._tasks = tasks
         self._comparisons: dict[tuple[str, str], Comparison] = {}
         self.artifacts = ArtifactStore(registry)
-        self._backends: OrderedDict[str, Backend] = OrderedDict()
+        self.pool = BackendPool(max_loaded)
         self._evaluators: dict[str, QualityEvaluator] = {}
         self._baseline_memory: dict[str, dict[str, float | None]] = {}
         #: a one-model-per-process backend's baseline tokens/s, per (model, pp|tg)
         self._baseline_rates: dict[tuple[str, str], float] = {}
-        #: seconds each artifact took to load (first load in this session), for the reports
-        self.load_seconds: dict[str, float] = {}
 
     # -- loading -------------------------------------------------------------------------------
     def settings(self, model_key: str) -> BackendSettings:
@@ -126,27 +118,18 @@ class GateSession:
     def backend(
         self, artifact: Artifact, model_key: str, settings: BackendSettings | None = None
     ) -> Backend:
-        """A loaded backend for ``artifact``, reused across tests; least recently used evicted."""
-        settings = settings or self.settings(model_key)
-        key = f"{artifact.label}:{settings.model_dump_json()}"
-        if key in self._backends:
-            self._backends.move_to_end(key)
-            return self._backends[key]
-        cls = backend_class(self.registry.models[model_key].backend)
-        while len(self._backends) >= self.max_loaded or (
-            cls.one_per_process and any(isinstance(b, cls) for b in self._backends.values())
-        ):
-            _, old = self._backends.popitem(last=False)
-            old.close()
-        start = time.perf_counter()
-        backend = cls(artifact, settings)
-        backend.timing_threads = self.timing_threads(model_key)
-        backend.shared_cores = xdist_workers() > 1 and not (
-            self.n_threads or self.registry.models[model_key].backend_settings.n_threads
+        """A loaded backend for ``artifact``, reused across tests (``BackendPool``)."""
+        entry = self.registry.models[model_key]
+
+        def configure(backend: Backend) -> None:
+            backend.timing_threads = self.timing_threads(model_key)
+            backend.shared_cores = xdist_workers() > 1 and not (
+                self.n_threads or entry.backend_settings.n_threads
+            )
+
+        return self.pool.get(
+            artifact, settings or self.settings(model_key), entry.backend, configure
         )
-        self.load_seconds.setdefault(artifact.label, time.perf_counter() - start)
-        self._backends[key] = backend
-        return backend
 
     def baseline_backend(self, model_key: str) -> Backend:
         return self.backend(self.artifacts.baseline(model_key), model_key)
@@ -166,8 +149,7 @@ class GateSession:
         )
 
     def close(self) -> None:
-        while self._backends:
-            self._backends.popitem()[1].close()
+        self.pool.close()
 
     # -- measurements --------------------------------------------------------------------------
     def evaluator(self, model_key: str) -> QualityEvaluator:
@@ -310,9 +292,9 @@ class GateSession:
 
     def _load_time(self, pair: Pair) -> float:
         label = self.artifacts.variant(pair).label
-        if label not in self.load_seconds:
+        if label not in self.pool.load_seconds:
             self.variant_backend(pair)
-        return self.load_seconds[label]
+        return self.pool.load_seconds[label]
 
     def task_index(self) -> TaskIndex:
         if self._tasks is None:
@@ -333,88 +315,41 @@ class GateSession:
             self._comparisons[pair.id, name] = self._retention(pair, name)
         return self._comparisons[pair.id, name]
 
-    def check_retention(self, pair: Pair, name: str, record_property: RecordProperty) -> None:
-        """The retention gate of one benchmark: D_<name> with its paired interval, and where
-        the items allow, flips_<name> (exact interval of the flip rate), Dgold_<name> and
-        choice_kld_<name> (graded per-item signals), all judged in one check."""
-        c = self.retention(pair, name)
-        result = c.compressed
-        record_property(f"{name}.{result.metric}", f"{result.score:.4f}")
-        record_property(f"{name}.items", result.n_items)
-        d_name = f"{RETENTION_PREFIX}{name}"
-        measured, intervals, decisions = {d_name: c.d}, {}, {}
-        if (interval := c.interval()) is not None:
-            intervals[d_name] = interval
-        extra: dict[str, dict[str, Any]] = {
-            d_name: {"score": result.score, "n_items": result.n_items}
-        }
-        if subtasks := c.subtasks():  # a group: its aggregate is gated, each subtask reported
-            extra[d_name]["subtasks"] = subtasks
-            for sub, row in subtasks.items():
-                record_property(f"{name}.{sub}.{result.metric}", f"{row['compressed']:.4f}")
-        if (seq := c.sequential) is not None:
-            if seq.decision in ("pass", "fail"):  # decided: judged on the sequence at the stop
-                decisions[d_name] = seq.decision
-                intervals[d_name] = Interval(c.d, seq.low, seq.high)
-            extra[d_name] |= {
-                "sequential": {
-                    "items_used": seq.n_used,
-                    "items_available": seq.n_available,
-                    "stop": seq.decision,
-                    "reason": seq.reason,
-                    "sequence95": [seq.low, seq.high],
-                }
-            }
-            record_property(f"{name}.sequential", f"{seq.decision}: {seq.reason}")
-            record_property(f"{name}.items_available", seq.n_available)
-        if (f := c.flips()) is not None:
-            flips_name = f"{FLIPS_PREFIX}{name}"
-            measured[flips_name], intervals[flips_name] = f.flips_pct, f.interval
-            extra[flips_name] = extra[d_name] = extra[d_name] | {
-                "correct_to_wrong": f.correct_to_wrong,
-                "wrong_to_correct": f.wrong_to_correct,
-                "mcnemar_p": f.mcnemar_p,
-            }
-            record_property(f"{name}.mcnemar_p", f"{f.mcnemar_p:.4g}")
-        for metric_name, iv in c.graded().items():
-            measured[metric_name], intervals[metric_name] = iv.value, iv
-        self.check(
-            pair,
-            "retention",
-            measured,
-            record_property,
-            baselines={d_name: c.baseline_score},
-            intervals=intervals,
-            decisions=decisions,
-            extra=extra,
-            responsible=[f"{prefix}{name}" for prefix in PER_BENCHMARK],
-            # a pinned score has no items to pair with: the paired metrics are the user's
-            # explicit trade, reported as not measured (D_ itself is still judged)
-            not_measured_here={
-                f"{prefix}{name}": "--baseline pinned: no baseline items to pair with"
-                for prefix in PER_BENCHMARK
-                if prefix != RETENTION_PREFIX
-            }
-            if c.baseline is None
-            else None,
+    def measure_retention(self, pair: Pair, name: str) -> Measurement:
+        """The retention gate's measurement of one benchmark (quantgate.measurement.retention)."""
+        return measurement.retention(self.retention(pair, name))
+
+    def measure_retention_overall(self, pair: Pair) -> Measurement:
+        """D_overall over every benchmark of the model."""
+        return measurement.retention_overall(
+            [self.retention(pair, bench) for bench in pair.model.benchmarks]
         )
 
-    def check_retention_overall(self, pair: Pair, record_property: RecordProperty) -> None:
-        """D_overall: the mean of the model's D_i, with an interval that resamples each
-        benchmark's items."""
-        comparisons = [self.retention(pair, bench) for bench in pair.model.benchmarks]
-        d = sum(c.d for c in comparisons) / len(comparisons)
-        paired = [c.paired_scores() for c in comparisons]
-        name = f"{RETENTION_PREFIX}{OVERALL}"
-        interval = overall_interval(paired) if all(paired) else None  # type: ignore[arg-type]
-        self.check(
-            pair,
-            "retention",
-            {name: d},
-            record_property,
-            intervals={name: interval} if interval else None,
-            responsible=[name],
+    def measure_perplexity(self, pair: Pair) -> Measurement:
+        return measurement.perplexity(self.quality(pair))
+
+    def measure_kld(self, pair: Pair) -> Measurement:
+        return measurement.kld(self.quality(pair))
+
+    def measure_throughput(self, pair: Pair, kind: str, benchmark: Any) -> Measurement:
+        """pp or tg against the baseline (``tokens_per_second``); pytest-benchmark's record of
+        the rounds gets the pair and both rates."""
+        rates = self.tokens_per_second(pair, kind, benchmark)
+        benchmark.extra_info.update(
+            {
+                "model": pair.model_key,
+                "compression": pair.compression_name,
+                "kind": kind,
+                "n_tokens": rates.n_tokens,
+                "tokens_per_s": rates.variant,
+                "baseline_tokens_per_s": rates.baseline,
+                "threads": self.variant_backend(pair).settings.n_threads or "all",
+            }
         )
+        return measurement.throughput(kind, rates.variant, rates.baseline, rates.variant_by_length)
+
+    def measure_footprint(self, pair: Pair) -> Measurement:
+        return measurement.footprint(self.footprint(pair))
 
     def _retention(self, pair: Pair, name: str) -> Comparison:
         bench = pair.model.benchmarks[name]
@@ -455,84 +390,44 @@ class GateSession:
         return comparison
 
     def _save_items(self, pair: Pair, comparison: Comparison) -> None:
-        """reports/items/<pair>-<bench>.jsonl: every item of both runs; reports/flips/ the same
-        for the items whose correctness changed, with each model's answer and margin. Written
-        to a partial file and renamed: xdist workers may rewrite them."""
-        if self.reports_dir is None:
-            return
-        name, comp = comparison.benchmark, comparison.compressed
-        metric = comp.metric
-        records, flipped = [], []
-        for b, c in comparison.items:
-            records.append(
-                {
-                    "benchmark": name,
-                    "task": comp.task,
-                    "doc_id": b["doc_id"],
-                    "target": b["target"],
-                    "baseline": b,
-                    "compressed": c,
-                }
-            )
-            if (
-                b.get(metric) in (0.0, 1.0)
-                and c.get(metric) in (0.0, 1.0)
-                and b[metric] != c[metric]
-            ):
-                flipped.append(
-                    {
-                        "doc_id": b["doc_id"],
-                        "target": b["target"],
-                        "direction": "correct->wrong" if b[metric] else "wrong->correct",
-                        "baseline_answer": b.get("chosen"),
-                        "compressed_answer": c.get("chosen"),
-                        "baseline_margin": _margin(b),
-                        "compressed_margin": _margin(c),
-                    }
-                )
-        for folder, lines in (("items", records), ("flips", flipped)):
-            write_text_atomic(
-                self.reports_dir / folder / f"{pair.id}-{name}.jsonl",
-                "".join(json.dumps(r) + "\n" for r in lines),
-            )
+        if self.reports_dir is not None:
+            write_items(self.reports_dir, pair.id, comparison)
 
     # -- verdicts ------------------------------------------------------------------------------
     def check(
         self,
         pair: Pair,
-        gate: str,
-        measured: dict[str, float],
+        measured: Measurement,
         record_property: RecordProperty,
-        baselines: dict[str, float] | None = None,
         report: Callable[[str], None] = print,
-        intervals: dict[str, Interval] | None = None,
-        extra: dict[str, dict[str, Any]] | None = None,
-        responsible: Iterable[str] = (),
-        not_measured_here: dict[str, str] | None = None,
-        decisions: dict[str, str] | None = None,
     ) -> None:
-        """Judge every metric, record each as JUnit properties and a summary row, print one
-        line per metric, then fail once listing every breach.
-
-        ``extra``: more fields for a metric's summary row (flips, item counts);
-        ``responsible``: every metric this test measures when it can: one with a bound that
-        was not measured is an error (a bound never judged is never a pass), unless
-        ``not_measured_here`` names it with the reason (hardware this machine lacks).
-        """
+        """Judge every metric of ``measured``, record each (JUnit properties, a summary row, a
+        printed line: quantgate.recorder), then fail once listing every breach. A metric the
+        test is responsible for whose bound was not measured is an error (a bound never judged
+        is never a pass), unless the measurement names it with the reason."""
+        recorder = Recorder(record_property, report)
+        recorder.properties(measured.properties)
+        gate = measured.gate
         bounds = self.thresholds.for_pair(pair.model_key, pair.compression_name)
-        for name in responsible:
-            if name in bounds and name not in measured:
-                why = (not_measured_here or {}).get(name)
+        for name in measured.responsible:
+            if name in bounds and name not in measured.values:
+                why = measured.not_measured_here.get(name)
                 if why is not None:
-                    record_property(f"{name}.verdict", f"not measured here: {why}")
-                    report(f"{pair.id} not measured here: {name} ({why})")
+                    recorder.not_measured(pair.id, name, why)
                     continue
                 raise EvaluationError(
                     f"{pair.id}: {name} has a bound ({bounds[name].origin}) but this pair's "
                     f"{gate} test cannot measure it (for {self._unmeasurable_hint(name)}); "
                     "delete the key"
                 )
-        outcomes = judge(gate, measured, bounds, baselines, intervals, decisions)
+        outcomes = judge(
+            gate,
+            measured.values,
+            bounds,
+            measured.baselines,
+            measured.intervals,
+            measured.decisions,
+        )
         baseline = self.artifacts.baseline(pair.model_key)
         provenance = {
             "baseline_provenance": baseline.notes.get("provenance"),
@@ -543,27 +438,12 @@ class GateSession:
             if variant_commit:
                 provenance["variant_hub_commit"] = variant_commit
         if provenance["source_type_match"]:
-            report(f"{pair.id} NOTE: {provenance['source_type_match']}")
-            record_property("source_type_match", provenance["source_type_match"])
+            recorder.note(pair.id, "source_type_match", provenance["source_type_match"])
         for o in outcomes:
             _power_check(pair, o, record_property, self.underpowered)
         for o in outcomes:
-            record_property(o.metric, f"{o.value:.6g}")
-            if o.interval is not None:
-                record_property(
-                    f"{o.metric}.ci95", f"[{o.interval.low:.6g}, {o.interval.high:.6g}]"
-                )
-            if o.threshold is not None:
-                record_property(f"{o.metric}.threshold", f"{o.threshold.value:g}")
-                record_property(f"{o.metric}.threshold_origin", o.threshold.origin)
-            if o.minimum_detectable is not None:
-                record_property(f"{o.metric}.minimum_detectable", f"{o.minimum_detectable:.4g}")
-            if o.baseline is not None:
-                record_property(f"{o.metric}.baseline", f"{o.baseline:.6g}")
-            record_property(f"{o.metric}.verdict", o.verdict)
-            row = outcome_row(pair, gate, o) | provenance | (extra or {}).get(o.metric, {})
-            record_property(ROW_PROPERTY, json.dumps(row))
-            report(f"{pair.id} {o.line()}")
+            row = outcome_row(pair, gate, o) | provenance | measured.extra.get(o.metric, {})
+            recorder.outcome(pair.id, o, row)
         enforce(pair.id, gate, outcomes)
 
     @staticmethod
@@ -597,14 +477,6 @@ def _variant_rate(
         iterations=1,
     )
     return workload.tokens_per_second(settings.rounds, benchmark.stats.stats.mean)
-
-
-def _margin(item: dict[str, Any]) -> float | None:
-    """Log-likelihood of the target choice minus the best other choice (> 0: right answer)."""
-    lls, target = item.get("loglikelihoods") or [], item.get("target")
-    if not isinstance(target, int) or not 0 <= target < len(lls) or len(lls) < 2:
-        return None
-    return lls[target] - max(v for i, v in enumerate(lls) if i != target)
 
 
 class PowerWarning(UserWarning):

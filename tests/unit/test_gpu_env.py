@@ -187,9 +187,8 @@ def test_lm_evals_vllm_model_reuses_the_backends_engine(tmp_path):
 
 
 def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
-    from quantgate import session as session_module
-    from quantgate.session import GateSession
-    from quantgate.thresholds import Thresholds
+    from quantgate.backends import pool as pool_module
+    from quantgate.registry import BackendSettings
 
     loaded: list[str] = []
 
@@ -203,13 +202,14 @@ def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
         def close(self):
             loaded.remove(self.label)
 
-    monkeypatch.setattr(session_module, "backend_class", lambda name: OneEngine)
-    registry = load_registry(REPO / "fixtures" / "models.yaml")
-    gs = GateSession(registry, Thresholds(REPO / "thresholds", registry), max_loaded=2)
+    monkeypatch.setattr(pool_module, "backend_class", lambda name: OneEngine)
+    pool = pool_module.BackendPool(max_loaded=2)
     a, b = (SimpleNamespace(label=x) for x in ("base", "variant"))
-    gs.backend(a, "smollm2_hf")
-    gs.backend(b, "smollm2_hf")
+    pool.get(a, BackendSettings(), "vllm")
+    pool.get(b, BackendSettings(), "vllm")
     assert loaded == ["variant"]
+    pool.close()
+    assert loaded == []
 
 
 # -- transformers on CUDA ----------------------------------------------------------------------
