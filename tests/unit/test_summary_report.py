@@ -28,6 +28,7 @@ def smoke(tmp_path_factory):
     return run
 
 
+@pytest.mark.real_model
 def test_the_smoke_tier_gives_the_golden_rows_and_junit_properties(smoke, record_property):
     """Every summary.json row, JUnit outcome and property of the smoke tier, against
     tests/unit/golden/smoke.json, made before issue 13's redesign (a cold run at 06972d0):

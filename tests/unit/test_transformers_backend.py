@@ -38,6 +38,7 @@ def _collect(*args: str) -> tuple[list[str], list[str]]:
     return ids, modules
 
 
+@pytest.mark.child_pytest  # a collecting child pytest, seconds each
 @pytest.mark.parametrize(
     ("family", "benchmarks"),
     [
@@ -79,6 +80,7 @@ OPENLLM_BENCHMARKS = {
 }
 
 
+@pytest.mark.child_pytest
 def test_study_c_collects_the_leaderboard_sets_as_its_own_tier_offline():
     ids, modules = _collect("-m", "openllm", "--model", "openllm")
     assert modules == []
