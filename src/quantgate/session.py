@@ -264,7 +264,7 @@ class GateSession:
         """Size facts of the variant and its baseline: file bytes, or for a load-time
         quantization (no file of its own) the loaded weights' bytes of both."""
         variant, baseline = self.artifacts.variant(pair), self.artifacts.baseline(pair.model_key)
-        if "quantization" in variant.notes:
+        if pair.compression.loaded_weights:  # the method makes no file (load-time quantization)
             size = self.variant_backend(pair).memory_bytes()
             base_size = self.baseline_backend(pair.model_key).memory_bytes()
             assert size is not None and base_size is not None

@@ -20,7 +20,7 @@ PPL = "tests/test_perplexity.py"
         (
             {"method": "prune_blocks", "n_blocks": 2, "calibration": "c.txt",
              "imatrix": {"calibration": "c.txt"}},
-            "imatrix belongs to method llama_quantize",
+            "compressions.bad: unknown key 'imatrix'",
         ),
         (
             {"method": "llama_quantize", "quant_type": "IQ2_XXS",

@@ -77,7 +77,7 @@ def test_a_failed_oneshot_names_its_log_and_leaves_no_artifact(tmp_path, monkeyp
 def test_the_registry_and_the_job_know_the_same_modifiers():
     # the job runs in the quantizer env and cannot import quantgate: the two lists are kept
     # apart on purpose, and must not drift
+    from quantgate.compressions.llm_compressor import LLM_COMPRESSOR_MODIFIERS
     from quantgate.llm_compressor_job import MODIFIER_MODULES
-    from quantgate.registry import LLM_COMPRESSOR_MODIFIERS
 
     assert set(MODIFIER_MODULES) == set(LLM_COMPRESSOR_MODIFIERS)

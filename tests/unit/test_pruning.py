@@ -60,7 +60,7 @@ def test_dropped_blocks_leave_a_file_llama_cpp_loads(smollm2_artifacts, tmp_path
             {"method": "llama_quantize", "quant_type": "Q4_K_M", "base": "prunedd"},
             "base: no compression 'prunedd'",
         ),
-        ({"method": "prune_blocks", "n_blocks": 2}, "prune_blocks needs n_blocks and calibration"),
+        ({"method": "prune_blocks", "n_blocks": 2}, r"compressions\.bad\.calibration: required"),
     ],
 )
 def test_bad_chains_and_pruning_entries_are_one_line_errors(registry_copy, entry, message):

@@ -125,8 +125,28 @@ FP8 = ("models", "smollm2_hf", "compressions", "llmc-fp8-dynamic")
             "abc",
             "String should match pattern",
         ),
-        # prebuilt without a source
-        ((*Q8, "method"), "prebuilt", "method prebuilt needs source, and no quant_type or base"),
+        # prebuilt with llama_quantize's keys: each method takes its own keys (and lists them)
+        (
+            (*Q8, "method"),
+            "prebuilt",
+            "compressions.Q8_0: unknown key 'quant_type'; valid keys: base, description, expect,"
+            " expect_fail_on, marks, method, skip, source",
+        ),
+        # a misspelt method: the known ones, and the close one
+        (
+            (*Q8, "method"),
+            "llama_quantise",
+            "compressions.Q8_0: method: unknown method 'llama_quantise' (did you mean "
+            "'llama_quantize'?); known: llama_quantize, llm_compressor, load_quantized, prebuilt,"
+            " prune_blocks",
+        ),
+        # a load-time library transformers has no config for here
+        (
+            ("models", "smollm2_hf", "compressions", "bnb-int8", "quantization", "library"),
+            "bitsandbites",
+            "bnb-int8.quantization: library: 'bitsandbites' is not one of bitsandbytes, quanto"
+            " (did you mean 'bitsandbytes'?)",
+        ),
         # an llm-compressor modifier misspelt: the known ones, and the close one
         (
             (*FP8, "recipe"),
@@ -186,7 +206,7 @@ def test_vptq_ids_are_ones_the_publisher_lists():
         c.source.hf.repo
         for m in registry.models.values()
         for c in m.compressions.values()
-        if c.source is not None and c.source.hf is not None and "VPTQ" in c.source.hf.repo
+        if c.method == "prebuilt" and c.source.hf is not None and "VPTQ" in c.source.hf.repo
     }
     assert ids and ids <= published
 
@@ -210,3 +230,41 @@ def test_limit_caps_every_benchmark_and_replaces_a_fraction():
     assert [p.id for p in quick.pairs()] == [p.id for p in registry.pairs()]
     assert registry.models["smollm2"].benchmarks["hellaswag"].limit == 40
     assert registry.models["llama2_7b_hf"].benchmarks["mmlu"].fraction == 0.5
+
+
+def test_a_new_compression_method_is_one_class_the_registry_then_accepts(tmp_path):
+    """README "Adding a compression method", followed: a Compression subclass registers its
+    ``method``; the registry then validates its keys and formats, and nothing else changed."""
+    from typing import ClassVar, Literal
+
+    from pydantic import Field
+
+    from quantgate.compressions import Compression, methods_for
+
+    class Halve(Compression):
+        method: Literal["halve_for_test"]
+        strength: int = Field(ge=1)
+        formats: ClassVar[tuple[str, ...]] = ("gguf",)
+
+        def build(self, store, pair, src):
+            return store.checked(pair.id, src.path, dict(src.notes))
+
+    try:
+        assert "halve_for_test" in methods_for("gguf") and "halve_for_test" not in methods_for("hf")
+        entry = {"method": "halve_for_test", "strength": 2, "base": "Q8_0"}
+        registry = load_registry(write(tmp_path, _edit(shipped(), (*Q8[:3], "half"), entry)))
+        half = registry.pair("smollm2", "half").compression
+        assert isinstance(half, Halve) and half.strength == 2 and half.base == "Q8_0"
+        for path, value, message in [
+            ((*Q8[:3], "half"), entry | {"strength": 0}, "half.strength: Input should be"),
+            ((*Q8[:3], "half"), entry | {"strenght": 2}, "unknown key 'strenght'"),
+            (
+                ("models", "smollm2_hf", "compressions", "half"),
+                entry | {"base": None},
+                "method halve_for_test does not apply to format hf",
+            ),
+        ]:
+            with pytest.raises(ConfigError, match=re.escape(message)):
+                load_registry(write(tmp_path, _edit(shipped(), path, value)))
+    finally:
+        del Compression.methods["halve_for_test"]

@@ -247,10 +247,10 @@ def test_an_artifact_from_the_hub_cache_records_its_commit(tmp_path, registry):
     writer.write_tensors_to_file()
     writer.close()
     store = ArtifactStore(registry)
-    assert store._checked("m", folder / "m.gguf").notes["hub_commit"] == SHA
+    assert store.checked("m", folder / "m.gguf").notes["hub_commit"] == SHA
     plain = tmp_path / "plain.gguf"
     plain.write_bytes((folder / "m.gguf").read_bytes())
-    assert "hub_commit" not in store._checked("n", plain).notes
+    assert "hub_commit" not in store.checked("n", plain).notes
 
 
 def test_the_report_names_the_hub_commits_a_night_used(registry):

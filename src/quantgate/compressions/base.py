@@ -1,0 +1,86 @@
+"""The keys every compression entry takes, and how an entry finds its method's class."""
+
+from __future__ import annotations
+
+import typing
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from quantgate.constants import GATES, QUALITY_GATES
+from quantgate.schema_base import StrictModel, did_you_mean
+
+if TYPE_CHECKING:  # the build step's types: the store imports the registry, which imports us
+    from quantgate.artifacts import Artifact, ArtifactStore
+    from quantgate.registry import Pair
+
+
+class Compression(StrictModel):
+    """How a variant is produced, and what the gate should think of it.
+
+    One subclass per method, each in its own module of quantgate.compressions, declares
+    ``method: Literal["<name>"]``, its own keys, the formats it applies to and its build step.
+    Validating a mapping as ``Compression`` validates it as the class its ``method`` names.
+    """
+
+    method: str
+    #: apply this compression to another compression's output (a chain: pruned -> Q4_K_M)
+    base: str | None = None
+    marks: list[str] = Field(default_factory=list)
+    #: ``fail`` marks a canary: the gates in ``expect_fail_on`` must fail (strict xfail).
+    expect: Literal["pass", "fail"] = "pass"
+    expect_fail_on: list[str] = Field(default_factory=lambda: list(QUALITY_GATES))
+    #: gates not run for this pair (reported as skipped, with the registry as the reason)
+    skip: list[str] = Field(default_factory=list)
+    description: str = ""
+
+    #: the model formats (``format:`` of the entry) the method applies to
+    formats: ClassVar[tuple[str, ...]] = ()
+    #: the footprint gate measures the loaded weights: the method makes no file of its own
+    loaded_weights: ClassVar[bool] = False
+    #: every method class, by name (filled as the package's modules are imported)
+    methods: ClassVar[dict[str, type[Compression]]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        (name,) = typing.get_args(cls.model_fields["method"].annotation)
+        Compression.methods[name] = cls
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_its_method(cls, data: Any, handler: Any) -> Any:
+        if cls is not Compression or not isinstance(data, dict):
+            return handler(data)
+        method = data.get("method")
+        if method is None:
+            raise ValueError(f"method: required key is missing; one of {', '.join(cls.methods)}")
+        if method not in cls.methods:
+            raise ValueError(
+                f"method: unknown method {method!r}{did_you_mean(str(method), cls.methods)}; "
+                f"known: {', '.join(cls.methods)}"
+            )
+        return cls.methods[method].model_validate(data)
+
+    @field_validator("expect_fail_on", "skip")
+    @classmethod
+    def _gates_known(cls, v: list[str]) -> list[str]:
+        # "retention.<benchmark>" narrows a retention canary to one benchmark (checked against
+        # the model's benchmarks in load_registry)
+        for gate in (g.split(".", 1)[0] if g.startswith("retention.") else g for g in v):
+            if gate not in GATES:
+                raise ValueError(
+                    f"unknown gate {gate!r}{did_you_mean(gate, GATES)}; valid: {', '.join(GATES)}"
+                )
+        return v
+
+    def where(self, pair: Pair) -> str:
+        return f"models.{pair.model_key}.compressions.{pair.compression_name}"
+
+    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
+        """The variant: ``src`` is its input (the baseline, or ``base:``'s output; None for a
+        method that reads none), ``store`` the artifact store (checks, caches, memo)."""
+        raise NotImplementedError(f"method {self.method} has no build step")
+
+    #: whether the build step reads an input (prebuilt does not: its file is the variant)
+    takes_input: ClassVar[bool] = True

@@ -1,0 +1,102 @@
+"""``method: llama_quantize``: llama.cpp's quantizer re-types the input GGUF (``quant_type``),
+with an importance matrix (``imatrix:``) where the type needs or the entry asks for one."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from quantgate.compressions.base import Compression
+from quantgate.constants import LLAMA_QUANT_TYPES
+from quantgate.schema_base import StrictModel
+from quantgate.source_schema import Source, check_quant_type
+
+if TYPE_CHECKING:
+    from quantgate.artifacts import Artifact, ArtifactStore
+    from quantgate.registry import Pair
+
+
+class Imatrix(StrictModel):
+    """llama.cpp's importance matrix for a llama_quantize variant: llama-imatrix over
+    ``chunks`` chunks of ``n_ctx`` tokens of ``calibration`` (not the PPL text), computed on
+    the variant's input and cached (see quantgate.imatrix)."""
+
+    #: a path relative to the registry file, or a source (e.g. a member of a Hub archive)
+    calibration: str | Source
+    chunks: int = Field(8, ge=1)
+    n_ctx: int = Field(512, ge=16)
+
+
+class LlamaQuantize(Compression):
+    method: Literal["llama_quantize"]
+    quant_type: str
+    #: quantize with an importance matrix (the low-bit I-quants need one)
+    imatrix: Imatrix | None = None
+
+    formats: ClassVar[tuple[str, ...]] = ("gguf",)
+
+    @field_validator("quant_type")
+    @classmethod
+    def _quant_type_known(cls, v: str) -> str:
+        return check_quant_type(v)
+
+    @model_validator(mode="after")
+    def _matrix_where_needed(self) -> LlamaQuantize:
+        if self.imatrix is None and LLAMA_QUANT_TYPES[self.quant_type].needs_imatrix:
+            raise ValueError(
+                f"{self.quant_type} needs an importance matrix: add an imatrix: block "
+                "(calibration: <text>, chunks: <n>), or choose a type that does not"
+            )
+        return self
+
+    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
+        assert src is not None
+        if self.imatrix is None:
+            path = store.requantized(pair.id, src, self.quant_type)
+            return store.checked(pair.id, path, dict(src.notes))
+        matrix, note = self._imatrix(store, pair, src)
+        path = store.requantized(pair.id, src, self.quant_type, matrix)
+        return store.checked(pair.id, path, {**src.notes, "imatrix": note})
+
+    def _imatrix(
+        self, store: ArtifactStore, pair: Pair, src: Artifact
+    ) -> tuple[Path, dict[str, Any]]:
+        """llama-imatrix of ``src`` (the variant's input) over the entry's calibration text,
+        cached by the input, the text and the settings."""
+        from quantgate.cache import build_once, cache_key, cache_root
+        from quantgate.imatrix import compute_imatrix
+        from quantgate.quantize import llama_cpp_version
+        from quantgate.sources import fetch
+
+        settings = self.imatrix
+        assert settings is not None
+        where = f"{self.where(pair)}.imatrix"
+        if isinstance(settings.calibration, str):
+            calibration = store.calibration(settings.calibration, where)
+        else:  # a source: fetched (and checked) like a model file
+            calibration = fetch(settings.calibration, store.registry, f"{where}.calibration")
+        text_sha = hashlib.sha256(calibration.read_bytes()).hexdigest()
+        key = cache_key(
+            input=src.sha256,
+            calibration=text_sha,
+            chunks=settings.chunks,
+            n_ctx=settings.n_ctx,
+            llama_cpp=llama_cpp_version(),
+        )
+        target = cache_root() / "imatrix" / key / f"{src.label}.imatrix.gguf"
+        build_once(
+            target,
+            lambda partial: compute_imatrix(
+                src.path, calibration, partial, settings.chunks, settings.n_ctx, pair.id
+            ),
+        )
+        note = {
+            "calibration": calibration.name,
+            "calibration_sha256": text_sha,
+            "chunks": settings.chunks,
+            "n_ctx": settings.n_ctx,
+        }
+        return target, note
