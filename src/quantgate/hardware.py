@@ -14,15 +14,13 @@ import shutil
 import subprocess
 from functools import cache
 
+from quantgate.backend_settings import VllmSettings
 from quantgate.registry import ModelEntry
 
 
 def gpus_needed(entry: ModelEntry) -> int:
     """GPUs an entry's engine occupies: 0 on the CPU."""
-    if not entry.on_gpu:
-        return 0
-    s = entry.backend_settings
-    return s.tensor_parallel_size * s.pipeline_parallel_size
+    return entry.backend_settings.gpus if entry.on_gpu else 0
 
 
 def _visible(physical: int) -> int:
@@ -75,7 +73,7 @@ def gpu_skip_reason(model_key: str, entry: ModelEntry, present: int) -> str | No
     layout = (
         f" (tensor_parallel_size {s.tensor_parallel_size} x pipeline_parallel_size "
         f"{s.pipeline_parallel_size})"
-        if needed > 1
+        if isinstance(s, VllmSettings) and needed > 1
         else ""
     )
     return (

@@ -55,10 +55,10 @@ class LlamaCppLM(TemplateLM):
         super().__init__()
         if backend is None:  # lm-eval's CLI: the model is a path (the suite passes a backend)
             from quantgate.artifacts import Artifact
+            from quantgate.backend_settings import LlamaCppSettings
             from quantgate.backends.llama_cpp import LlamaCppBackend
             from quantgate.cache import sha256_file
             from quantgate.gguf_file import inspect_gguf
-            from quantgate.registry import BackendSettings
 
             if not model_path:
                 raise ValueError(f"{MODEL_NAME}: pass model_args model_path=/path/to/model.gguf")
@@ -66,7 +66,7 @@ class LlamaCppLM(TemplateLM):
             artifact = Artifact(path.stem, path, sha256_file(path), inspect_gguf(path, path.stem))
             backend = LlamaCppBackend(
                 artifact,
-                BackendSettings(
+                LlamaCppSettings(
                     n_ctx=int(n_ctx),
                     n_batch=int(n_batch),
                     n_threads=int(n_threads) if n_threads else os.cpu_count(),

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from quantgate.backend_settings import SETTINGS, BackendSettings, settings_for
 from quantgate.compressions import Compression, methods_for
 from quantgate.errors import ConfigError
 from quantgate.problems import Problems
@@ -45,34 +46,9 @@ FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class BackendSettings(StrictModel):
-    n_ctx: int = Field(512, ge=16)
-    n_batch: int = Field(512, ge=1)
-    #: None: all cores (os.cpu_count()).
-    n_threads: int | None = Field(None, ge=1)
-    seed: int = 1234
-    #: llama.cpp's KV cache element type; f16 is its default (and llama-perplexity's). f32 makes
-    #: its arithmetic match a float32 reference (transformers) to ~1e-4 nats per request.
-    kv_cache_type: Literal["f16", "f32"] = "f16"
-    #: llama.cpp: layers offloaded to the GPU (0: CPU only), for the nightly GPU tier
-    n_gpu_layers: int = Field(0, ge=-1)
-    #: transformers / vLLM: weights' dtype and device
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    device: str = "cpu"
-    #: transformers / vLLM: run a repo's own modelling code. Off unless an entry opts in.
-    trust_remote_code: bool = False
-    #: vLLM's own multi-GPU / multi-node engine (Ray), passed through as is
-    tensor_parallel_size: int = Field(1, ge=1)
-    pipeline_parallel_size: int = Field(1, ge=1)
-    distributed_executor_backend: Literal["mp", "ray"] | None = None
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-
-
 def runs_on_gpu(backend: str, settings: BackendSettings) -> bool:
     """Whether ``backend`` with ``settings`` puts the model on a GPU."""
-    if backend == "llama_cpp":
-        return settings.n_gpu_layers != 0
-    return backend == "vllm" or settings.device != "cpu"
+    return settings_for(backend, settings.model_dump()).on_gpu
 
 
 class PerplexitySettings(StrictModel):
@@ -171,7 +147,8 @@ class ModelEntry(StrictModel):
     #: marks of this model's noise-floor test (tests/test_noise_floor.py), so a tier can run it
     #: and show the machine's own noise beside every gate
     noise_floor_marks: list[str] = Field(default_factory=list)
-    backend_settings: BackendSettings = BackendSettings()
+    #: the backend's own settings model (quantgate.backend_settings)
+    backend_settings: BackendSettings = Field(default_factory=dict, validate_default=True)
     evaluation: Evaluation | None = None
     #: benchmarks whose retention is gated, by name (the name is used in ids and thresholds)
     benchmarks: dict[str, Benchmark] = Field(default_factory=dict)
@@ -183,6 +160,16 @@ class ModelEntry(StrictModel):
         if not v:
             raise ValueError("a model needs at least one compression")
         return v
+
+    @field_validator("backend_settings", mode="before")
+    @classmethod
+    def _backends_own_settings(cls, v: Any, info: ValidationInfo) -> Any:
+        backend = info.data.get("backend")
+        if backend not in SETTINGS:  # the backend key's own error says why
+            return v
+        if isinstance(v, BackendSettings):
+            v = v.model_dump(exclude_unset=True)
+        return SETTINGS[backend].model_validate(v)
 
     @model_validator(mode="before")
     @classmethod

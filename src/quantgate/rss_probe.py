@@ -19,7 +19,7 @@ from quantgate.errors import EvaluationError
 
 if TYPE_CHECKING:
     from quantgate.artifacts import Artifact
-    from quantgate.registry import BackendSettings
+    from quantgate.backend_settings import BackendSettings
 
 PROMPT = "The quick brown fox jumps over the lazy dog. " * 3
 
@@ -49,13 +49,14 @@ def peak_memory(
 
 def main(argv: list[str]) -> int:
     from quantgate.artifacts import Artifact
+    from quantgate.backend_settings import settings_for
     from quantgate.backends import backend_class
-    from quantgate.registry import BackendSettings, runs_on_gpu
 
     spec = json.loads(argv[0])
     a = spec["artifact"]
-    cls, settings = backend_class(spec["backend"]), BackendSettings(**spec["settings"])
-    on_gpu = runs_on_gpu(spec["backend"], settings)
+    cls = backend_class(spec["backend"])
+    settings = settings_for(spec["backend"], spec["settings"])
+    on_gpu = settings.on_gpu
     used_before = device_memory_used() if on_gpu else None
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]

@@ -138,15 +138,11 @@ class GateSession:
         return self.backend(self.artifacts.variant(pair), pair.model_key)
 
     def noise_settings(self, model_key: str) -> BackendSettings:
-        """The baseline's settings with its arithmetic perturbed: the other KV-cache precision
-        (f16 <-> f32) and a quarter of the batch size. The same weights, so what differs is
-        floating-point noise of the kind another machine's kernels bring, somewhat larger:
-        a quarter of the batch alone is bit-identical in llama.cpp (measured)."""
-        settings = self.settings(model_key)
-        other_kv = "f32" if settings.kv_cache_type == "f16" else "f16"
-        return settings.model_copy(
-            update={"n_batch": max(16, settings.n_batch // 4), "kv_cache_type": other_kv}
-        )
+        """The baseline's settings with its arithmetic perturbed (``BackendSettings.perturbed``:
+        for llama.cpp the other KV-cache precision and a quarter of the batch size). The same
+        weights, so what differs is floating-point noise of the kind another machine's kernels
+        bring, somewhat larger."""
+        return self.settings(model_key).perturbed()
 
     def close(self) -> None:
         self.pool.close()

@@ -80,10 +80,10 @@ def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def _key(backend: str) -> str:
+    from quantgate.backend_settings import settings_for
     from quantgate.backends.base import result_settings
-    from quantgate.registry import BackendSettings
 
-    return cache_key(**result_settings(backend, BackendSettings()))
+    return cache_key(**result_settings(backend, settings_for(backend)))
 
 
 @pytest.mark.parametrize(

@@ -163,10 +163,11 @@ def test_lm_evals_vllm_model_reuses_the_backends_engine(tmp_path):
         from quantgate.artifacts import ArtifactStore
         from quantgate.backends.vllm import VllmBackend
         from pathlib import Path
-        from quantgate.registry import BackendSettings, load_registry
+        from quantgate.backend_settings import VllmSettings
+        from quantgate.registry import load_registry
         registry = load_registry(Path("fixtures/models.yaml").resolve())
         artifact = ArtifactStore(registry).baseline("smollm2_hf")
-        backend = VllmBackend(artifact, BackendSettings(n_ctx=512, dtype="auto", device="cuda"))
+        backend = VllmBackend(artifact, VllmSettings(n_ctx=512, dtype="auto", device="cuda"))
         lm = backend.lm_eval_model()
         assert lm.model is backend.llm, "lm-eval built its own engine"
         assert lm.batch_size == "auto", lm.batch_size
@@ -187,8 +188,8 @@ def test_lm_evals_vllm_model_reuses_the_backends_engine(tmp_path):
 
 
 def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
+    from quantgate.backend_settings import BackendSettings
     from quantgate.backends import pool as pool_module
-    from quantgate.registry import BackendSettings
 
     loaded: list[str] = []
 
@@ -214,8 +215,8 @@ def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
 
 # -- transformers on CUDA ----------------------------------------------------------------------
 def test_transformers_timing_waits_for_the_gpu_and_benchmarks_batch():
+    from quantgate.backend_settings import TransformersSettings
     from quantgate.backends.transformers import TransformersBackend
-    from quantgate.registry import BackendSettings
 
     events: list[str] = []
     fake_torch = SimpleNamespace(
@@ -230,7 +231,7 @@ def test_transformers_timing_waits_for_the_gpu_and_benchmarks_batch():
         return SimpleNamespace(past_key_values=None)
 
     backend = TransformersBackend.__new__(TransformersBackend)
-    backend.settings, backend.timing_threads = BackendSettings(device="cuda"), None
+    backend.settings, backend.timing_threads = TransformersSettings(device="cuda"), None
     backend._torch, backend.model, backend._ids = fake_torch, model, lambda t: t
     backend.process_prompt([1, 2])
     assert events == ["forward", "synchronize"]
@@ -238,7 +239,7 @@ def test_transformers_timing_waits_for_the_gpu_and_benchmarks_batch():
     backend.decode_one_by_one([1, 2, 3])
     assert events == ["forward"] * 3 + ["synchronize"]
     assert backend.lm_eval_batch_size == "auto"
-    backend.settings = BackendSettings(device="cpu")
+    backend.settings = TransformersSettings(device="cpu")
     events.clear()
     backend.process_prompt([1])
     assert events == ["forward"] and backend.lm_eval_batch_size == 1

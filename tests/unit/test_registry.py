@@ -140,6 +140,13 @@ FP8 = ("models", "smollm2_hf", "compressions", "llmc-fp8-dynamic")
             "'llama_quantize'?); known: llama_quantize, llm_compressor, load_quantized, prebuilt,"
             " prune_blocks",
         ),
+        # each backend takes its own settings: llama.cpp has no dtype (transformers' and vLLM's)
+        (
+            ("models", "smollm2", "backend_settings", "dtype"),
+            "float16",
+            "models.smollm2.backend_settings: unknown key 'dtype'; valid keys: kv_cache_type, "
+            "n_batch, n_ctx, n_gpu_layers, n_threads, seed",
+        ),
         # a load-time library transformers has no config for here
         (
             ("models", "smollm2_hf", "compressions", "bnb-int8", "quantization", "library"),

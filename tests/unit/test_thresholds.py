@@ -158,10 +158,10 @@ def test_shipped_thresholds_are_valid(registry):
 
 
 def test_a_vram_bound_is_gated_on_gpu_pairs_only(registry):
-    from quantgate.registry import BackendSettings, runs_on_gpu
+    from quantgate.backend_settings import settings_for
 
     def on_gpu(backend, settings):
-        return runs_on_gpu(backend, BackendSettings(**settings))
+        return settings_for(backend, settings).on_gpu
 
     t = Thresholds(REPO / "thresholds", registry)
     assert t.for_pair("llama31_hf", "awq-int4")["peak_vram_mib"].value == 7600

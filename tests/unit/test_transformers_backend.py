@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from quantgate.artifacts import Artifact
+from quantgate.backend_settings import LlamaCppSettings, TransformersSettings, VllmSettings
 from quantgate.backends.vllm import engine_args, lm_eval_model_args
 from quantgate.errors import ConfigError
-from quantgate.registry import BackendSettings, load_registry
+from quantgate.registry import load_registry
 
 from .helpers import OFFLINE, REPO
 
@@ -214,7 +215,7 @@ def test_vllm_engine_args_pass_parallelism_through():
     assert args["trust_remote_code"] is False and args["max_model_len"] == 8192
     assert "pretrained=/models/405b" in lm_eval_model_args(artifact, entry.backend_settings)
     # two GPUs on one node and no executor named: vLLM's multiprocessing one
-    two = BackendSettings(tensor_parallel_size=2)
+    two = VllmSettings(tensor_parallel_size=2)
     assert engine_args(artifact, two)["distributed_executor_backend"] == "mp"
     quantized = Artifact("q", Path("/m"), "0" * 64, None, {"quantization": {"library": "quanto"}})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="load_quantized \\(quanto\\) runs on transformers"):
@@ -233,8 +234,8 @@ def test_same_weights_same_ids_agree_across_backends(tmp_path):
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     store = ArtifactStore(registry)
     gguf, hf = store.baseline("smollm2"), store.baseline("smollm2_hf")
-    settings = BackendSettings(n_ctx=512, kv_cache_type="f32")
-    llama, tf = LlamaCppBackend(gguf, settings), TransformersBackend(hf, settings)
+    llama = LlamaCppBackend(gguf, LlamaCppSettings(n_ctx=512, kv_cache_type="f32"))
+    tf = TransformersBackend(hf, TransformersSettings(n_ctx=512))
     text = (REPO / "fixtures" / "data" / "wikitext2" / "wiki.test.excerpt.raw").read_text()
     ids = llama.tokenize(text)
     chunks = make_chunks(ids, 512, llama.bos_token_id, max_chunks=2)
@@ -344,7 +345,7 @@ def test_vllm_backend_serves_the_checkpoint_on_a_gpu():
 
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     artifact = ArtifactStore(registry).baseline("smollm2_hf")
-    backend = VllmBackend(artifact, BackendSettings(n_ctx=512, dtype="auto", device="cuda"))
+    backend = VllmBackend(artifact, VllmSettings(n_ctx=512, dtype="auto", device="cuda"))
     prompt = backend.tokenize("The capital of France is")
     assert backend.generate(prompt, 8)
     backend.process_prompt(prompt)

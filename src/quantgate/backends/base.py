@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from quantgate.artifacts import Artifact
-from quantgate.registry import BackendSettings
+from quantgate.backend_settings import BackendSettings, flat_settings
 from quantgate.versions import backend_versions
 
 
@@ -19,7 +19,7 @@ def result_settings(backend_name: str, settings: BackendSettings) -> dict[str, o
     the versions and build of the libraries that compute them (quantgate.versions)."""
     return {
         "backend": backend_name,
-        **settings.model_dump(exclude={"n_threads"}),
+        **{k: v for k, v in flat_settings(settings).items() if k != "n_threads"},
         "versions": backend_versions(backend_name),
     }
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from quantgate.artifacts import Artifact
+from quantgate.backend_settings import BackendSettings
 from quantgate.backends.base import Backend
 from quantgate.backends.sequence_tree import Round, plan_rounds, score_rows
 from quantgate.errors import ArtifactError, EvaluationError
-from quantgate.registry import BackendSettings
 
 
 def _load_llama(artifact: Artifact, settings: BackendSettings):  # -> llama_cpp.Llama

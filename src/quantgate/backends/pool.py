@@ -7,8 +7,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from quantgate.artifacts import Artifact
+from quantgate.backend_settings import BackendSettings
 from quantgate.backends import Backend, backend_class
-from quantgate.registry import BackendSettings
 
 
 class BackendPool:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from quantgate.artifacts import Artifact
+from quantgate.backend_settings import BackendSettings
 from quantgate.backends.base import Backend
 from quantgate.errors import ArtifactError, ConfigError, EvaluationError
-from quantgate.registry import BackendSettings
 
 #: a checkpoint's quantization_config.quant_method -> the package transformers needs to load it
 _CHECKPOINT_LIBRARIES = {

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from quantgate.artifacts import Artifact
+from quantgate.backend_settings import BackendSettings
 from quantgate.backends.base import Backend
 from quantgate.errors import ConfigError
-from quantgate.registry import BackendSettings
 
 
 def engine_args(artifact: Artifact, settings: BackendSettings) -> dict[str, Any]:

@@ -1,0 +1,109 @@
+"""Each backend's settings (``backend_settings:`` of a registry entry), one model per backend:
+an entry's keys are validated against its own backend's (a llama.cpp entry with ``dtype:`` is
+an error naming the keys llama.cpp takes). Kept apart from the backends themselves, which
+import their libraries, so the registry validates without llama.cpp, torch or vLLM."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from quantgate.errors import ConfigError
+from quantgate.schema_base import StrictModel, did_you_mean
+
+
+class BackendSettings(StrictModel):
+    """What every backend takes."""
+
+    n_ctx: int = Field(512, ge=16)
+    n_batch: int = Field(512, ge=1)
+    #: None: all cores (os.cpu_count()).
+    n_threads: int | None = Field(None, ge=1)
+    seed: int = 1234
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the model runs on a GPU with these settings."""
+        return False
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the engine occupies when it runs on a GPU (quantgate.hardware)."""
+        return 1
+
+    def perturbed(self) -> BackendSettings:
+        """The noise floor's settings: the same weights with their arithmetic in another order
+        (a quarter of the batch size), the kind of noise another machine's kernels bring."""
+        return self.model_copy(update={"n_batch": max(16, self.n_batch // 4)})
+
+
+class LlamaCppSettings(BackendSettings):
+    #: llama.cpp's KV cache element type; f16 is its default (and llama-perplexity's). f32 makes
+    #: its arithmetic match a float32 reference (transformers) to ~1e-4 nats per request.
+    kv_cache_type: Literal["f16", "f32"] = "f16"
+    #: layers offloaded to the GPU (0: CPU only), for the nightly GPU tier
+    n_gpu_layers: int = Field(0, ge=-1)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.n_gpu_layers != 0
+
+    def perturbed(self) -> LlamaCppSettings:
+        # the other KV-cache precision too: a quarter of the batch alone is bit-identical in
+        # llama.cpp (measured)
+        other_kv = "f32" if self.kv_cache_type == "f16" else "f16"
+        return super().perturbed().model_copy(update={"kv_cache_type": other_kv})
+
+
+class TransformersSettings(BackendSettings):
+    #: the weights' dtype and device
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    device: str = "cpu"
+    #: run a repo's own modelling code. Off unless an entry opts in.
+    trust_remote_code: bool = False
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device != "cpu"
+
+
+class VllmSettings(TransformersSettings):
+    #: vLLM's own multi-GPU / multi-node engine (Ray), passed through as is
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    distributed_executor_backend: Literal["mp", "ray"] | None = None
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+
+    @property
+    def on_gpu(self) -> bool:
+        return True  # vLLM's engine is GPU-only here
+
+    @property
+    def gpus(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
+#: each backend's settings model, by the backend's registry name (quantgate.backends.BACKENDS)
+SETTINGS: dict[str, type[BackendSettings]] = {
+    "llama_cpp": LlamaCppSettings,
+    "transformers": TransformersSettings,
+    "vllm": VllmSettings,
+}
+#: every setting of every backend at its default: cache keys were made over one flat settings
+#: model, so a result's key still names them all (and stays what it was)
+_FLAT_DEFAULTS: dict[str, Any] = {
+    k: v for cls in SETTINGS.values() for k, v in cls().model_dump().items()
+}
+
+
+def settings_for(backend: str, values: dict[str, Any] | None = None) -> BackendSettings:
+    """``values`` validated as ``backend``'s settings."""
+    if backend not in SETTINGS:
+        raise ConfigError(f"unknown backend {backend!r}{did_you_mean(backend, SETTINGS)}")
+    return SETTINGS[backend].model_validate(values or {})
+
+
+def flat_settings(settings: BackendSettings) -> dict[str, Any]:
+    """``settings`` with every other backend's settings at their defaults, for cache keys."""
+    return {**_FLAT_DEFAULTS, **settings.model_dump()}
