@@ -120,8 +120,9 @@ def compare(opts, bench, tasks, where, baseline, variant, name, bound, gate) -> 
     gate_pass = Outcome(
         f"D_{BENCHMARK}", gate.d, gate_threshold, interval=gate_interval, decision=decided
     ).passed
-    b = np.array([float(bi[bench.metric]) for bi, _ in used])
-    c = np.array([float(ci[bench.metric]) for _, ci in used])
+    paired = full.paired_scores()  # per-item scores in the order scored
+    assert paired is not None  # a mean metric: paired_batches checked it
+    b, c = (np.array(scores) for scores in paired)
     # the gate's own order replayed on the scored items: the same stop (a check of the loop)
     replay = sequential_retention(b, c, bound, batch=opts.batch)
     assert (replay.decision, replay.n_used) == (state.decision, state.n_used), (replay, state)

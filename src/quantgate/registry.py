@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from quantgate.backend_settings import SETTINGS, BackendSettings, settings_for
+from quantgate.backend_settings import SETTINGS, BackendSettings
 from quantgate.compressions import Compression, methods_for
 from quantgate.errors import ConfigError
 from quantgate.problems import Problems
@@ -44,11 +44,6 @@ FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
     "gguf": ("llama_cpp",),
     "hf": ("transformers", "vllm"),
 }
-
-
-def runs_on_gpu(backend: str, settings: BackendSettings) -> bool:
-    """Whether ``backend`` with ``settings`` puts the model on a GPU."""
-    return settings_for(backend, settings.model_dump()).on_gpu
 
 
 class PerplexitySettings(StrictModel):
@@ -185,7 +180,8 @@ class ModelEntry(StrictModel):
     @property
     def on_gpu(self) -> bool:
         """Whether the entry asks for a GPU (llama.cpp offload, a CUDA device, or vLLM)."""
-        return runs_on_gpu(self.backend, self.backend_settings)
+        # the entry's settings are its backend's own model (validated as such): it knows
+        return self.backend_settings.on_gpu
 
     @model_validator(mode="after")
     def _format_fits(self) -> ModelEntry:
