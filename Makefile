@@ -34,16 +34,17 @@ quantize-env: $(QUANTIZE_STAMP)
 smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
 
-## The project's own tests (tests/unit); its reports go to reports/unit/. The report test opens
-## reports/summary.html in a real headless Chromium (Debian's package, installed here if missing).
+## The project's own tests, every tier (tests/unit, plugin, e2e, gpu: see the README); their
+## reports go to reports/tests/. The report test opens reports/summary.html in a real headless
+## Chromium (Debian's package, installed here if missing).
+PROJECT_TESTS := tests/unit tests/plugin tests/e2e tests/gpu
 test: $(STAMP) $(QUANTIZE_STAMP) browser
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1 \
-		$(BIN)/pytest tests/unit --reports-dir=reports/unit
+		$(BIN)/pytest $(PROJECT_TESTS) --reports-dir=reports/tests
 
-## The quick tier for an edit loop: no model, no child pytest (see the README).
+## The quick tier for an edit loop: tests/unit, pure (no model, no child process).
 test-quick: $(STAMP)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest tests/unit -q \
-		-m "not real_model and not child_pytest" --reports-dir=reports/unit-quick
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest tests/unit -q --reports-dir=reports/unit
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
@@ -55,4 +56,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks conftest.py
 
 clean-reports:
-	rm -rf reports/*.xml reports/*.html reports/*.json reports/unit
+	rm -rf reports/*.xml reports/*.html reports/*.json reports/tests reports/unit

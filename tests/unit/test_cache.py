@@ -1,10 +1,8 @@
-"""The cache: build once, never reuse a partial file, one builder across processes."""
+"""The cache in one process: a failed build leaves nothing, keys carry what changes a result
+(library versions and llama.cpp's build), an unwritable cache is one clear error."""
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import time
 from pathlib import Path
 
 import pytest
@@ -26,31 +24,6 @@ def test_failed_build_leaves_nothing_and_is_retried(tmp_path):
     assert not [p for p in target.parent.iterdir() if ".partial-" in p.name]
     build_once(target, lambda partial: partial.write_bytes(b"whole"))
     assert target.read_bytes() == b"whole"
-
-
-def _slow_builder(target: str, log: str) -> None:
-    def build(partial: Path) -> None:
-        with open(log, "a") as f:
-            f.write("built\n")
-        time.sleep(0.5)
-        partial.write_bytes(b"x" * 1000)
-
-    build_once(Path(target), build)
-    assert Path(target).read_bytes() == b"x" * 1000  # never a half-written file
-
-
-def test_two_processes_build_once(tmp_path):
-    target, log = tmp_path / "v.gguf", tmp_path / "log"
-    procs = [
-        mp.get_context("spawn").Process(target=_slow_builder, args=(str(target), str(log)))
-        for _ in range(2)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(30)
-    assert [p.exitcode for p in procs] == [0, 0]
-    assert log.read_text() == "built\n"
 
 
 def test_builder_that_writes_nothing_is_an_error(tmp_path):
@@ -131,63 +104,3 @@ def test_a_llama_cpp_build_change_misses_the_cache(monkeypatch):
     assert "gpu_offload" in versions.llama_cpp_build()
     monkeypatch.setattr(versions, "llama_cpp_build", lambda: "CUDA : ARCHS = 900 | gpu_offload = 1")
     assert _key("llama_cpp") != before
-
-
-def _section(kind: str, path: str) -> contextlib.AbstractContextManager[None]:
-    """What a worker holds: a cached result's build lock, or the machine lock (shared by an
-    ordinary test, exclusive for a timed one: quantgate.quiet)."""
-    from quantgate.cache import locked
-    from quantgate.quiet import MachineLock
-
-    if kind == "build":
-        return locked(Path(path))
-    lock = MachineLock(Path(path))
-    return lock.shared() if kind == "test" else lock.exclusive()
-
-
-def _hold(kind: str, path: str, ready: str, release: str) -> None:
-    with _section(kind, path):
-        Path(ready).write_text("held")
-        while not Path(release).exists():
-            time.sleep(0.05)
-
-
-def _wait_for(kind: str, path: str) -> None:
-    with _section(kind, path):
-        pass
-
-
-@pytest.mark.parametrize(
-    ("held", "awaited"),
-    [
-        # a worker waiting for the baseline another computes: the computing one takes its cores
-        ("build", "build"),
-        # a timed test waiting for the running tests to end: they take its cores meanwhile
-        ("test", "timed"),
-    ],
-)
-def test_a_process_waiting_on_another_is_counted(tmp_path, monkeypatch, held, awaited):
-    """Under xdist a worker that waits lends its cores (quantgate.quiet.evaluation_threads):
-    the wait must be visible while it lasts, and end with it."""
-    from quantgate.cache import waiting_processes
-
-    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
-    target, ready, release = tmp_path / "t", tmp_path / "ready", tmp_path / "release"
-    ctx = mp.get_context("spawn")
-    holder = ctx.Process(target=_hold, args=(held, str(target), str(ready), str(release)))
-    holder.start()
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert waiting_processes() == 0
-    waiter = ctx.Process(target=_wait_for, args=(awaited, str(target)))
-    waiter.start()
-    while waiting_processes() != 1:
-        assert time.monotonic() < deadline, "the waiter never showed as waiting"
-        time.sleep(0.05)
-    assert waiter.is_alive()  # it really waits: no timing beside a running test
-    release.write_text("go")
-    holder.join(30)
-    waiter.join(30)
-    assert waiter.exitcode == 0 and waiting_processes() == 0

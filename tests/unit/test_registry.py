@@ -9,8 +9,7 @@ import yaml
 
 from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
-
-from .helpers import REPO
+from support.helpers import REPO
 
 
 def write(tmp_path, doc) -> object:

@@ -8,8 +8,7 @@ import pytest
 
 from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
-
-from .helpers import REPO
+from support.helpers import REPO
 
 SOURCES = sorted((REPO / "src" / "quantgate").rglob("*.py"))
 

@@ -173,8 +173,7 @@ def test_ci_mode_without_an_interval_is_an_error():
 def _thresholds(tmp_path, text):
     from quantgate.registry import load_registry
     from quantgate.thresholds import Thresholds
-
-    from .helpers import REPO, with_retention_bounds
+    from support.helpers import REPO, with_retention_bounds
 
     d = tmp_path / "thresholds"
     d.mkdir()
@@ -212,8 +211,7 @@ def _power(mode, half_width, limit=10.0, action="warn"):
     from quantgate.registry import load_registry
     from quantgate.session import _power_check
     from quantgate.stats import Interval
-
-    from .helpers import REPO
+    from support.helpers import REPO
 
     pair = load_registry(REPO / "fixtures" / "models.yaml").pairs(["smollm2"], ["Q8_0"])[0]
     outcome = Outcome(

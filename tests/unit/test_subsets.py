@@ -1,19 +1,11 @@
-"""A benchmark's random subset of a stated fraction: the sampler alone, and through lm-eval on
-the real SmolLM2 (a group: each subtask's own subset, scored as chosen)."""
+"""A benchmark's random subset of a stated fraction: the sampler alone."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from quantgate.registry import Benchmark, load_registry
-from quantgate.retention import chosen_items, run_benchmark
-from quantgate.session import GateSession
+from quantgate.registry import Benchmark
 from quantgate.subsets import subset
-from quantgate.thresholds import Thresholds
-
-from .helpers import REPO
 
 
 def test_a_fraction_is_a_fixed_seeded_random_subset():
@@ -35,25 +27,3 @@ def test_limit_and_fraction_are_exclusive():
         Benchmark(task="t", metric="acc", limit=10, fraction=0.5)
     with pytest.raises(ValueError):
         Benchmark(task="t", metric="acc", fraction=1.5)
-
-
-@pytest.mark.real_model
-def test_a_group_s_fraction_scores_each_subtask_s_subset(tmp_path, monkeypatch):
-    monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path))  # scored here, not read from a cache
-    registry = load_registry(REPO / "fixtures" / "models.yaml")
-    session = GateSession(registry, Thresholds(REPO / "thresholds", registry), os.cpu_count())
-    bench = Benchmark(task="agieval_en_smoke", metric="acc_norm", fraction=0.1, subset_seed=3)
-    tasks = session.task_index()
-    chosen = chosen_items(bench, tasks, "t")
-    assert {k: len(v) for k, v in chosen.items()} == {
-        "agieval_aqua_rat_smoke": 4,
-        "agieval_lsat_ar_smoke": 4,
-        "agieval_sat_math_smoke": 4,
-    }
-    result = run_benchmark(session.baseline_backend("smollm2"), "agieval_en", bench, tasks, "t")
-    session.close()
-    assert result.n_items == 12
-    assert sorted(it["doc_id"] for it in result.items) == sorted(
-        f"{task}/{i}" for task, ids in chosen.items() for i in ids
-    )
-    assert set(result.subtasks) == set(chosen)

@@ -11,8 +11,7 @@ from quantgate.errors import ConfigError
 from quantgate.registry import Benchmark
 from quantgate.retention import _items, _leaf_tasks, _reported
 from quantgate.tasks import TaskIndex
-
-from .helpers import REPO
+from support.helpers import REPO
 
 TASKS = REPO / "fixtures" / "tasks"
 

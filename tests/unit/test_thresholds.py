@@ -7,8 +7,7 @@ import pytest
 from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
 from quantgate.thresholds import Thresholds
-
-from .helpers import REPO, with_retention_bounds
+from support.helpers import REPO, with_retention_bounds
 
 
 @pytest.fixture

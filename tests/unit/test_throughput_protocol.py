@@ -83,35 +83,9 @@ def test_bad_lengths_are_refused(n_gen):
 
 def test_the_nightly_tier_measures_study_a_tps():
     from quantgate.registry import load_registry
-
-    from .helpers import REPO
+    from support.helpers import REPO
 
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     for model in ("llama31", "qwen25", "gemma2"):
         assert registry.evaluation_for(model).throughput.gen_lengths == (128, 256, 512)
     assert registry.evaluation_for("smollm2").throughput.gen_lengths == (64,)
-
-
-@pytest.mark.real_model
-def test_the_gate_records_each_lengths_rate_on_the_real_model(gate_run, registry_copy):
-    """Through pytest-benchmark, on SmolLM2: tg at two lengths, their mean gated as the ratio,
-    each length's rate in the summary row."""
-
-    def two_lengths(doc):
-        doc["evaluation"]["throughput"] |= {"n_gen": [16, 32], "rounds": 2}
-
-    run = gate_run(
-        "tests/test_throughput.py::test_throughput",
-        f"--registry={registry_copy(two_lengths)}",
-        "--model",
-        "smollm2",
-        "--compression",
-        "Q8_0",
-        "-k",
-        "tg",
-    )
-    assert run.returncode == 0, run.output[-3000:]
-    row = run.summary()["smollm2-Q8_0", "tg_tps_ratio"]
-    by_length = row["tokens_per_s_by_length"]
-    assert set(by_length) == {"16", "32"}
-    assert row["tokens_per_s"] == pytest.approx(sum(by_length.values()) / 2)

@@ -1,5 +1,5 @@
 """The scoring quantgate did before multi-sequence rounds, kept as the reference that
-``LlamaCppBackend.score_requests`` is tested (tests/unit/test_lm_eval_model.py) and timed
+``LlamaCppBackend.score_requests`` is tested (tests/e2e/test_lm_eval_model.py) and timed
 (benchmarks/scoring_speed.py) against.
 
 One llama-cpp-python context with every row's logits (``logits_all``): each distinct context is

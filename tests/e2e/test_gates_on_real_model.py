@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from .damage import damaged_copy
-from .helpers import run_gate
+from support.damage import damaged_copy
+from support.helpers import run_gate
 
 pytestmark = pytest.mark.real_model
 

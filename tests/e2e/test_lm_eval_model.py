@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from quantgate.perplexity import log_softmax
-
-from .helpers import REPO, Request, hellaswag_requests
+from support.helpers import REPO, Request, hellaswag_requests
 
 pytestmark = pytest.mark.real_model
 

@@ -16,8 +16,7 @@ from quantgate.quality import QualityEvaluator
 from quantgate.registry import load_registry
 from quantgate.session import GateSession
 from quantgate.thresholds import Thresholds
-
-from .helpers import REPO
+from support.helpers import REPO
 
 pytestmark = pytest.mark.real_model
 

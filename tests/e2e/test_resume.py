@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .helpers import OFFLINE, REPO, gate_command
+from support.helpers import OFFLINE, REPO, gate_command
 
 pytestmark = pytest.mark.real_model
 
@@ -80,7 +80,7 @@ def test_killed_run_resumes_with_only_the_unfinished_work(tmp_path):
     cmd, env = _gate(cache, tmp_path / "r3")
     env["QUANTGATE_MODULES_PROBE"] = str(probe)
     cached = subprocess.run(
-        [*cmd, "-p", "tests.unit.modules_probe"],
+        [*cmd, "-p", "tests.support.modules_probe"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -19,8 +19,7 @@ import yaml
 
 from quantgate.cache import results_free_cache
 from quantgate.store import Store
-
-from .helpers import OFFLINE, REPO, gate_command, run_gate, verdict_rows
+from support.helpers import OFFLINE, REPO, gate_command, run_gate, verdict_rows
 
 pytestmark = [pytest.mark.real_model, pytest.mark.child_pytest]
 

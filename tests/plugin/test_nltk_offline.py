@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from .helpers import REPO
+from support.helpers import REPO
 
 
 def test_ifeval_checker_scores_offline(tmp_path):

@@ -16,8 +16,7 @@ from quantgate.registry import load_registry
 from quantgate.session import GateSession
 from quantgate.stats import chunk_ratio_interval, mean_interval, retention_interval
 from quantgate.thresholds import Thresholds
-
-from .helpers import REPO
+from support.helpers import REPO
 
 pytestmark = pytest.mark.real_model
 SEEDS = range(5)

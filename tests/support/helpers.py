@@ -114,7 +114,7 @@ def hellaswag_requests(n_items: int) -> list[Request]:
 
 
 # -- the golden smoke run (issue 13: every number identical before and after a redesign) ------
-GOLDEN_SMOKE = REPO / "tests" / "unit" / "golden" / "smoke.json"
+GOLDEN_SMOKE = REPO / "tests" / "e2e" / "golden" / "smoke.json"
 #: what measures the machine at the moment (speed, memory, load time), not the model: two runs
 #: on one machine differ there (measured: tokens/s by up to 20 %, RSS by 0.3 MiB), so a golden
 #: file keeps those gates' verdicts and thresholds but not their numbers

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import hellaswag_requests
+from support.helpers import hellaswag_requests
 
 pytestmark = pytest.mark.real_model
 

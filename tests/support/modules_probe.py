@@ -1,4 +1,4 @@
-"""A pytest plugin for child gate runs (``-p tests.unit.modules_probe``): when the session ends
+"""A pytest plugin for child gate runs (``-p tests.support.modules_probe``): when the session ends
 it writes every module the process imported, one per line, to the file named by
 ``$QUANTGATE_MODULES_PROBE``, so a test can check what a run paid to import."""
 
