@@ -274,3 +274,27 @@ def test_a_new_compression_method_is_one_class_the_registry_then_accepts(tmp_pat
                 load_registry(write(tmp_path, _edit(shipped(), path, value)))
     finally:
         del Compression.methods["halve_for_test"]
+
+
+def test_a_new_backend_setting_is_one_field_the_registry_then_accepts(tmp_path, monkeypatch):
+    """README "Adding a backend setting", followed: a field (with a default) on that backend's
+    settings class. The registry then takes the key for that backend's entries only, and the
+    cache key changes with its value, so a result made under another value is never reused."""
+    from quantgate import backend_settings
+
+    class WithRopeScale(backend_settings.LlamaCppSettings):
+        #: the new setting (llama.cpp's rope_freq_scale)
+        rope_freq_scale: float = 1.0
+
+    monkeypatch.setitem(backend_settings.SETTINGS, "llama_cpp", WithRopeScale)
+    settings = ("models", "smollm2", "backend_settings")
+    doc = _edit(shipped(), settings, {"n_ctx": 512, "n_batch": 512, "rope_freq_scale": 0.5})
+    entry = load_registry(write(tmp_path, doc)).models["smollm2"]
+    assert isinstance(entry.backend_settings, WithRopeScale)
+    assert entry.backend_settings.rope_freq_scale == 0.5
+    flat = backend_settings.flat_settings
+    assert flat(entry.backend_settings) != flat(WithRopeScale(n_ctx=512, n_batch=512))
+    # another backend's entry does not take it
+    other = _edit(shipped(), ("models", "smollm2_hf", "backend_settings"), {"rope_freq_scale": 1})
+    with pytest.raises(ConfigError, match="rope_freq_scale"):
+        load_registry(write(tmp_path, other))
