@@ -340,10 +340,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Canaries: tests of a gate listed in the entry's expect_fail_on become strict xfails that
-    only a GateFailure satisfies (a crash, a missing file or NaN still fails the run)."""
+    only a GateFailure satisfies (a crash, a missing file or NaN still fails the run). Under
+    ``--limit`` a canary's retention tests are not strict: the first N items are a quick tier's
+    sample, too small to catch every canary (smollm2-Q2_K's hellaswag was not caught on 10), and
+    a quick tier that turns red for that would cry wolf; its XPASS is reported."""
     from quantgate.errors import GateFailure
 
     _check_hardware(config, items)
+    limit = config.getoption("limit")
     for item in items:
         pair = getattr(item, "callspec", None) and item.callspec.params.get("pair")
         gate_mark = item.get_closest_marker("quality_gate")
@@ -361,13 +365,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         bench = item.callspec.params.get("bench", "overall" if gate == "retention" else None)
         if pair.is_canary_for(gate, bench):
-            item.add_marker(
-                pytest.mark.xfail(
-                    strict=True,
-                    raises=GateFailure,
-                    reason=f"canary: {pair.id} is declared expect: fail on the {gate} gate",
-                )
-            )
+            sampled = gate == "retention" and limit is not None
+            reason = f"canary: {pair.id} is declared expect: fail on the {gate} gate"
+            if sampled:
+                reason += f" (not strict under --limit {limit}: a sample may not catch it)"
+            mark = pytest.mark.xfail(strict=not sampled, raises=GateFailure, reason=reason)
+            item.add_marker(mark)
     if hasattr(config, "workerinput"):
         items[:] = sorted(items, key=_is_timed)  # stable: the rest keep their order
 
