@@ -26,9 +26,10 @@ from pathlib import Path
 
 from junitparser import JUnitXml
 
+from quantgate.constants import OVERALL, RETENTION_PREFIX
 from quantgate.registry import Benchmark, load_registry
-from quantgate.retention import task_sizes
-from quantgate.subsets import subset
+from quantgate.report.rows import bracket_of, named_by
+from quantgate.retention import chosen_items, task_sizes
 from quantgate.tasks import TaskIndex
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,12 +39,10 @@ OTHER = "(no pair: noise floors, baselines)"
 
 def full_items(bench: Benchmark, tasks: TaskIndex, where: str) -> int:
     """The items a run of ``bench`` as the registry states it scores (no --limit)."""
-    sizes = task_sizes(bench, tasks, where)
-    if bench.limit is not None:
-        return sum(min(n, bench.limit) for n in sizes.values())
-    if bench.fraction is not None:
-        return sum(len(subset(n, bench.fraction, bench.subset_seed, t)) for t, n in sizes.items())
-    return sum(sizes.values())
+    if bench.fraction is not None:  # each task's seeded subset, as the gate draws it
+        return sum(map(len, chosen_items(bench, tasks, where).values()))
+    sizes = task_sizes(bench, tasks, where).values()
+    return sum(min(n, bench.limit) if bench.limit else n for n in sizes)
 
 
 def test_seconds(reports: Path) -> dict[str, float]:
@@ -66,8 +65,9 @@ def measured_items(reports: Path) -> dict[tuple[str, str], int]:
     out = {}
     for row in json.loads(path.read_text())["rows"]:
         metric, n = row.get("metric", ""), row.get("n_items")
-        if metric.startswith("D_") and metric != "D_overall" and n:
-            out[row["pair"], metric[2:]] = int(n)
+        bench = metric.removeprefix(RETENTION_PREFIX)
+        if bench not in (metric, OVERALL) and n:
+            out[row["pair"], bench] = int(n)
     return out
 
 
@@ -85,8 +85,6 @@ def main() -> int:
     measured: dict[str, float] = defaultdict(float)
     full: dict[str, float] = defaultdict(float)
     sizes: dict[tuple[str, str], int] = {}
-    by_length = sorted(pairs, key=len, reverse=True)  # "m-Q2_K-imatrix" before "m-Q2_K"
-    models = sorted(registry.models, key=len, reverse=True)
     gpus_of: dict[str, int] = {}
 
     def gpus(model: str) -> int:
@@ -94,10 +92,10 @@ def main() -> int:
         return settings.gpus if settings.on_gpu else 0
 
     for name, secs in seconds.items():
-        inside = name.partition("[")[2].rstrip("]")
-        pair_id = next((p for p in by_length if inside == p or inside.startswith(f"{p}-")), None)
+        inside = bracket_of(name) or ""
+        pair_id = named_by(inside, pairs)
         if pair_id is None:  # a noise floor or a baseline-only test: the night pays it too
-            model = next((m for m in models if inside == m or inside.startswith(f"{m}-")), None)
+            model = named_by(inside, registry.models)
             measured[OTHER] += secs
             full[OTHER] += secs
             gpus_of[OTHER] = max(gpus_of.get(OTHER, 0), gpus(model) if model else 0)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -127,22 +128,24 @@ def bracket_of(test_id: str) -> str | None:
     return test_id.split("[", 1)[1].rstrip("]") if "[" in test_id else None
 
 
+def named_by(param: str, keys: Iterable[str]) -> str | None:
+    """The longest of ``keys`` that a test's parametrization is, or starts with before a ``-``
+    and a suffix (``smollm2-Q8_0-hellaswag`` is pair ``smollm2-Q8_0``'s, not ``smollm2``'s;
+    ``smollm2-Q2_K-imatrix`` is that pair's own, not ``smollm2-Q2_K``'s)."""
+    by_length = sorted(keys, key=len, reverse=True)
+    return next((k for k in by_length if param == k or param.startswith(f"{k}-")), None)
+
+
 def _per_pair(rows: list[dict[str, Any]], wall: dict[str, float]) -> dict[str, float]:
     """Evaluation wall time per pair: the summed durations of its tests, whose ids may carry a
     benchmark suffix (``smollm2-Q8_0-hellaswag``): each is credited to the longest pair id it
     starts with."""
-    pairs = sorted({r["pair"] for r in rows}, key=len, reverse=True)
+    pairs = {r["pair"] for r in rows}
     out: dict[str, float] = {}
     for test_id, seconds in wall.items():
         # a noise-floor test's id is its model key; its rows' pair is <model>-noise_floor
-        pair = next(
-            (
-                p
-                for p in pairs
-                if p in (test_id, f"{test_id}{NOISE_FLOOR_SUFFIX}") or test_id.startswith(p + "-")
-            ),
-            None,
-        )
+        noise_floor = f"{test_id}{NOISE_FLOOR_SUFFIX}"
+        pair = noise_floor if noise_floor in pairs else named_by(test_id, pairs)
         if pair is not None:
             out[pair] = round(out.get(pair, 0.0) + seconds, 2)
     return dict(sorted(out.items()))
