@@ -120,6 +120,10 @@ GOLD_PREFIX = "Dgold_"
 #: choice_kld_<benchmark>: mean KL divergence between the baseline's and the compressed
 #: model's answer distributions over each item's choices
 CHOICE_KLD_PREFIX = "choice_kld_"
+#: answers_changed_<benchmark>: % of a generation task's items whose answer (the generated text
+#: after the metric's filter, e.g. GSM8K's extracted number) differs from the baseline's: the
+#: paired signal of a generation benchmark that the baseline scores 0 on (a small model's GSM8K)
+ANSWERS_CHANGED_PREFIX = "answers_changed_"
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,10 @@ PER_BENCHMARK: dict[str, _Family] = {
         "mean KL(P_baseline || P_compressed) between the answer distributions over the choices "
         "of {}'s items",
         "nats",
+    ),
+    ANSWERS_CHANGED_PREFIX: _Family(
+        "items of {} (a generation task) whose answer after the metric's filter differs from "
+        "the baseline's, in % of the items"
     ),
 }
 

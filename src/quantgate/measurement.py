@@ -13,8 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from quantgate.constants import FLIPS_PREFIX, OVERALL, PER_BENCHMARK, RETENTION_PREFIX
-from quantgate.stats import Interval, overall_interval
+from quantgate.constants import (
+    ANSWERS_CHANGED_PREFIX,
+    FLIPS_PREFIX,
+    OVERALL,
+    PER_BENCHMARK,
+    RETENTION_PREFIX,
+)
+from quantgate.stats import Interval, overall_interval, proportion_interval
 
 if TYPE_CHECKING:  # the evaluators' result types: no lm-eval or backend import at run time
     from quantgate.quality import QualityResult
@@ -49,6 +55,9 @@ class Measurement:
     responsible: tuple[str, ...] = ()
     #: ...unless named here with the reason (hardware this machine lacks, a pinned baseline)
     not_measured_here: dict[str, str] = field(default_factory=dict)
+    #: why a metric cannot be measured for this pair whatever the machine (a baseline that
+    #: scored 0): measured and reported where it has no bound, an error where it has one
+    undefined: dict[str, str] = field(default_factory=dict)
 
 
 def perplexity(result: QualityResult) -> Measurement:
@@ -74,13 +83,14 @@ def kld(result: QualityResult) -> Measurement:
 
 def retention(c: Comparison) -> Measurement:
     """One benchmark: D_<name> with its paired interval (mode sequential: the sequence at the
-    stop), and where the items allow flips_<name> (the flip rate's exact interval),
-    Dgold_<name> and choice_kld_<name> (graded per-item signals)."""
+    stop; undefined where the baseline scored 0), and where the items allow flips_<name> (the
+    flip rate's exact interval), answers_changed_<name> (a generation task's filtered answers,
+    exact interval), Dgold_<name> and choice_kld_<name> (graded per-item signals)."""
     name, result = c.benchmark, c.compressed
     d_name = f"{RETENTION_PREFIX}{name}"
     m = Measurement(
         "retention",
-        {d_name: c.d},
+        {},
         baselines={d_name: c.baseline_score},
         extra={d_name: {"score": result.score, "n_items": result.n_items}},
         properties=[
@@ -89,8 +99,12 @@ def retention(c: Comparison) -> Measurement:
         ],
         responsible=tuple(f"{prefix}{name}" for prefix in PER_BENCHMARK),
     )
-    if (interval := c.interval()) is not None:
-        m.intervals[d_name] = interval
+    if c.baseline_score > 0:
+        m.values[d_name] = c.d
+        if (interval := c.interval()) is not None:
+            m.intervals[d_name] = interval
+    else:  # D against zero is undefined: the paired signals below may still be gated
+        m.undefined[d_name] = zero_baseline(c)
     if subtasks := c.subtasks():  # a group: its aggregate is gated, each subtask reported
         m.extra[d_name]["subtasks"] = subtasks
         for sub, row in subtasks.items():
@@ -120,6 +134,11 @@ def retention(c: Comparison) -> Measurement:
             "mcnemar_p": f.mcnemar_p,
         }
         m.properties.append((f"{name}.mcnemar_p", f"{f.mcnemar_p:.4g}"))
+    if (changed := c.answers_changed()) is not None:
+        changed_name = f"{ANSWERS_CHANGED_PREFIX}{name}"
+        iv = proportion_interval(*changed)
+        m.values[changed_name], m.intervals[changed_name] = iv.value, iv
+        m.extra[changed_name] = {"answers_changed": changed[0], "n_items": changed[1]}
     for metric_name, iv in c.graded().items():
         m.values[metric_name], m.intervals[metric_name] = iv.value, iv
     if c.baseline is None:
@@ -137,6 +156,11 @@ def retention_overall(comparisons: list[Comparison]) -> Measurement:
     """D_overall: the mean of the model's D_i, with an interval that resamples each
     benchmark's items."""
     name = f"{RETENTION_PREFIX}{OVERALL}"
+    zero = [c for c in comparisons if not c.baseline_score > 0]
+    if zero:  # a mean over the other benchmarks would not be the D_overall a bound means
+        return Measurement(
+            "retention", {}, responsible=(name,), undefined={name: zero_baseline(zero[0])}
+        )
     paired = [c.paired_scores() for c in comparisons]
     interval = overall_interval(paired) if all(paired) else None  # type: ignore[arg-type]
     return Measurement(
@@ -144,6 +168,15 @@ def retention_overall(comparisons: list[Comparison]) -> Measurement:
         {name: sum(c.d for c in comparisons) / len(comparisons)},
         intervals={name: interval} if interval else {},
         responsible=(name,),
+    )
+
+
+def zero_baseline(c: Comparison) -> str:
+    """Why D is undefined for a benchmark its baseline scored 0 on (a 135M model's GSM8K)."""
+    return (
+        f"the baseline scored 0 on {c.what} ({c.baseline_score}), and retention against zero "
+        f"is undefined; gate {ANSWERS_CHANGED_PREFIX}{c.benchmark} instead (a generation "
+        "task), or use a model that scores on it"
     )
 
 

@@ -201,6 +201,16 @@ class Comparison:
             [gold_probability(c, t) for _, c, t in choices],
         )
 
+    def answers_changed(self) -> tuple[int, int] | None:
+        """(items whose answer differs from the baseline's, items) for a generation task, where
+        every item of both runs carries its filtered answer (None else). Exact string
+        equality: the filter has already reduced the text to what the metric compares (GSM8K's
+        number, or "[invalid]" where neither run wrote one)."""
+        pairs = [(b.get("answer"), c.get("answer")) for b, c in self.items]
+        if not pairs or not all(isinstance(a, str) for pair in pairs for a in pair):
+            return None
+        return sum(a != b for a, b in pairs), len(pairs)
+
     def choice_kld(self) -> list[float] | None:
         """Per item, KL(P_baseline || P_compressed) between the answer distributions."""
         choices = self._choices
@@ -255,12 +265,15 @@ def _items(
     for s in samples:
         if s.get("filter", "none") != bench.metric_filter:
             continue
-        lls = [float(r[0]) for r in s.get("filtered_resps", []) if isinstance(r, list | tuple)]
+        resps = s.get("filtered_resps", [])
+        lls = [float(r[0]) for r in resps if isinstance(r, list | tuple)]
         record = {
             "doc_id": s["doc_id"] if subtask is None else f"{subtask}/{s['doc_id']}",
             "target": s.get("target"),
             "loglikelihoods": lls,
             "chosen": int(np.argmax(lls)) if lls else None,
+            # a generation item's answer: its text after the filter (strict-match's number)
+            "answer": resps[0] if resps and isinstance(resps[0], str) else None,
             bench.metric: _item_value(s.get(bench.metric_name)),
         }
         if subtask is not None:
@@ -406,6 +419,14 @@ def _joined(name: str, bench: Benchmark, items: list[dict[str, Any]]) -> Benchma
     return BenchmarkResult(name, bench.task, bench.metric, score, len(items), items)
 
 
+def _lacks_answers(cached: dict[str, Any]) -> bool:
+    """A result written before records kept a generation item's answer: its items without
+    log-likelihoods have no "answer", and it is scored again. Only those records changed, so
+    METHOD_VERSION stays: bumping it would also throw away multiple-choice results (a full
+    HellaSwag is hours on a CPU) whose records are the same as before."""
+    return any("answer" not in it and not it.get("loglikelihoods") for it in cached["items"])
+
+
 def _check_item_mean(result: BenchmarkResult, where: str) -> None:
     scores = Comparison.item_scores(result, result.items)  # None unless they average to it
     if scores is None or not all(0 <= v <= 1 for v in scores):
@@ -452,12 +473,12 @@ def run_benchmark(
     )
     path = cache_root() / "results" / "benchmarks" / f"{key}.json"
     cached = read_result(path)
-    if cached is not None:
+    if cached is not None and not _lacks_answers(cached):
         return BenchmarkResult(**cached)
     # one scorer per result: an xdist worker that needs the same baseline waits and reads it
     with locked(path):
         cached = read_result(path)
-        if cached is not None:
+        if cached is not None and not _lacks_answers(cached):
             return BenchmarkResult(**cached)
         source = tasks.resolve(bench.task, where)  # lm-eval's loader: only to score
         if samples is not None:

@@ -13,6 +13,7 @@ from quantgate.artifacts import Artifact, ArtifactStore, source_type_match
 from quantgate.backends import Backend, backend_class
 from quantgate.backends.pool import BackendPool
 from quantgate.constants import (
+    ANSWERS_CHANGED_PREFIX,
     CHOICE_KLD_PREFIX,
     FLIPS_PREFIX,
     GOLD_PREFIX,
@@ -407,6 +408,12 @@ class GateSession:
         bounds = self.thresholds.for_pair(pair.model_key, pair.compression_name)
         for name in measured.responsible:
             if name in bounds and name not in measured.values:
+                if (undefined := measured.undefined.get(name)) is not None:
+                    raise EvaluationError(
+                        f"{pair.id}: {name} has a bound ({bounds[name].origin}) but {undefined}"
+                        f"; to leave it ungated for this model, set {name}: null in "
+                        f"{self.thresholds.directory / pair.model_key}.yaml"
+                    )
                 why = measured.not_measured_here.get(name)
                 if why is not None:
                     recorder.not_measured(pair.id, name, why)
@@ -416,6 +423,10 @@ class GateSession:
                     f"{gate} test cannot measure it (for {self._unmeasurable_hint(name)}); "
                     "delete the key"
                 )
+        for name, undefined in measured.undefined.items():
+            if name not in bounds:  # reported, so a reader sees why the row is missing
+                text = f"{name} not judged (no bound): {undefined}"
+                recorder.note(pair.id, f"{name}.verdict", text)
         outcomes = judge(
             gate,
             measured.values,
@@ -451,6 +462,7 @@ class GateSession:
             FLIPS_PREFIX: "flips need a correct/wrong metric",
             GOLD_PREFIX: "Dgold needs a correct/wrong multiple-choice metric with one gold answer",
             CHOICE_KLD_PREFIX: "choice_kld needs multiple-choice items",
+            ANSWERS_CHANGED_PREFIX: "answers_changed needs a generation task",
         }.get(split[0], "this benchmark")
 
 

@@ -18,7 +18,9 @@ Keys are metric names from quantgate.constants.METRICS, plus ``D_<benchmark>`` a
 whose correctness changed); the direction (max or min) is the metric's own. A metric with no
 threshold anywhere is measured and reported but not gated.
 
-A value is a number (gate mode ``point``) or ``{value: <number>, mode: <mode>}``:
+A value is a number (gate mode ``point``), ``{value: <number>, mode: <mode>}``, or ``null``:
+no bound for this model or compression, where a lower layer set one (``D_gsm8k: null`` for a
+model that scores 0 on GSM8K, whose retention is undefined):
 
 * ``point``  — the study's rule: the measured value against the threshold;
 * ``ci``     — fail only when the whole 95 % confidence interval breaches the threshold (its
@@ -117,13 +119,13 @@ def _entry(key: str, value: object, where: str) -> _Entry:
 
 def _check_metrics(
     table: object, where: str, known: set[str], problems: Problems
-) -> dict[str, _Entry]:
+) -> dict[str, _Entry | None]:
     if table is None:
         return {}
     if not isinstance(table, dict):
         problems.add(f"{where}: expected a mapping of metric: number")
         return {}
-    out: dict[str, _Entry] = {}
+    out: dict[str, _Entry | None] = {}
     for key, value in table.items():
         if key not in known:
             problems.add(
@@ -132,6 +134,9 @@ def _check_metrics(
             )
             # the key it misspells is then not also reported as missing
             problems.invalid_keys.update(difflib.get_close_matches(str(key), known, n=1))
+            continue
+        if value is None:  # null: ungated here, whatever a lower layer says
+            out[key] = None
             continue
         before = len(problems.found)
         with problems.gather():
@@ -144,8 +149,9 @@ def _check_metrics(
 @dataclass(frozen=True)
 class ThresholdFile:
     path: Path
-    defaults: dict[str, _Entry]
-    compressions: dict[str, dict[str, _Entry]]
+    #: metric -> its bound, or None where the file says null (no bound here)
+    defaults: dict[str, _Entry | None]
+    compressions: dict[str, dict[str, _Entry | None]]
 
     @classmethod
     def load(
@@ -291,7 +297,9 @@ class Thresholds:
                 every = bool(model_key) and where != "defaults"
                 if not model_key and registry.broken:
                     continue
-                for key in table:
+                for key, entry in table.items():
+                    if entry is None:  # null bounds nothing: there is nothing to judge
+                        continue
                     whys = [_unmeasured(p, key) for p in scope]
                     if whys and (any(whys) if every else all(whys)):
                         why = next(w for w in whys if w)
@@ -301,7 +309,7 @@ class Thresholds:
                 f"compressions.{c}": t for c, t in tfile.compressions.items()
             }
             for where, table in sections.items():
-                if set(table) >= _PPL_RULES:
+                if {k for k, e in table.items() if e is not None} >= _PPL_RULES:
                     problems.add(
                         f"{tfile.path}: {where}: ppl_increase_pct and ln_ppl_ratio are one rule "
                         "in two units (ln_ppl_ratio = ln(1 + ppl_increase_pct / 100)); keep one"
@@ -312,16 +320,19 @@ class Thresholds:
             if "retention" in pair.compression.skip:
                 continue
             for bench in pair.model.benchmarks:
-                key = f"{RETENTION_PREFIX}{bench}"
+                # D_<bench>, or another of the benchmark's paired metrics where D is set to
+                # null (answers_changed_gsm8k for a model that scores 0 on GSM8K)
+                keys = {f"{prefix}{bench}" for prefix in PER_BENCHMARK}
                 # a bound given but invalid is reported as such, not as missing too
-                if key not in effective and key not in problems.invalid_keys:
+                if not keys & (set(effective) | problems.invalid_keys):
                     unbounded.setdefault((pair.model_key, bench), []).append(pair.compression_name)
         for (model_key, bench), names in unbounded.items():
             key, model_file = f"{RETENTION_PREFIX}{bench}", self.directory / f"{model_key}.yaml"
+            others = ", ".join(f"{p}{bench}" for p in PER_BENCHMARK if p != RETENTION_PREFIX)
             problems.add(
                 f"{model_key}-{'/'.join(names)}: benchmark {bench} has no bound: add {key} to "
-                f"{model_file}'s defaults (or to {self.default.path}); a retention gate "
-                "without a bound would judge nothing"
+                f"{model_file}'s defaults (or to {self.default.path}), or, where it is null, "
+                f"one of {others}; a retention gate without a bound would judge nothing"
             )
 
     def for_pair(self, model_key: str, compression: str) -> dict[str, Threshold]:
@@ -339,6 +350,9 @@ class Thresholds:
                 "defaults" if comp is None else f"compressions.{comp}"
             )
             for name, entry in table.items():
+                if entry is None:  # null: no bound from here up, unless a higher layer sets one
+                    out.pop(name, None)
+                    continue
                 if name in _PPL_RULES:  # one rule in two units: the more specific layer wins
                     for other in _PPL_RULES - {name}:
                         out.pop(other, None)

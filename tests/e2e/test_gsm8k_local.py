@@ -1,7 +1,8 @@
 """The local GSM8K (fixtures/tasks/gsm8k_smoke.yaml: lm-eval's gsm8k, 5-shot, greedy generation
 until "Question:", exact_match behind its strict-match and flexible-extract filters) through the
 gate's lm-eval path on the real SmolLM2. A 135M model scores 0 on GSM8K (README: "GSM8K"), so
-D is not judged here: a zero baseline is an error, never a pass."""
+its D is undefined: a bound on it is an error, never a pass. The gate judges the answers a
+compression changes instead (answers_changed_gsm8k), both ways: Q8_0 passes, Q2_K fails."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from quantgate.tasks import TaskIndex
 from support.helpers import REPO
 
 pytestmark = pytest.mark.real_model
+
+RET = "tests/test_retention.py"
+FAMILY = ("-m", "slow", "--model", "smollm2_gsm8k")
 
 
 def test_gsm8k_generates_and_each_filter_scores_every_item(smollm2_artifacts):
@@ -39,3 +43,39 @@ def test_gsm8k_generates_and_each_filter_scores_every_item(smollm2_artifacts):
                 assert same.d == 0.0 and same.flips().flips_pct == 0.0
     finally:
         backend.close()
+
+
+def test_q8_0_passes_and_the_q2_k_canary_fails_on_the_answers_they_change(gate_run):
+    """thresholds/smollm2_gsm8k.yaml: at most 60 % of the 20 answers changed, mode ci."""
+    run = gate_run(RET, *FAMILY)
+    assert run.returncode == 0, run.output[-3000:]
+    assert run.outcomes() == {
+        "test_retention[smollm2_gsm8k-Q8_0-gsm8k]": "passed",
+        "test_retention_overall[smollm2_gsm8k-Q8_0]": "skipped",
+        "test_retention[smollm2_gsm8k-Q2_K-gsm8k]": "xfailed",
+        "test_retention_overall[smollm2_gsm8k-Q2_K]": "skipped",
+    }
+    rows = run.summary()
+    good, canary = (rows[f"smollm2_gsm8k-{c}", "answers_changed_gsm8k"] for c in ("Q8_0", "Q2_K"))
+    assert good["verdict"] == "pass" and good["n_items"] == 20 and good["ci_low"] < 60
+    assert canary["verdict"] == "FAIL" and canary["expect"] == "fail" and canary["ci_low"] > 60
+    assert good["answers_changed"] == round(good["value"] / 100 * 20)
+    # D against the zero baseline is reported as not judged, never as a pass
+    assert ("smollm2_gsm8k-Q8_0", "D_gsm8k") not in rows
+    junit = (run.reports / "junit.xml").read_text()
+    assert "D_gsm8k not judged (no bound): the baseline scored 0 on gsm8k_smoke" in junit
+
+
+def test_a_bound_on_d_against_a_zero_baseline_is_an_error(gate_run, thresholds_copy):
+    """The results are cached by the test above: only the verdict is new."""
+    bounds = thresholds_copy(defaults={"smollm2_gsm8k.yaml": {"D_gsm8k": 5.0}})
+    run = gate_run(
+        RET, f"--thresholds={bounds}", *FAMILY, "--compression", "Q8_0", "-k", "not overall"
+    )
+    assert run.returncode == 1
+    assert run.outcomes() == {"test_retention[smollm2_gsm8k-Q8_0-gsm8k]": "failed"}
+    assert (
+        "smollm2_gsm8k-Q8_0: D_gsm8k has a bound (smollm2_gsm8k.yaml:defaults) but the baseline "
+        "scored 0 on gsm8k_smoke exact_match,strict-match (0.0), and retention against zero is "
+        "undefined; gate answers_changed_gsm8k instead"
+    ) in run.output

@@ -40,7 +40,7 @@ def test_smoke_selects_only_the_embedded_default(gate_run):
     }
 
 
-def test_slow_tier_holds_the_other_variants_ifeval_and_the_group(gate_run):
+def test_slow_tier_holds_the_other_variants_and_the_benchmark_families(gate_run):
     ids = collected(gate_run("--collect-only", "-q", "-m", "slow"))
     pairs = {
         re.search(r"\[(smollm2[^-]*-(?:pruned2-Q4_K_M|[^\]-]+(?:-imatrix)?))", i).group(1)
@@ -57,6 +57,8 @@ def test_slow_tier_holds_the_other_variants_ifeval_and_the_group(gate_run):
         "smollm2_ifeval-Q2_K",
         "smollm2_agieval-Q8_0",
         "smollm2_agieval-Q2_K",
+        "smollm2_gsm8k-Q8_0",
+        "smollm2_gsm8k-Q2_K",
     }
     assert "tests/test_retention.py::test_retention[smollm2_ifeval-Q8_0-ifeval]" in ids
 

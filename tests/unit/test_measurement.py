@@ -63,7 +63,48 @@ def test_retention_pairs_the_items_and_a_pinned_baseline_measures_only_d():
     assert ("b.items", 4) in paired.properties
     pinned = measurement.retention(Comparison("b", 0.75, comp))
     assert set(pinned.values) == {"D_b"} and "D_b" in pinned.intervals  # the variant's items
-    assert set(pinned.not_measured_here) == {"flips_b", "Dgold_b", "choice_kld_b"}
+    assert set(pinned.not_measured_here) == {
+        "flips_b",
+        "Dgold_b",
+        "choice_kld_b",
+        "answers_changed_b",
+    }
+
+
+def _generated(answers: list[str], scores: list[float]) -> BenchmarkResult:
+    """A generation task's records: no log-likelihoods, each item's filtered answer."""
+    items = [
+        {"doc_id": i, "target": "7", "loglikelihoods": [], "answer": a, "exact_match": s}
+        for i, (a, s) in enumerate(zip(answers, scores, strict=True))
+    ]
+    score = sum(scores) / len(scores)
+    return BenchmarkResult("g", "t", "exact_match", score, len(items), items)
+
+
+def test_a_generation_task_measures_how_many_answers_changed_with_an_exact_interval():
+    base = _generated(["7", "[invalid]", "12", "3"], [1, 0, 0, 0])
+    comp = _generated(["7", "[invalid]", "13", "4"], [1, 0, 0, 0])
+    m = measurement.retention(Comparison("g", base.score, comp, base))
+    assert m.values["answers_changed_g"] == 50.0  # "[invalid]" twice is the same answer
+    low, high = m.intervals["answers_changed_g"].low, m.intervals["answers_changed_g"].high
+    assert 0 < low < 50 < high < 100  # Clopper-Pearson on 2 of 4
+    assert m.extra["answers_changed_g"] == {"answers_changed": 2, "n_items": 4}
+    assert m.values["D_g"] == 0.0 and m.values["flips_g"] == 0.0
+    # multiple-choice items carry no answer: no such metric
+    mc = _result([1, 0])
+    assert "answers_changed_b" not in measurement.retention(Comparison("b", 0.5, mc, mc)).values
+
+
+def test_d_against_a_zero_baseline_is_undefined_and_says_what_to_gate_instead():
+    base = _generated(["1", "2", "3"], [0, 0, 0])
+    comp = _generated(["1", "5", "6"], [0, 0, 0])
+    m = measurement.retention(Comparison("g", 0.0, comp, base))
+    assert "D_g" not in m.values and "D_g" not in m.intervals
+    assert "the baseline scored 0 on t exact_match" in m.undefined["D_g"]
+    assert "gate answers_changed_g instead" in m.undefined["D_g"]
+    assert m.values["answers_changed_g"] == pytest.approx(200 / 3)
+    overall = measurement.retention_overall([Comparison("g", 0.0, comp, base)])
+    assert overall.values == {} and "D_overall" in overall.undefined
 
 
 def test_d_overall_is_the_mean_of_the_benchmarks_d():

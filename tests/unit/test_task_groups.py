@@ -9,7 +9,7 @@ import pytest
 
 from quantgate.errors import ConfigError
 from quantgate.registry import Benchmark
-from quantgate.retention import _items, _leaf_tasks, _reported
+from quantgate.retention import _items, _lacks_answers, _leaf_tasks, _reported
 from quantgate.tasks import TaskIndex
 from support.helpers import REPO
 
@@ -101,8 +101,21 @@ def test_one_record_per_item_of_the_benchmark_s_filter():
     items = _items(samples, bench)
     assert [(it["doc_id"], it["exact_match,strict-match"]) for it in items] == [(0, 1.0), (1, 0.0)]
     assert items[0]["loglikelihoods"] == [] and items[0]["chosen"] is None  # a generation
+    assert items[0]["answer"] == "42"  # its text after the filter
     plain = Benchmark(task="t", metric="exact_match")
     assert plain.metric_filter == "none" and _items(samples, plain) == []
+    mc = _sample(0, 1.0) | {"filtered_resps": [[-1.5, False], [-0.5, True]]}
+    record = _items([mc], Benchmark(task="t", metric="exact_match"))[0]
+    assert record["answer"] is None and record["chosen"] == 1
+
+
+def test_a_cached_generation_result_without_answers_is_scored_again():
+    # written before records kept the answer: only generation records lack what they need now
+    old_generation = {"items": [{"doc_id": 0, "loglikelihoods": [], "exact_match": 0.0}]}
+    old_choice = {"items": [{"doc_id": 0, "loglikelihoods": [-1.0, -2.0], "acc": 1.0}]}
+    new_generation = {"items": [{"doc_id": 0, "loglikelihoods": [], "answer": "[invalid]"}]}
+    assert _lacks_answers(old_generation)
+    assert not _lacks_answers(old_choice) and not _lacks_answers(new_generation)
 
 
 def test_a_group_s_items_are_keyed_by_subtask():

@@ -137,6 +137,34 @@ def test_a_benchmark_without_a_retention_bound_is_an_error(tmp_path, registry):
     assert "benchmark winogrande has no bound: add D_winogrande to" in smollm2[0]
 
 
+def test_null_leaves_a_metric_ungated_for_one_model_and_another_bound_must_then_judge(
+    tmp_path, registry
+):
+    # smollm2 scores 0 on a benchmark: its D is undefined, so the model's file sets D to null
+    # and gates the answers that changed instead
+    text = with_retention_bounds("defaults: {kld_mean: 0.1}\n")
+    nulled = "defaults: {D_winogrande: null, answers_changed_winogrande: {value: 60, mode: ci}}\n"
+    d = make_dir(tmp_path, {"default.yaml": text, "smollm2.yaml": nulled}, bounds=False)
+    t = Thresholds(d, registry)
+    mine = t.for_pair("smollm2", "Q8_0")
+    assert "D_winogrande" not in mine and mine["answers_changed_winogrande"].mode == "ci"
+    assert "D_winogrande" in t.for_pair("smollm2_hf", "bnb-int8")  # other models keep it
+    # a higher layer may bound it again
+    again = nulled.replace("}\n", "}\ncompressions: {Q8_0: {D_winogrande: 4}}\n")
+    (d / "smollm2.yaml").write_text(again)
+    assert Thresholds(d, registry).for_pair("smollm2", "Q8_0")["D_winogrande"].value == 4
+    # null with nothing else bounding the benchmark: it would judge nothing
+    (d / "smollm2.yaml").write_text("defaults: {D_winogrande: null}\n")
+    with pytest.raises(ConfigError) as exc:
+        Thresholds(d, registry)
+    assert "benchmark winogrande has no bound: add D_winogrande to" in str(exc.value)
+    assert "or, where it is null, one of flips_winogrande, " in str(exc.value)
+    # a misspelt key is still one, null or not
+    (d / "smollm2.yaml").write_text("defaults: {D_winogrand: null}\n")
+    with pytest.raises(ConfigError, match="unknown threshold key 'D_winogrand'"):
+        Thresholds(d, registry)
+
+
 def test_the_more_specific_of_the_two_ppl_rules_decides(tmp_path, registry):
     d = make_dir(
         tmp_path,
