@@ -1,8 +1,8 @@
 """Noise floor: the baseline against itself, loaded a second time with its arithmetic perturbed
 (the other KV-cache precision and a quarter of the batch size: same weights, other rounding).
-What it measures (self-KLD, self-PPL change, and per benchmark D, flips, Dgold and choice_kld)
-is what no compression can be blamed for; the summary shows it beside every gate, and the
-thresholds sit above it by design. Not gated. A model's entry says which tiers run it
+What it measures (self-KLD, self-PPL change, and per benchmark D, flips, answers changed, Dgold
+and choice_kld) is what no compression can be blamed for; the summary shows it beside every
+gate, and the thresholds sit above it by design. Not gated. A model's entry says which tiers run it
 (``noise_floor_marks``; smollm2's smoke tier does):
 
     pytest tests/test_noise_floor.py --model smollm2
@@ -13,6 +13,7 @@ import json
 import pytest
 
 from quantgate.report.rows import ROW_PROPERTY, noise_floor_row
+from quantgate.stats import proportion_interval
 
 
 @pytest.mark.noise_floor
@@ -38,17 +39,26 @@ def test_noise_floor(model_key, quantgate, record_property):
     )
     for name, c in comparisons.items():
         c_items = c.compressed.n_items
-        rows.append(
-            noise_floor_row(
-                model_key,
-                noise,
-                f"D_{name}",
-                c.d,
-                interval=c.interval(),
-                score=c.compressed.score,
-                n_items=c_items,
+        if c.baseline_score > 0:  # else D is undefined (a 135M model's GSM8K)
+            rows.append(
+                noise_floor_row(
+                    model_key,
+                    noise,
+                    f"D_{name}",
+                    c.d,
+                    interval=c.interval(),
+                    score=c.compressed.score,
+                    n_items=c_items,
+                )
             )
-        )
+        changed = c.answers_changed()
+        if changed is not None:
+            interval = proportion_interval(*changed)
+            rows.append(
+                noise_floor_row(
+                    model_key, noise, f"answers_changed_{name}", interval.value, interval=interval
+                )
+            )
         flips = c.flips()
         if flips is not None:
             rows.append(

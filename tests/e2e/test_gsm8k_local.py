@@ -46,10 +46,12 @@ def test_gsm8k_generates_and_each_filter_scores_every_item(smollm2_artifacts):
 
 
 def test_q8_0_passes_and_the_q2_k_canary_fails_on_the_answers_they_change(gate_run):
-    """thresholds/smollm2_gsm8k.yaml: at most 60 % of the 20 answers changed, mode ci."""
-    run = gate_run(RET, *FAMILY)
+    """thresholds/smollm2_gsm8k.yaml: at most 60 % of the 20 answers changed, mode ci; the
+    family's noise floor runs beside it."""
+    run = gate_run(RET, "tests/test_noise_floor.py", *FAMILY)
     assert run.returncode == 0, run.output[-3000:]
     assert run.outcomes() == {
+        "test_noise_floor[smollm2_gsm8k]": "passed",
         "test_retention[smollm2_gsm8k-Q8_0-gsm8k]": "passed",
         "test_retention_overall[smollm2_gsm8k-Q8_0]": "skipped",
         "test_retention[smollm2_gsm8k-Q2_K-gsm8k]": "xfailed",
@@ -60,6 +62,9 @@ def test_q8_0_passes_and_the_q2_k_canary_fails_on_the_answers_they_change(gate_r
     assert good["verdict"] == "pass" and good["n_items"] == 20 and good["ci_low"] < 60
     assert canary["verdict"] == "FAIL" and canary["expect"] == "fail" and canary["ci_low"] > 60
     assert good["answers_changed"] == round(good["value"] / 100 * 20)
+    # the baseline against itself, arithmetic perturbed: what no compression is blamed for
+    noise = rows["smollm2_gsm8k-noise_floor", "answers_changed_gsm8k"]
+    assert noise["verdict"] == "not gated" and noise["ci_high"] < 60
     # D against the zero baseline is reported as not judged, never as a pass
     assert ("smollm2_gsm8k-Q8_0", "D_gsm8k") not in rows
     junit = (run.reports / "junit.xml").read_text()

@@ -42,9 +42,12 @@ def test_smoke_selects_only_the_embedded_default(gate_run):
 
 def test_slow_tier_holds_the_other_variants_and_the_benchmark_families(gate_run):
     ids = collected(gate_run("--collect-only", "-q", "-m", "slow"))
+    # GSM8K's noise floor: how many answers the baseline changes with its arithmetic perturbed
+    assert "tests/test_noise_floor.py::test_noise_floor[smollm2_gsm8k]" in ids
     pairs = {
         re.search(r"\[(smollm2[^-]*-(?:pruned2-Q4_K_M|[^\]-]+(?:-imatrix)?))", i).group(1)
         for i in ids
+        if "test_noise_floor[" not in i
     }
     assert pairs == {
         "smollm2-Q6_K",
