@@ -3,7 +3,9 @@ random orders of a HellaSwag-sized item set (10,042 items) whose retention loss 
 the 5 % threshold, looked at after every batch. The betting confidence sequence
 (quantgate.sequential) should stop on the fail side at most α/2 = 2.5 % of the time; naive
 peeking at the fixed-sample 95 % interval after each batch, at the same schedule, is shown
-for contrast. Then the items a clear case needs before it stops.
+for contrast. Then the items a clear case needs before it stops. Last, the asymptotic
+sequence mode sequential uses over chunks (PPL increase, mean KLD), at a WikiText-2-sized
+text's sizes, on four shapes of per-chunk values.
 
     .venv/bin/python benchmarks/sequential_null.py
 """
@@ -16,7 +18,13 @@ import sys
 import numpy as np
 from scipy.stats import norm
 
-from quantgate.sequential import log_capitals, sequential_retention
+from quantgate.sequential import (
+    best_rho2,
+    default_t_opt,
+    log_capitals,
+    mixture_radius,
+    sequential_retention,
+)
 
 N, THRESHOLD, ALPHA = 10_042, 5.0, 0.05
 #: the interval's resolution does not change where the gate stops: a coarse one is faster
@@ -94,7 +102,54 @@ def main() -> int:
             f"| {name} | {full:.2f} | {'/'.join(sorted(decisions))} | {np.median(used):.1%} | "
             f"{np.quantile(used, 0.9):.1%} | {agree}/200 |"
         )
+    chunk_table()
     return 0
+
+
+#: mode sequential over chunks: wiki.test.raw in SmolLM2's 512-token chunks (592), looks every 16
+CHUNKS, CHUNK_BATCH = 592, 16
+CHUNK_SHAPES = {
+    "KLD-like (gamma, CV 0.3)": lambda rng: rng.gamma(11.0, 1.0, CHUNKS),
+    "normal": lambda rng: rng.normal(size=CHUNKS),
+    "t with 3 d.o.f.": lambda rng: rng.standard_t(3, CHUNKS),
+    "lognormal, sigma 1 (heavy right skew)": lambda rng: rng.lognormal(0.0, 1.0, CHUNKS),
+}
+
+
+def chunk_decisions(pop: np.ndarray, rng: np.random.Generator, naive: bool, runs: int = 1000):
+    """Per order, the first deciding look's decision about "mean <= pop.mean()" (so any
+    decision excludes the truth): the asymptotic sequence, or the fixed-sample interval."""
+    looks = np.arange(CHUNK_BATCH, CHUNKS, CHUNK_BATCH)
+    order = np.array([rng.permutation(pop) for _ in range(runs)])
+    t = looks.astype(float)
+    mean = np.cumsum(order, axis=1)[:, looks - 1] / t
+    sd = np.sqrt(np.maximum(np.cumsum(order**2, axis=1)[:, looks - 1] / t - mean**2, 0))
+    if naive:  # mean +- 1.96 se, with the finite-population correction
+        radius = norm.ppf(1 - ALPHA / 2) * sd / np.sqrt(t - 1) * np.sqrt((CHUNKS - t) / CHUNKS)
+    else:
+        radius = mixture_radius(t, sd, ALPHA, best_rho2(default_t_opt(CHUNKS), ALPHA))
+    hit_pass, hit_fail = mean + radius < pop.mean(), mean - radius > pop.mean()
+    first = (hit_pass | hit_fail).argmax(axis=1)
+    runs_ = np.arange(runs)
+    decided = (hit_pass | hit_fail).any(axis=1)
+    return np.where(decided, np.where(hit_pass[runs_, first], "pass", "fail"), "")
+
+
+def chunk_table() -> None:
+    print(
+        f"\n## over chunks: {CHUNKS} chunks, looks every {CHUNK_BATCH}, the mean at the bound, "
+        "1,000 orders (any decision excludes the truth)\n"
+    )
+    print("| per-chunk values | sequence: pass, fail | naive peeking: pass, fail |")
+    print("|---|---|---|")
+    for name, draw in CHUNK_SHAPES.items():
+        rng = np.random.default_rng(7)
+        pop = draw(rng)
+        seq, naive = (chunk_decisions(pop, rng, n) for n in (False, True))
+        print(
+            f"| {name} | {np.mean(seq == 'pass'):.3f}, {np.mean(seq == 'fail'):.3f} | "
+            f"{np.mean(naive == 'pass'):.3f}, {np.mean(naive == 'fail'):.3f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -105,6 +105,9 @@ METRICS: dict[str, Metric] = {
 GATES: tuple[str, ...] = ("perplexity", "kld", "throughput", "footprint", "retention")
 # The gates a canary (`expect: fail`) must fail unless its entry lists others.
 QUALITY_GATES: tuple[str, ...] = ("perplexity", "kld")
+#: the chunk metrics gate mode sequential can judge: each is a mean over chunks of a per-chunk
+#: value (the NLL difference, or the chunk's mean KLD) (quantgate.quality.compare_sequential)
+SEQUENTIAL_CHUNK_METRICS: tuple[str, ...] = ("ppl_increase_pct", "ln_ppl_ratio", "kld_mean")
 
 #: Benchmark retention D_i = (1 - B_compressed / B_baseline) * 100 is gated per benchmark as
 #: D_<benchmark name> (and D_overall, the mean), in %, as an upper bound. Higher-is-better

@@ -25,6 +25,7 @@ from quantgate.stats import Interval, overall_interval, proportion_interval
 if TYPE_CHECKING:  # the evaluators' result types: no lm-eval or backend import at run time
     from quantgate.quality import QualityResult
     from quantgate.retention import Comparison
+    from quantgate.sequential import SequentialVerdict
 
 KLD_METRICS = ("kld_mean", "kld_p99", "top1_agreement_pct")
 PERPLEXITY_METRICS = ("ppl_increase_pct", "ln_ppl_ratio")
@@ -62,23 +63,57 @@ class Measurement:
 
 def perplexity(result: QualityResult) -> Measurement:
     """PPL increase and ln PPL ratio over the text's chunks (llama-perplexity's protocol)."""
-    return Measurement(
+    m = Measurement(
         "perplexity",
         {k: result.metrics[k] for k in PERPLEXITY_METRICS},
         intervals=result.intervals,
         extra={"ppl_increase_pct": {"ppl": result.ppl, "ppl_baseline": result.ppl_baseline}},
         responsible=PERPLEXITY_METRICS,
     )
+    _sequential_chunks(m, result)
+    return m
 
 
 def kld(result: QualityResult) -> Measurement:
     """Mean and 99th-percentile KLD against the baseline's log-probs, and top-1 agreement."""
-    return Measurement(
+    m = Measurement(
         "kld",
         {k: result.metrics[k] for k in KLD_METRICS},
         intervals=result.intervals,
         responsible=KLD_METRICS,
     )
+    _sequential_chunks(m, result)
+    return m
+
+
+def _sequential_chunks(m: Measurement, result: QualityResult) -> None:
+    """Mode sequential over chunks: each of the gate's metrics the sequence judged."""
+    for name, seq in (result.sequential or {}).items():
+        if name in m.values:
+            _sequential(m, name, name, seq, m.values[name], "chunks")
+
+
+def _sequential(
+    m: Measurement, metric: str, label: str, seq: SequentialVerdict, value: float, unit: str
+) -> None:
+    """Where a sequential gate stopped: its decision and the sequence at the stop (when it
+    decided), the summary row's ``sequential`` field and JUnit properties named ``label.*``."""
+    if seq.decision in ("pass", "fail"):  # decided: judged on the sequence at the stop
+        m.decisions[metric] = seq.decision
+        m.intervals[metric] = Interval(value, seq.low, seq.high)
+    m.extra[metric] = m.extra.get(metric, {}) | {
+        "sequential": {
+            "items_used": seq.n_used,
+            "items_available": seq.n_available,
+            "stop": seq.decision,
+            "reason": seq.reason.replace("items", unit),
+            "sequence95": [seq.low, seq.high],
+        }
+    }
+    m.properties.append(
+        (f"{label}.sequential", f"{seq.decision}: {seq.reason}".replace("items", unit))
+    )
+    m.properties.append((f"{label}.{unit}_available", seq.n_available))
 
 
 def retention(c: Comparison) -> Measurement:
@@ -110,20 +145,7 @@ def retention(c: Comparison) -> Measurement:
         for sub, row in subtasks.items():
             m.properties.append((f"{name}.{sub}.{result.metric}", f"{row['compressed']:.4f}"))
     if (seq := c.sequential) is not None:
-        if seq.decision in ("pass", "fail"):  # decided: judged on the sequence at the stop
-            m.decisions[d_name] = seq.decision
-            m.intervals[d_name] = Interval(c.d, seq.low, seq.high)
-        m.extra[d_name] |= {
-            "sequential": {
-                "items_used": seq.n_used,
-                "items_available": seq.n_available,
-                "stop": seq.decision,
-                "reason": seq.reason,
-                "sequence95": [seq.low, seq.high],
-            }
-        }
-        m.properties.append((f"{name}.sequential", f"{seq.decision}: {seq.reason}"))
-        m.properties.append((f"{name}.items_available", seq.n_available))
+        _sequential(m, d_name, name, seq, c.d, "items")
     if (f := c.flips()) is not None:
         flips_name = f"{FLIPS_PREFIX}{name}"
         m.values[flips_name], m.intervals[flips_name] = f.flips_pct, f.interval

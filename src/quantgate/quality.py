@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from quantgate.cache import (
     write_json_atomic,
     write_result,
 )
+from quantgate.constants import SEQUENTIAL_CHUNK_METRICS
 from quantgate.errors import DataError, EvaluationError
 from quantgate.kld_top_k import (
     clamped,
@@ -46,6 +47,7 @@ from quantgate.perplexity import (
 )
 from quantgate.registry import PerplexitySettings
 from quantgate.row_threads import row_map
+from quantgate.sequential import SequentialVerdict, item_order, mean_look
 from quantgate.stats import (
     Interval,
     chunk_percentile_interval,
@@ -106,6 +108,9 @@ class QualityResult:
     chunk_top1: list[float]
     #: per-token KLD (chunk after chunk, equal counts), for the p99's interval over chunks
     token_kld: list[float]
+    #: mode sequential: where each sequential metric's gate stopped (the lists above hold the
+    #: chunks used); None for a fixed-sample result
+    sequential: dict[str, SequentialVerdict] | None = None
 
     @property
     def intervals(self) -> dict[str, Interval]:
@@ -230,10 +235,18 @@ class QualityEvaluator:
             label, key, meta["ppl"], meta["n_scored"], meta["tokens_sha"], npy, meta["chunk_nll"]
         )
 
-    def compare(self, base: BaselineScores, backend: Backend) -> QualityResult:
-        """PPL, KLD and top-1 agreement of ``backend``'s model against ``base`` (cached)."""
+    def compare(
+        self, base: BaselineScores, backend: Backend, chunk_ids: list[int] | None = None
+    ) -> QualityResult:
+        """PPL, KLD and top-1 agreement of ``backend``'s model against ``base`` (cached), over
+        every chunk or over ``chunk_ids`` only (one batch of a sequential gate, its own cache
+        entry: a rerun or a later full run reads it)."""
+        subset = {} if chunk_ids is None else {"chunks": list(chunk_ids)}
         key = cache_key(
-            artifact=backend.artifact.sha256, baseline=base.key, **self._settings_key(backend)
+            artifact=backend.artifact.sha256,
+            baseline=base.key,
+            **self._settings_key(backend),
+            **subset,
         )
         result_path = cache_root() / "results" / "quality" / f"{key}.json"
         cached = read_result(result_path)
@@ -244,11 +257,13 @@ class QualityEvaluator:
             cached = read_result(result_path)
             if cached is not None:
                 return QualityResult(**cached)
-            result = self._compare(base, backend)
+            result = self._compare(base, backend, chunk_ids)
             write_result(result_path, asdict(result))
         return result
 
-    def _compare(self, base: BaselineScores, backend: Backend) -> QualityResult:
+    def _compare(
+        self, base: BaselineScores, backend: Backend, chunk_ids: list[int] | None
+    ) -> QualityResult:
         label = backend.artifact.label
         chunks = self._chunks(backend)
         if _tokens_sha(chunks) != base.tokens_sha:
@@ -256,33 +271,144 @@ class QualityEvaluator:
                 f"{label}: its tokenizer splits {self.text_path} differently from "
                 f"{base.label}'s; KLD needs identical token ids"
             )
+        ids = range(len(chunks)) if chunk_ids is None else chunk_ids
         first = first_scored(self.settings.n_ctx)
         per_chunk = self.settings.n_ctx - 1 - first
         base_top_k = base.top_k()
         nll_all, kld_all, top1_all = [], [], []
-        with progress.step(f"{label}: PPL and KLD vs {base.label}, {len(chunks)} chunks"):
-            for i, chunk in enumerate(chunks):
+        with progress.step(f"{label}: PPL and KLD vs {base.label}, {len(ids)} chunks"):
+            for i in ids:
+                chunk = chunks[i]
                 logp, nll = scored_logprobs(backend.logits(chunk, first), chunk, label, first)
                 nll_all.append(nll)
                 kld, top1 = _against_baseline(base_top_k[i * per_chunk : (i + 1) * per_chunk], logp)
                 kld_all.append(kld)
                 top1_all.append(top1)
         stats = kld_stats(np.concatenate(kld_all), np.concatenate(top1_all))
+        chunk_nll_baseline = [base.chunk_nll[i] for i in ids]
         return QualityResult(
             ppl=perplexity(np.concatenate(nll_all)),
-            ppl_baseline=base.ppl,
+            # every chunk scores the same number of tokens: PPL is exp of the chunks' mean NLL
+            ppl_baseline=base.ppl if chunk_ids is None else _ppl_of(chunk_nll_baseline),
             n_scored=stats.n_tokens,
-            n_chunks=len(chunks),
+            n_chunks=len(ids),
             kld_mean=stats.kld_mean,
             kld_p99=stats.kld_p99,
             top1_agreement_pct=stats.top1_agreement_pct,
             chunk_nll=[float(c.mean()) for c in nll_all],
-            chunk_nll_baseline=base.chunk_nll,
+            chunk_nll_baseline=chunk_nll_baseline,
             chunk_kld=[float(k.mean()) for k in kld_all],
             chunk_top1=[float(t.mean() * 100.0) for t in top1_all],
             # 6 significant digits: the p99's interval needs the distribution, not the bits
             token_kld=[float(f"{v:.6g}") for v in np.concatenate(kld_all)],
         )
+
+
+def _ppl_of(chunk_nll: list[float]) -> float:
+    return float(np.exp(np.mean(chunk_nll)))
+
+
+def joined(parts: list[QualityResult]) -> QualityResult:
+    """One result over the chunks of several (the batches a sequential gate scored): the
+    per-chunk lists concatenated, the summaries recomputed from them."""
+    if not parts:
+        raise EvaluationError("PPL and KLD over zero chunks: nothing was scored")
+
+    def cat(name: str) -> list[float]:
+        return [v for part in parts for v in getattr(part, name)]
+
+    token_kld, chunk_top1 = cat("token_kld"), cat("chunk_top1")
+    chunk_nll, chunk_nll_baseline = cat("chunk_nll"), cat("chunk_nll_baseline")
+    return QualityResult(
+        ppl=_ppl_of(chunk_nll),
+        ppl_baseline=_ppl_of(chunk_nll_baseline),
+        n_scored=sum(part.n_scored for part in parts),
+        n_chunks=len(chunk_nll),
+        # equal tokens per chunk: the mean of the chunks' means is the mean over tokens
+        kld_mean=float(np.mean(cat("chunk_kld"))),
+        kld_p99=float(np.percentile(token_kld, 99)),
+        top1_agreement_pct=float(np.mean(chunk_top1)),
+        chunk_nll=chunk_nll,
+        chunk_nll_baseline=chunk_nll_baseline,
+        chunk_kld=cat("chunk_kld"),
+        chunk_top1=chunk_top1,
+        token_kld=token_kld,
+    )
+
+
+def _chunk_values(result: QualityResult, metric: str) -> np.ndarray:
+    if metric == "kld_mean":
+        return np.asarray(result.chunk_kld)
+    # exp(mean NLL difference) is the PPL ratio (every chunk scores the same number of tokens)
+    return np.asarray(result.chunk_nll) - np.asarray(result.chunk_nll_baseline)
+
+
+def _to_chunk_units(metric: str, value: float) -> float:
+    return math.log1p(value / 100.0) if metric == "ppl_increase_pct" else value
+
+
+def _from_chunk_units(metric: str, v: SequentialVerdict) -> SequentialVerdict:
+    if metric != "ppl_increase_pct":
+        return v
+
+    def pct(x: float) -> float:
+        return math.expm1(x) * 100.0 if math.isfinite(x) else x
+
+    return SequentialVerdict(
+        v.decision, v.n_used, v.n_available, pct(v.low), pct(v.high), pct(v.estimate)
+    )
+
+
+def sequential_looks(
+    result: QualityResult, n_chunks: int, bounds: dict[str, float], alpha: float = 0.05
+) -> dict[str, SequentialVerdict]:
+    """Each bounded metric's gate after the chunks of ``result`` (in their sampled order)."""
+    return {
+        name: _from_chunk_units(
+            name,
+            mean_look(_chunk_values(result, name), n_chunks, _to_chunk_units(name, bound), alpha),
+        )
+        for name, bound in bounds.items()
+    }
+
+
+def compare_sequential(
+    evaluator: QualityEvaluator,
+    base: BaselineScores,
+    backend: Backend,
+    bounds: dict[str, float],
+    batch: int,
+) -> QualityResult:
+    """PPL/KLD with mode sequential on ``bounds`` (metric: threshold, of SEQUENTIAL_CHUNK_METRICS):
+    the chunks in one seeded random order, ``batch`` at a time (each batch its own cache
+    entry), a look after each, until every bounded metric's confidence sequence has decided or
+    the chunks run out. A metric keeps the verdict of its first deciding look; the result holds
+    every chunk used, for the metrics judged with their own modes."""
+    unknown = set(bounds) - set(SEQUENTIAL_CHUNK_METRICS)
+    if unknown:
+        raise ValueError(
+            f"mode sequential over chunks: {sorted(unknown)} not among {SEQUENTIAL_CHUNK_METRICS}"
+        )
+    n = len(base.chunk_nll)
+    order = item_order(n)
+    parts: list[QualityResult] = []
+    stops: dict[str, SequentialVerdict] = {}
+    label = backend.artifact.label
+    for start in range(0, n, batch):
+        parts.append(evaluator.compare(base, backend, order[start : start + batch]))
+        so_far = joined(parts)
+        open_bounds = {k: v for k, v in bounds.items() if k not in stops}
+        for name, state in sequential_looks(so_far, n, open_bounds).items():
+            progress.say(
+                f"{label}: {name} sequential, {state.n_used}/{n} chunks: {state.estimate:.4g}, "
+                f"95 % sequence [{state.low:.4g}, {state.high:.4g}] vs {bounds[name]:g}: "
+                f"{state.decision}"
+            )
+            if state.decision != "continue":
+                stops[name] = state
+        if len(stops) == len(bounds):
+            break
+    return replace(joined(parts), sequential=stops)
 
 
 def _against_baseline(base_rows: np.ndarray, logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

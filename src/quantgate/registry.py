@@ -57,6 +57,8 @@ class PerplexitySettings(StrictModel):
     #: (the estimate's measured error is in the README)
     kld_top_k: int = Field(128, ge=1)
     kld_tail_samples: int = Field(128, ge=1)
+    #: chunks per batch when a PPL or mean-KLD bound's mode is sequential (a look after each)
+    sequential_batch: int = Field(16, ge=1)
 
 
 class ThroughputSettings(StrictModel):

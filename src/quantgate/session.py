@@ -18,12 +18,18 @@ from quantgate.constants import (
     FLIPS_PREFIX,
     GOLD_PREFIX,
     RETENTION_PREFIX,
+    SEQUENTIAL_CHUNK_METRICS,
     split_benchmark_metric,
 )
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.gates import Outcome, enforce, judge
 from quantgate.measurement import Measurement
-from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
+from quantgate.quality import (
+    BaselineScores,
+    QualityEvaluator,
+    QualityResult,
+    compare_sequential,
+)
 from quantgate.quiet import xdist_workers
 from quantgate.recorder import Recorder, RecordProperty, write_items
 from quantgate.registry import BackendSettings, Pair, Registry, ThroughputSettings
@@ -157,12 +163,33 @@ class GateSession:
 
     def quality(self, pair: Pair) -> QualityResult:
         """PPL/KLD of the pair's variant vs its baseline (disk-cached; the backends are loaded
-        only when the cache misses)."""
-        return self._compare(
-            pair.model_key,
+        only when the cache misses). Bounds in mode sequential on SEQUENTIAL_CHUNK_METRICS score the
+        chunks in batches until their confidence sequences decide (compare_sequential)."""
+        bounds = self.thresholds.for_pair(pair.model_key, pair.compression_name)
+        sequential = {
+            name: bound.value
+            for name in SEQUENTIAL_CHUNK_METRICS
+            if (bound := bounds.get(name)) is not None and bound.mode == "sequential"
+        }
+        load = lambda: self.variant_backend(pair)  # noqa: E731 - loaded on a cache miss only
+        if not sequential:
+            return self._compare(
+                pair.model_key, self.artifacts.variant(pair), self.settings(pair.model_key), load
+            )
+        evaluator = self.evaluator(pair.model_key)
+        variant = _Lazy(
+            load,
             self.artifacts.variant(pair),
             self.settings(pair.model_key),
-            lambda: self.variant_backend(pair),
+            pair.model.backend,
+        )
+        base = evaluator.baseline(self._lazy_baseline(pair.model_key))
+        return compare_sequential(
+            evaluator,
+            base,
+            variant,  # type: ignore[arg-type]
+            sequential,
+            evaluator.settings.sequential_batch,
         )
 
     def _compare(

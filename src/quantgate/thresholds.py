@@ -28,10 +28,11 @@ model that scores 0 on GSM8K, whose retention is undefined):
 * ``strict`` — fail when any part of the interval breaches it (its upper bound for a
   maximum): for release gates, where an undetected loss costs more than a false alarm.
 
-* ``sequential`` — ``D_<benchmark>`` only: the benchmark's items are scored in a seeded random
-  order in batches and the gate stops as soon as an anytime-valid confidence sequence lies
-  wholly on one side of the threshold (quantgate.sequential); when the items run out, mode
-  ``ci``'s verdict on the paired interval applies.
+* ``sequential`` — ``D_<benchmark>``, ``ppl_increase_pct``, ``ln_ppl_ratio`` and ``kld_mean``:
+  the benchmark's items (the text's chunks) are scored in a seeded random order in batches and
+  the gate stops as soon as an anytime-valid confidence sequence lies wholly on one side of the
+  threshold (quantgate.sequential); when the items run out, mode ``ci``'s verdict on the
+  paired interval applies.
 
 ``ci``, ``strict`` and ``sequential`` need a metric with an interval (see
 ``Metric.has_interval``).
@@ -52,6 +53,7 @@ from quantgate.constants import (
     OVERALL,
     PER_BENCHMARK,
     RETENTION_PREFIX,
+    SEQUENTIAL_CHUNK_METRICS,
     metric,
     split_benchmark_metric,
 )
@@ -104,10 +106,13 @@ def _entry(key: str, value: object, where: str) -> _Entry:
             f"{where}.{key}.mode: {mode!r} is not a gate mode"
             f"{did_you_mean(str(mode), GATE_MODES)}; valid: {', '.join(GATE_MODES)}"
         )
-    if mode == "sequential" and not _per_benchmark_retention(key):
+    if mode == "sequential" and not (
+        _per_benchmark_retention(key) or key in SEQUENTIAL_CHUNK_METRICS
+    ):
         raise ConfigError(
-            f"{where}.{key}.mode: sequential stops a benchmark's evaluation early and judges "
-            "D_<benchmark> only (not D_overall, flips, graded, PPL or KLD metrics yet); use ci"
+            f"{where}.{key}.mode: sequential stops an evaluation early and judges "
+            f"D_<benchmark> and {', '.join(SEQUENTIAL_CHUNK_METRICS)} only (not D_overall, "
+            "flips, graded metrics, kld_p99 or top-1 agreement); use ci"
         )
     if mode != "point" and not metric(key).has_interval:
         raise ConfigError(

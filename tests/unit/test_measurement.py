@@ -3,9 +3,12 @@ model's are checked number for number by the golden smoke run (test_summary_repo
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from quantgate import measurement
+from quantgate.errors import EvaluationError
 from quantgate.retention import BenchmarkResult, Comparison
 
 FACTS = {
@@ -112,3 +115,62 @@ def test_d_overall_is_the_mean_of_the_benchmarks_d():
     halves = [Comparison("b", base.score, _result(s), base) for s in ([1, 1, 1, 0], [1, 0, 1, 0])]
     m = measurement.retention_overall(halves)
     assert m.values == {"D_overall": pytest.approx(100 / 6)} and "D_overall" in m.intervals
+
+
+def _quality(kld: list[float], dnll: list[float]):
+    from quantgate.quality import QualityResult
+
+    n, per = len(kld), 4
+    base_nll = [3.0] * n
+    return QualityResult(
+        ppl=math.exp(3.0 + sum(dnll) / n),
+        ppl_baseline=math.exp(3.0),
+        n_scored=n * per,
+        n_chunks=n,
+        kld_mean=sum(kld) / n,
+        kld_p99=max(kld),
+        top1_agreement_pct=90.0,
+        chunk_nll=[b + d for b, d in zip(base_nll, dnll, strict=True)],
+        chunk_nll_baseline=base_nll,
+        chunk_kld=kld,
+        chunk_top1=[90.0] * n,
+        token_kld=[k for k in kld for _ in range(per)],
+    )
+
+
+def test_chunk_batches_join_into_one_result_and_sequential_looks_judge_the_chunk_means():
+    from quantgate.quality import joined, sequential_looks
+
+    a, b = _quality([0.01, 0.02], [0.01, 0.0]), _quality([0.03] * 8, [0.02] * 8)
+    both = joined([a, b])
+    assert both.n_chunks == 10 and both.n_scored == 40
+    assert both.kld_mean == pytest.approx(0.027) and both.chunk_kld[:2] == [0.01, 0.02]
+    assert both.ppl / both.ppl_baseline == pytest.approx(math.exp(0.17 / 10))
+    looks = sequential_looks(both, 500, {"ppl_increase_pct": 10.0, "kld_mean": 0.01})
+    # ppl: every NLL difference far below ln 1.1 = 0.095, in % again at the stop
+    assert looks["ppl_increase_pct"].decision == "pass"
+    assert looks["ppl_increase_pct"].estimate == pytest.approx(
+        (both.ppl / both.ppl_baseline - 1) * 100
+    )
+    assert looks["kld_mean"].decision == "fail" and looks["kld_mean"].low > 0.01
+    with pytest.raises(EvaluationError, match="zero chunks"):
+        joined([])
+
+
+def test_a_sequential_quality_result_is_judged_on_its_decisions_and_reports_the_stop():
+    from dataclasses import replace
+
+    from quantgate.quality import sequential_looks
+
+    result = _quality([0.3] * 16, [0.001] * 16)
+    looks = sequential_looks(result, 560, {"kld_mean": 0.1, "ppl_increase_pct": 10.0})
+    m = measurement.kld(replace(result, sequential=looks))
+    assert m.decisions == {"kld_mean": "fail"}
+    assert m.intervals["kld_mean"].low == looks["kld_mean"].low > 0.1
+    seq = m.extra["kld_mean"]["sequential"]
+    assert seq["items_used"] == 16 and seq["items_available"] == 560 and seq["stop"] == "fail"
+    assert "16 of 560 chunks" in seq["reason"]
+    assert ("kld_mean.chunks_available", 560) in m.properties
+    p = measurement.perplexity(replace(result, sequential=looks))
+    assert p.decisions == {"ppl_increase_pct": "pass"} and "ln_ppl_ratio" not in p.decisions
+    assert p.extra["ppl_increase_pct"]["ppl"] == result.ppl  # the PPL row keeps its fields

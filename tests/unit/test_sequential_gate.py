@@ -1,5 +1,5 @@
-"""Mode sequential's configuration: per-benchmark retention only, and the full HellaSwag task
-holding every validation item in the smoke subset's form."""
+"""Mode sequential's configuration: per-benchmark retention and the chunk means only, and the
+full HellaSwag task holding every validation item in the smoke subset's form."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from quantgate.thresholds import _entry
 from support.helpers import REPO
 
 
-def test_sequential_is_for_per_benchmark_retention_only():
-    assert _entry("D_hellaswag", {"value": 5, "mode": "sequential"}, "f").mode == "sequential"
-    for key in ("D_overall", "flips_hellaswag", "kld_mean"):
+def test_sequential_is_for_per_benchmark_retention_and_the_chunk_means_only():
+    for key in ("D_hellaswag", "ppl_increase_pct", "ln_ppl_ratio", "kld_mean"):
+        assert _entry(key, {"value": 5, "mode": "sequential"}, "f").mode == "sequential"
+    for key in ("D_overall", "flips_hellaswag", "kld_p99", "top1_agreement_pct"):
         with pytest.raises(ConfigError, match=rf"f\.{key}\.mode: sequential stops"):
             _entry(key, {"value": 5, "mode": "sequential"}, "f")
 
