@@ -56,8 +56,9 @@ from quantgate.stats import (
 )
 
 #: Bump when the computation below changes, so old cache entries are not reused.
-METHOD_VERSION = 8  # 7: the baseline's top-k log-probs and tail mass instead of every row;
-# 8: the tail sample's offsets no longer depend on how many cores split the rows
+METHOD_VERSION = 9  # 7: the baseline's top-k log-probs and tail mass instead of every row;
+# 8: the tail sample's offsets no longer depend on how many cores split the rows;
+# 9: tail masses summed over the tail, not 1 - the top-k's sum (which cancels to 0 in float32)
 
 
 def read_text(path: Path) -> str:

@@ -111,6 +111,20 @@ def test_a_variant_with_no_mass_outside_the_top_k_stays_finite():
     assert np.isfinite(value).all() and value[0] > 0
 
 
+def test_a_confident_variant_whose_tail_cancels_in_float32_keeps_a_true_estimate():
+    """The variant keeps 1e-8 outside the baseline's top 2, less than float32 log-probs
+    resolve in 1 - (the top's sum): that difference comes out 0 while the tail tokens keep
+    their probabilities. The tail's mass, summed over the tail, keeps the estimate at the
+    exact KLD (computed from the same rows: 1 - the sum put it at 1e8 nats and more)."""
+    n_tail = 1000
+    base = np.log(np.array([0.6, 0.4 - 5e-6] + [5e-6 / n_tail] * n_tail))[None, :]
+    comp = np.log(np.array([0.5, 0.5 - 1e-8] + [1e-8 / n_tail] * n_tail))[None, :]
+    base, comp = base.astype(np.float32), comp.astype(np.float32)
+    exact = kl_divergence_rows(base, comp)
+    estimate = kl_divergence_top_k(top_k_rows(base, 2, m=64), comp)
+    np.testing.assert_allclose(estimate, exact, rtol=1e-3)
+
+
 @pytest.mark.parametrize(("k", "m", "size"), [(1, 1, 24), (128, 128, 2056)])
 def test_bytes_per_token_do_not_depend_on_the_vocabulary(k, m, size):
     assert bytes_per_token(k, m) == size == top_k_rows(np.zeros((1, 50_000)), k, m).itemsize
