@@ -163,33 +163,20 @@ class GateSession:
 
     def quality(self, pair: Pair) -> QualityResult:
         """PPL/KLD of the pair's variant vs its baseline (disk-cached; the backends are loaded
-        only when the cache misses). Bounds in mode sequential on SEQUENTIAL_CHUNK_METRICS score the
-        chunks in batches until their confidence sequences decide (compare_sequential)."""
+        only when the cache misses). Bounds in mode sequential on SEQUENTIAL_CHUNK_METRICS score
+        the chunks in batches until their confidence sequences decide (compare_sequential)."""
         bounds = self.thresholds.for_pair(pair.model_key, pair.compression_name)
         sequential = {
             name: bound.value
             for name in SEQUENTIAL_CHUNK_METRICS
             if (bound := bounds.get(name)) is not None and bound.mode == "sequential"
         }
-        load = lambda: self.variant_backend(pair)  # noqa: E731 - loaded on a cache miss only
-        if not sequential:
-            return self._compare(
-                pair.model_key, self.artifacts.variant(pair), self.settings(pair.model_key), load
-            )
-        evaluator = self.evaluator(pair.model_key)
-        variant = _Lazy(
-            load,
+        return self._compare(
+            pair.model_key,
             self.artifacts.variant(pair),
             self.settings(pair.model_key),
-            pair.model.backend,
-        )
-        base = evaluator.baseline(self._lazy_baseline(pair.model_key))
-        return compare_sequential(
-            evaluator,
-            base,
-            variant,  # type: ignore[arg-type]
+            lambda: self.variant_backend(pair),
             sequential,
-            evaluator.settings.sequential_batch,
         )
 
     def _compare(
@@ -198,11 +185,17 @@ class GateSession:
         artifact: Artifact,
         settings: BackendSettings,
         load: Callable[[], Backend],
+        sequential: dict[str, float] | None = None,
     ) -> QualityResult:
-        """PPL/KLD of ``artifact`` (loaded by ``load`` only on a cache miss) vs the baseline."""
+        """PPL/KLD of ``artifact`` (loaded by ``load`` only on a cache miss) vs the baseline;
+        ``sequential``: the bounds (metric: value) judged in mode sequential, if any."""
         evaluator, name = self.evaluator(model_key), self.registry.models[model_key].backend
         base = evaluator.baseline(self._lazy_baseline(model_key))
-        return evaluator.compare(base, _Lazy(load, artifact, settings, name))
+        variant = _Lazy(load, artifact, settings, name)
+        if sequential:
+            batch = evaluator.settings.sequential_batch
+            return compare_sequential(evaluator, base, variant, sequential, batch)
+        return evaluator.compare(base, variant)
 
     def baselines(self, model_key: str) -> tuple[BaselineScores, dict[str, BenchmarkResult]]:
         """What every pair of the model compares against, computed once (or read from the
