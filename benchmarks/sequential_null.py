@@ -18,13 +18,7 @@ import sys
 import numpy as np
 from scipy.stats import norm
 
-from quantgate.sequential import (
-    best_rho2,
-    default_t_opt,
-    log_capitals,
-    mixture_radius,
-    sequential_retention,
-)
+from quantgate.sequential import first_mean_decisions, log_capitals, sequential_retention
 
 N, THRESHOLD, ALPHA = 10_042, 5.0, 0.05
 #: the interval's resolution does not change where the gate stops: a coarse one is faster
@@ -119,20 +113,9 @@ CHUNK_SHAPES = {
 def chunk_decisions(pop: np.ndarray, rng: np.random.Generator, naive: bool, runs: int = 1000):
     """Per order, the first deciding look's decision about "mean <= pop.mean()" (so any
     decision excludes the truth): the asymptotic sequence, or the fixed-sample interval."""
-    looks = np.arange(CHUNK_BATCH, CHUNKS, CHUNK_BATCH)
-    order = np.array([rng.permutation(pop) for _ in range(runs)])
-    t = looks.astype(float)
-    mean = np.cumsum(order, axis=1)[:, looks - 1] / t
-    sd = np.sqrt(np.maximum(np.cumsum(order**2, axis=1)[:, looks - 1] / t - mean**2, 0))
-    if naive:  # mean +- 1.96 se, with the finite-population correction
-        radius = norm.ppf(1 - ALPHA / 2) * sd / np.sqrt(t - 1) * np.sqrt((CHUNKS - t) / CHUNKS)
-    else:
-        radius = mixture_radius(t, sd, ALPHA, best_rho2(default_t_opt(CHUNKS), ALPHA))
-    hit_pass, hit_fail = mean + radius < pop.mean(), mean - radius > pop.mean()
-    first = (hit_pass | hit_fail).argmax(axis=1)
-    runs_ = np.arange(runs)
-    decided = (hit_pass | hit_fail).any(axis=1)
-    return np.where(decided, np.where(hit_pass[runs_, first], "pass", "fail"), "")
+    orders = np.array([rng.permutation(pop) for _ in range(runs)])
+    z = norm.ppf(1 - ALPHA / 2) if naive else None
+    return first_mean_decisions(orders, pop.mean(), CHUNK_BATCH, ALPHA, naive_z=z)
 
 
 def chunk_table() -> None:

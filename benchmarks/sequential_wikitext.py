@@ -43,13 +43,7 @@ import numpy as np
 from quantgate.gates import Outcome, Threshold
 from quantgate.quality import QualityEvaluator, compare_sequential, joined, sequential_looks
 from quantgate.registry import load_registry
-from quantgate.sequential import (
-    MIN_CHUNKS,
-    best_rho2,
-    default_t_opt,
-    item_order,
-    mixture_radius,
-)
+from quantgate.sequential import first_mean_decisions, item_order
 from quantgate.session import GateSession
 from quantgate.thresholds import Thresholds
 
@@ -191,19 +185,13 @@ def null_decisions(full, metric, bound, batch, runs=1000) -> dict[str, float]:
     else:
         theta = math.log1p(bound / 100) if metric == "ppl_increase_pct" else bound
         pop = x - x.mean() + theta
-    n = len(pop)
-    looks = np.array([t for t in range(batch, n, batch) if t >= MIN_CHUNKS])
     rng = np.random.default_rng(23)
-    order = np.array([rng.permutation(pop) for _ in range(runs)])
-    t = looks.astype(float)
-    mean = np.cumsum(order, axis=1)[:, looks - 1] / t
-    sd = np.sqrt(np.maximum(np.cumsum(order**2, axis=1)[:, looks - 1] / t - mean**2, 0))
-    radius = mixture_radius(t, sd, 0.05, best_rho2(default_t_opt(n), 0.05))
-    hit_pass, hit_fail = mean + radius < theta, mean - radius > theta
-    decided = (hit_pass | hit_fail).any(axis=1)
-    first = (hit_pass | hit_fail).argmax(axis=1)
-    passed = decided & hit_pass[np.arange(runs), first]
-    return {"pass": float(passed.mean()), "fail": float((decided & ~passed).mean())}
+    orders = np.array([rng.permutation(pop) for _ in range(runs)])
+    decisions = first_mean_decisions(orders, theta, batch)
+    return {
+        "pass": float(np.mean(decisions == "pass")),
+        "fail": float(np.mean(decisions == "fail")),
+    }
 
 
 def _replay(full, perm, n, metric, bound, batch):

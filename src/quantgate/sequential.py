@@ -286,3 +286,36 @@ def mean_look(
     low, high = estimate - radius, estimate + radius
     decision = "pass" if high < threshold else "fail" if low > threshold else "continue"
     return SequentialVerdict(decision, t, n_population, low, high, estimate)
+
+
+def first_mean_decisions(
+    orders: np.ndarray,
+    threshold: float,
+    batch: int,
+    alpha: float = 0.05,
+    naive_z: float | None = None,
+) -> np.ndarray:
+    """Many orders of one population at once: per row of ``orders`` (runs × N, each row the
+    population's values in one sampled order), the decision of the first look that decides —
+    "pass", "fail", or "" when none does before the last look — by ``mean_look``'s rule at
+    looks every ``batch`` values. With ``naive_z``, by naive peeking instead: the fixed-sample
+    interval mean ± z·s/√t·√((N − t)/(N − 1)) at the same looks (what the sequence replaces).
+    The simulations (tests, benchmarks/) replay thousands of orders with it; the gate itself
+    uses ``mean_look``, and a test checks the two agree."""
+    x = np.asarray(orders, dtype=np.float64)
+    runs, n = x.shape
+    looks = np.array([t for t in range(batch, n, batch) if t >= MIN_CHUNKS])
+    if looks.size == 0:
+        return np.full(runs, "", dtype="<U4")
+    t = looks.astype(np.float64)
+    mean = np.cumsum(x, axis=1)[:, looks - 1] / t
+    sd = np.sqrt(np.maximum(np.cumsum(x**2, axis=1)[:, looks - 1] / t - mean**2, 0.0))
+    if naive_z is None:
+        radius = mixture_radius(t, sd, alpha, best_rho2(default_t_opt(n), alpha))
+    else:
+        radius = naive_z * sd / np.sqrt(t - 1) * np.sqrt((n - t) / (n - 1))
+    hit_pass, hit_fail = mean + radius < threshold, mean - radius > threshold
+    decided = hit_pass | hit_fail
+    first = decided.argmax(axis=1)
+    passed = hit_pass[np.arange(runs), first]
+    return np.where(decided.any(axis=1), np.where(passed, "pass", "fail"), "")

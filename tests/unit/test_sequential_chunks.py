@@ -17,13 +17,12 @@ from scipy.stats import norm
 from quantgate.sequential import (
     MIN_CHUNKS,
     best_rho2,
-    default_t_opt,
+    first_mean_decisions,
     mean_look,
     mixture_radius,
 )
 
 N, BATCH, ALPHA, RUNS = 592, 16, 0.05, 1000
-LOOKS = np.arange(BATCH, N, BATCH)  # the last look (all N) is exact: no sequence there
 
 
 def _shaped(kind: str, rng: np.random.Generator, mean: float) -> np.ndarray:
@@ -35,25 +34,10 @@ def _shaped(kind: str, rng: np.random.Generator, mean: float) -> np.ndarray:
     return x - x.mean() + mean
 
 
-def _first_decisions(pop: np.ndarray, rng: np.random.Generator, q: float | None):
-    """Per order: the decision of the first deciding look ("pass"/"fail"/""), by the mixture
-    sequence, or (``q`` given) by naive peeking at the fixed-sample interval mean ± q·se."""
-    order = np.array([rng.permutation(pop) for _ in range(RUNS)])
-    csum, csq = np.cumsum(order, axis=1), np.cumsum(order**2, axis=1)
-    t = LOOKS.astype(float)
-    mean = csum[:, LOOKS - 1] / t
-    sd = np.sqrt(np.maximum(csq[:, LOOKS - 1] / t - mean**2, 0))
-    if q is None:
-        radius = mixture_radius(t, sd, ALPHA, best_rho2(default_t_opt(N), ALPHA))
-    else:
-        radius = q * sd * np.sqrt(t / (t - 1)) / np.sqrt(t) * np.sqrt((N - t) / (N - 1))
-    radius = np.where(t >= MIN_CHUNKS, radius, np.inf)
-    theta = pop.mean()
-    hit_pass, hit_fail = mean + radius < theta, mean - radius > theta
-    decided = hit_pass | hit_fail
-    first = decided.argmax(axis=1)
-    runs = np.arange(RUNS)
-    return np.where(decided.any(axis=1), np.where(hit_pass[runs, first], "pass", "fail"), "")
+def _first_decisions(pop: np.ndarray, rng: np.random.Generator, naive_z: float | None):
+    """RUNS random orders of ``pop``, each gated at the population's own mean."""
+    orders = np.array([rng.permutation(pop) for _ in range(RUNS)])
+    return first_mean_decisions(orders, pop.mean(), BATCH, ALPHA, naive_z)
 
 
 @pytest.mark.parametrize("kind", ["kld-like", "normal", "t3"])
@@ -67,6 +51,27 @@ def test_at_the_bound_it_decides_no_more_often_than_alpha_where_peeking_does(kin
     # 1,000 orders: 3 binomial standard errors of slack on α would be 0.021; none is needed
     assert np.mean(mixture != "") <= ALPHA
     assert np.mean(naive != "") > 4 * ALPHA
+
+
+def test_the_vectorised_replay_is_mean_looks_rule():
+    """first_mean_decisions (the simulations' replay of many orders) decides what a loop of
+    mean_look at the same looks decides, order by order, near the bound where it matters."""
+    rng = np.random.default_rng(11)
+    pop = _shaped("kld-like", rng, 1.0)
+    orders = np.array([rng.permutation(pop) for _ in range(200)])
+    seen: set[str] = set()
+    for bound in (0.9, 1.0, 1.1):
+        fast = first_mean_decisions(orders, bound, BATCH, ALPHA)
+        seen |= set(fast)
+        for row, got in zip(orders, fast, strict=True):
+            want = ""
+            for t in range(BATCH, N, BATCH):
+                state = mean_look(row[:t], N, bound, ALPHA)
+                if state.decision in ("pass", "fail"):
+                    want = state.decision
+                    break
+            assert got == want, (bound, got, want)
+    assert {"pass", "fail", ""} <= seen  # every outcome occurs: the check is not vacuous
 
 
 @pytest.mark.parametrize(
