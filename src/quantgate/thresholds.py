@@ -91,6 +91,11 @@ def _per_benchmark_retention(key: str) -> bool:
     return split is not None and split[0] == RETENTION_PREFIX and split[1] != OVERALL
 
 
+def accepts_sequential(key: str) -> bool:
+    """Whether a bound on ``key`` may be in mode sequential: a per-benchmark D_ or a chunk mean."""
+    return _per_benchmark_retention(key) or key in SEQUENTIAL_CHUNK_METRICS
+
+
 def _entry(key: str, value: object, where: str) -> _Entry:
     if not isinstance(value, dict):
         return _Entry(_number(value, f"{where}.{key}"), "point")
@@ -106,9 +111,7 @@ def _entry(key: str, value: object, where: str) -> _Entry:
             f"{where}.{key}.mode: {mode!r} is not a gate mode"
             f"{did_you_mean(str(mode), GATE_MODES)}; valid: {', '.join(GATE_MODES)}"
         )
-    if mode == "sequential" and not (
-        _per_benchmark_retention(key) or key in SEQUENTIAL_CHUNK_METRICS
-    ):
+    if mode == "sequential" and not accepts_sequential(key):
         raise ConfigError(
             f"{where}.{key}.mode: sequential stops an evaluation early and judges "
             f"D_<benchmark> and {', '.join(SEQUENTIAL_CHUNK_METRICS)} only (not D_overall, "

@@ -11,15 +11,11 @@ import json
 import pytest
 import yaml
 
-from quantgate.constants import SEQUENTIAL_CHUNK_METRICS
+from quantgate.thresholds import accepts_sequential
 from support.helpers import GOLDEN_SMOKE
 
 TESTS = ("tests/test_retention.py", "tests/test_perplexity.py")
 ITEM_BATCH, CHUNK_BATCH = 10, 4  # 40 items: looks at 10, 20, 30; 13 chunks: at 8, 12
-
-
-def _sequential_capable(key: str) -> bool:
-    return (key.startswith("D_") and key != "D_overall") or key in SEQUENTIAL_CHUNK_METRICS
 
 
 def _to_sequential(path) -> list[str]:
@@ -28,7 +24,7 @@ def _to_sequential(path) -> list[str]:
     switched = []
     for table in (doc.get("defaults") or {}, *(doc.get("compressions") or {}).values()):
         for key, bound in table.items():
-            if _sequential_capable(key) and isinstance(bound, dict) and bound["mode"] == "ci":
+            if accepts_sequential(key) and isinstance(bound, dict) and bound["mode"] == "ci":
                 bound["mode"] = "sequential"
                 switched.append(key)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
