@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from quantgate.llama_placement import tool_command
 from quantgate.llama_tools import tool
 from quantgate.registry import load_registry
 from quantgate.session import GateSession
@@ -26,7 +27,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def llama_perplexity(args: list[str]) -> str:
-    proc = subprocess.run([str(tool("llama-perplexity")), *args], capture_output=True, text=True)
+    # with the gate's placement (quantgate.llama_placement): off AMX on an AMX machine
+    command = tool_command([str(tool("llama-perplexity")), *args])
+    proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"llama-perplexity failed: {proc.stderr.strip().splitlines()[-1:]}")
     return proc.stdout + proc.stderr
@@ -44,9 +47,15 @@ def main() -> int:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--variants", default="Q8_0,Q2_K")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument(
+        "--registry",
+        type=Path,
+        default=REPO / "fixtures" / "models.yaml",
+        help="the registry (a copy with smaller evaluation settings: the tests' tiny run)",
+    )
     opts = ap.parse_args()
 
-    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    registry = load_registry(opts.registry.resolve())
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), opts.threads)
     ppl_settings = registry.evaluation_for(opts.model).perplexity
     text = registry.resolve(ppl_settings.text)

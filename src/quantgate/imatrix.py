@@ -21,6 +21,7 @@ from pathlib import Path
 
 from quantgate import progress
 from quantgate.errors import ToolError
+from quantgate.llama_placement import tool_command
 from quantgate.llama_tools import tool
 
 
@@ -74,7 +75,8 @@ _LOG_ERROR = re.compile(r"^[\d.]+ E (.*)$")
 
 
 def _run(args: list[str], cwd: Path, what: str, name: str) -> None:
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    # on an AMX machine through llama_placement's launcher: the tools' AMX path crashes too
+    proc = subprocess.run(tool_command(args), cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [line.strip() for line in (proc.stderr + proc.stdout).splitlines()]
         errors = [m.group(1) for line in lines if (m := _LOG_ERROR.match(line))]

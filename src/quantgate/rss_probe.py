@@ -57,6 +57,7 @@ def main(argv: list[str]) -> int:
     cls = backend_class(spec["backend"])
     settings = settings_for(spec["backend"], spec["settings"])
     on_gpu = settings.on_gpu
+    cls.prepare_process(settings)  # llama.cpp: off AMX unless allowed, as the gate loads it
     used_before = device_memory_used() if on_gpu else None
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]

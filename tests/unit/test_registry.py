@@ -143,8 +143,8 @@ FP8 = ("models", "smollm2_hf", "compressions", "llmc-fp8-dynamic")
         (
             ("models", "smollm2", "backend_settings", "dtype"),
             "float16",
-            "models.smollm2.backend_settings: unknown key 'dtype'; valid keys: kv_cache_type, "
-            "n_batch, n_ctx, n_gpu_layers, n_threads, seed",
+            "models.smollm2.backend_settings: unknown key 'dtype'; valid keys: allow_amx, "
+            "kv_cache_type, n_batch, n_ctx, n_gpu_layers, n_threads, seed",
         ),
         # a load-time library transformers has no config for here
         (

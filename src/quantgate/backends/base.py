@@ -8,20 +8,38 @@ from typing import Any
 
 import numpy as np
 
+from quantgate import llama_placement
 from quantgate.artifacts import Artifact
 from quantgate.backend_settings import BackendSettings, flat_settings
 from quantgate.versions import backend_versions
 
+#: settings that do not enter cache keys as they are: the thread count (verdicts are shown to
+#: hold across thread counts: benchmarks/perturbations.py), and allow_amx, which enters as the
+#: placement it leads to on this machine (the same numbers where the CPU has no AMX)
+_NOT_KEYED = ("n_threads", "allow_amx")
+
 
 def result_settings(backend_name: str, settings: BackendSettings) -> dict[str, object]:
-    """What changes a backend's computed numbers, for cache keys: its settings but the thread
-    count (verdicts are shown to hold across thread counts: benchmarks/perturbations.py), and
-    the versions and build of the libraries that compute them (quantgate.versions)."""
+    """What changes a backend's computed numbers, for cache keys: its settings, the versions
+    and build of the libraries that compute them (quantgate.versions), and for llama.cpp where
+    its weights are placed when that is not its own default (llama_placement: AMX kernels,
+    or no repacking, compute other sums)."""
+    keyed = {k: v for k, v in flat_settings(settings).items() if k not in _NOT_KEYED}
+    placement = backend_placement(backend_name, settings)
     return {
         "backend": backend_name,
-        **{k: v for k, v in flat_settings(settings).items() if k != "n_threads"},
+        **keyed,
         "versions": backend_versions(backend_name),
+        **({"placement": placement} if placement != "default" else {}),
     }
+
+
+def backend_placement(backend_name: str, settings: BackendSettings) -> str:
+    """Where ``backend_name`` puts weights with ``settings`` on this machine: llama.cpp's
+    placement (quantgate.llama_placement), "default" for the others."""
+    if backend_name != "llama_cpp":
+        return "default"
+    return llama_placement.current(bool(getattr(settings, "allow_amx", False)))
 
 
 class Backend(ABC):
@@ -36,6 +54,10 @@ class Backend(ABC):
     #: whether at most one of this backend's models may be loaded in a process (vLLM: each
     #: engine reserves most of the GPU's memory up front)
     one_per_process: bool = False
+
+    #: whether the gate loads it in a child process of its own (quantgate.backends.child), so
+    #: that a native crash fails its pair instead of ending the pytest session
+    runs_in_child: bool = False
 
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         self.artifact = artifact
@@ -92,7 +114,20 @@ class Backend(ABC):
 
     def lm_eval_model(self) -> Any:
         """An lm-eval LM scoring with this backend (for the retention gate)."""
-        raise NotImplementedError(f"backend {self.name} does not serve lm-eval")
+        return type(self).lm_eval_model_of(self)
+
+    @classmethod
+    def lm_eval_model_of(cls, backend: Backend) -> Any:
+        """An lm-eval LM scoring through ``backend``'s interface alone: what a backend that
+        runs in a child process (``runs_in_child``) must provide, so lm-eval runs here and
+        only the scoring calls cross to the child."""
+        raise NotImplementedError(f"backend {cls.name} does not serve lm-eval")
+
+    @classmethod
+    def prepare_process(cls, settings: BackendSettings) -> str:
+        """Set this process up for the backend before its first load; return where its
+        weights go (llama.cpp: keeps them off AMX unless allowed). The default: nothing."""
+        return "default"
 
     @classmethod
     def run_as_deployed(cls, artifact: Artifact, settings: BackendSettings, prompt: str) -> None:

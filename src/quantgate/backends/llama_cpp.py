@@ -2,46 +2,87 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
+import llama_cpp
 import numpy as np
+from llama_cpp import Llama, _internals, _logger
 
+from quantgate import llama_placement
 from quantgate.artifacts import Artifact
-from quantgate.backend_settings import BackendSettings
+from quantgate.backend_settings import BackendSettings, LlamaCppSettings
 from quantgate.backends.base import Backend
 from quantgate.backends.sequence_tree import Round, plan_rounds, score_rows
 from quantgate.errors import ArtifactError, EvaluationError
 
+#: llama.cpp's load log line for each buffer the weights went to ("CPU_REPACK model buffer
+#: size = 7.59 MiB"): the placement it chose, as it reports it
+_BUFFER_LINE = re.compile(r"(\S+) model buffer size =\s*([\d.]+) MiB")
+_buffer_lines: list[str] | None = None
 
-def _load_llama(artifact: Artifact, settings: BackendSettings):  # -> llama_cpp.Llama
-    """A model and its own context, which keeps the last logits row only."""
-    import llama_cpp
-    from llama_cpp import Llama
 
+@llama_cpp.llama_log_callback
+def _log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama-cpp-python's own logger, which also hands the buffer lines of a load in progress
+    to ``_buffer_lines``."""
+    if _buffer_lines is not None and b"model buffer size" in text:
+        _buffer_lines.append(text.decode("utf-8", "replace"))
+    _logger.llama_log_callback(level, text, user_data)
+
+
+@contextmanager
+def _reported_buffers() -> Iterator[dict[str, float]]:
+    """Inside: a load; after: MiB of weights per buffer type, as llama.cpp's log said."""
+    global _buffer_lines
+    buffers: dict[str, float] = {}
+    _buffer_lines = []
+    llama_cpp.llama_log_set(_log, ctypes.c_void_p(0))
+    try:
+        yield buffers
+    finally:
+        for line in _buffer_lines:
+            if m := _BUFFER_LINE.search(line):
+                buffers[m.group(1)] = buffers.get(m.group(1), 0.0) + float(m.group(2))
+        _buffer_lines = None
+
+
+def _load_llama(
+    artifact: Artifact, settings: LlamaCppSettings, buffers: dict[str, float] | None = None
+) -> Llama:
+    """A model and its own context, which keeps the last logits row only; ``buffers`` gets
+    the MiB of weights llama.cpp put in each buffer type."""
+    placement = llama_placement.apply(settings.allow_amx)
     kv_type = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[
         settings.kv_cache_type
     ]
     threads = settings.n_threads or os.cpu_count() or 1
     try:
-        return Llama(
-            model_path=str(artifact.path),
-            n_ctx=settings.n_ctx,
-            n_batch=settings.n_batch,
-            n_ubatch=settings.n_batch,
-            n_threads=threads,
-            n_threads_batch=threads,
-            seed=settings.seed,
-            type_k=kv_type,
-            type_v=kv_type,
-            n_gpu_layers=settings.n_gpu_layers,
-            verbose=False,
-        )
+        with llama_placement.model_params(placement), _reported_buffers() as reported:
+            llm = Llama(
+                model_path=str(artifact.path),
+                n_ctx=settings.n_ctx,
+                n_batch=settings.n_batch,
+                n_ubatch=settings.n_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                seed=settings.seed,
+                type_k=kv_type,
+                type_v=kv_type,
+                n_gpu_layers=settings.n_gpu_layers,
+                verbose=False,
+            )
     except ValueError as exc:  # llama-cpp-python: "Failed to load model from file: ..."
         raise ArtifactError(
             f"{artifact.label}: llama.cpp could not load {artifact.path}: {exc}"
         ) from None
+    if buffers is not None:
+        buffers.update(reported)
+    return llm
 
 
 class _TreeContext:
@@ -52,8 +93,6 @@ class _TreeContext:
     """
 
     def __init__(self, llm, n_seq_max: int) -> None:  # llm: llama_cpp.Llama
-        import llama_cpp
-        from llama_cpp import _internals
 
         params = type(llm.context_params).from_buffer_copy(llm.context_params)
         params.n_seq_max = n_seq_max
@@ -143,10 +182,14 @@ class _TreeContext:
         self.retained = rd.retained
         return sums, greedy, finite
 
-    def logits(self, tokens: Sequence[int], start: int) -> np.ndarray:
-        """Rows ``start..`` of one sequence from an empty cache, float32, copied."""
+    def logits(
+        self, tokens: Sequence[int], start: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Rows ``start..`` of one sequence from an empty cache, float32, copied (into
+        ``out`` when given)."""
         self.clear()
-        out = np.empty((len(tokens) - start, self.n_vocab), dtype=np.float32)
+        if out is None:
+            out = np.empty((len(tokens) - start, self.n_vocab), dtype=np.float32)
         tokens = list(tokens)
         done = 0
         for lo in range(0, len(tokens), self.n_batch):
@@ -176,14 +219,18 @@ class LlamaCppBackend(Backend):
     """
 
     name = "llama_cpp"
+    #: llama.cpp runs in process through ctypes: a segfault in it would end the pytest session
+    runs_in_child = True
     #: sequences per scoring round: an item's endings times the items one decode holds
     n_seq_max = 64
+    settings: LlamaCppSettings
 
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
+        assert isinstance(settings, LlamaCppSettings)
         super().__init__(artifact, settings)
-        self._llama = _load_llama(artifact, settings)
-        import llama_cpp
-
+        #: MiB of weights in each of llama.cpp's buffer types (CPU_Mapped, CPU_REPACK, AMX...)
+        self.weight_buffers: dict[str, float] = {}
+        self._llama = _load_llama(artifact, settings, self.weight_buffers)
         # llama.cpp reserves an output row per sequence within the batch (n_outputs_max)
         sequences = min(self.n_seq_max, settings.n_batch, llama_cpp.llama_max_parallel_sequences())
         self._tree = _TreeContext(self._llama, sequences)
@@ -191,11 +238,22 @@ class LlamaCppBackend(Backend):
         self.tokens_evaluated = 0
 
     @classmethod
+    def prepare_process(cls, settings: BackendSettings) -> str:
+        assert isinstance(settings, LlamaCppSettings)
+        return llama_placement.apply(settings.allow_amx)
+
+    @classmethod
     def run_as_deployed(cls, artifact: Artifact, settings: BackendSettings, prompt: str) -> None:
         # one context that keeps the last logits row only, as a deployment would (the gate's
         # backend adds a scoring context)
+        assert isinstance(settings, LlamaCppSettings)
         llm = _load_llama(artifact, settings)
         llm.eval(llm.tokenize(prompt.encode())[:32])
+
+    @property
+    def placement(self) -> str:
+        """Where this process's llama.cpp put the weights (quantgate.llama_placement)."""
+        return llama_placement.applied() or llama_placement.DEFAULT
 
     @property
     def n_vocab(self) -> int:
@@ -203,8 +261,6 @@ class LlamaCppBackend(Backend):
 
     @property
     def bos_token_id(self) -> int | None:
-        import llama_cpp
-
         vocab = llama_cpp.llama_model_get_vocab(self._llama.model)
         return int(self._llama.token_bos()) if llama_cpp.llama_vocab_get_add_bos(vocab) else None
 
@@ -243,9 +299,13 @@ class LlamaCppBackend(Backend):
             self._eval_threads = threads
         return tree
 
-    def logits(self, tokens: Sequence[int], start: int = 0) -> np.ndarray:
+    def logits(
+        self, tokens: Sequence[int], start: int = 0, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """``out``: a float32 [len(tokens) - start, n_vocab] array to write the rows into (a
+        child process writes them into the parent's shared memory: quantgate.backends.child)."""
         self._check_fits(len(tokens))
-        return self._scoring_context().logits(tokens, start)
+        return self._scoring_context().logits(tokens, start, out)
 
     def score_requests(
         self, requests: Sequence[tuple[Sequence[int], Sequence[int]]]
@@ -285,8 +345,6 @@ class LlamaCppBackend(Backend):
         stop_text: Sequence[str] = (),
     ) -> list[int]:
         self._check_fits(len(prompt) + max_new_tokens)
-        import llama_cpp
-
         llm = self._llama
         threads = self.settings.n_threads or os.cpu_count() or 1
         llama_cpp.llama_set_n_threads(llm._ctx.ctx, threads, threads)
@@ -309,16 +367,12 @@ class LlamaCppBackend(Backend):
         return out
 
     def _last_logits(self, llm) -> np.ndarray:
-        import llama_cpp
-
         ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
     def _timed_context(self):  # -> llama_cpp.Llama
         """The serving context at the timing thread count (llama_set_n_threads, per call:
         generate may have set it back)."""
-        import llama_cpp
-
         llm = self._llama
         n = self.timing_threads or self.settings.n_threads or os.cpu_count() or 1
         llama_cpp.llama_set_n_threads(llm._ctx.ctx, n, n)
@@ -337,10 +391,11 @@ class LlamaCppBackend(Backend):
         for token in tokens:
             llm.eval([token])
 
-    def lm_eval_model(self) -> Any:
+    @classmethod
+    def lm_eval_model_of(cls, backend: Backend) -> Any:
         from quantgate.lm_eval_model import LlamaCppLM
 
-        return LlamaCppLM(backend=self)
+        return LlamaCppLM(backend=backend)  # type: ignore[arg-type]
 
     def close(self) -> None:
         tree = self.__dict__.pop("_tree", None)

@@ -66,6 +66,7 @@ class LlamaQuantize(Compression):
     ) -> tuple[Path, dict[str, Any]]:
         """llama-imatrix of ``src`` (the variant's input) over the entry's calibration text,
         cached by the input, the text and the settings."""
+        from quantgate import llama_placement
         from quantgate.cache import build_once, cache_key, cache_root
         from quantgate.imatrix import compute_imatrix
         from quantgate.quantize import llama_cpp_version
@@ -79,12 +80,15 @@ class LlamaQuantize(Compression):
         else:  # a source: fetched (and checked) like a model file
             calibration = fetch(settings.calibration, store.registry, f"{where}.calibration")
         text_sha = hashlib.sha256(calibration.read_bytes()).hexdigest()
+        # the tool's sums follow where its weights go (no key where that is llama.cpp's own)
+        placement = llama_placement.current(allow_amx=False)
         key = cache_key(
             input=src.sha256,
             calibration=text_sha,
             chunks=settings.chunks,
             n_ctx=settings.n_ctx,
             llama_cpp=llama_cpp_version(),
+            **({"placement": placement} if placement != "default" else {}),
         )
         target = cache_root() / "imatrix" / key / f"{src.label}.imatrix.gguf"
         build_once(
