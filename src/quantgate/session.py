@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -70,6 +69,7 @@ class GateSession:
         thresholds: the validated thresholds/ directory.
         n_threads: overrides every entry's backend_settings.n_threads when given.
         max_loaded: models kept loaded at once (baseline + the variant under test).
+        in_child: load the backends that can in child processes (quantgate.backends.child).
     """
 
     def __init__(
@@ -83,6 +83,7 @@ class GateSession:
         baseline_mode: str = "live",
         underpowered: str = "warn",
         tasks: TaskIndex | None = None,
+        in_child: bool = True,
     ) -> None:
         self.registry = registry
         self.thresholds = thresholds
@@ -97,7 +98,7 @@ class GateSession:
         self._tasks = tasks
         self._comparisons: dict[tuple[str, str], Comparison] = {}
         self.artifacts = ArtifactStore(registry)
-        self.pool = BackendPool(max_loaded)
+        self.pool = BackendPool(max_loaded, in_child)
         self._evaluators: dict[str, QualityEvaluator] = {}
         self._baseline_memory: dict[str, dict[str, float | None]] = {}
         #: a one-model-per-process backend's baseline tokens/s, per (model, pp|tg)
@@ -507,16 +508,13 @@ def _variant_rate(
     return workload.tokens_per_second(settings.rounds, benchmark.stats.stats.mean)
 
 
-class PowerWarning(UserWarning):
-    """The sample is too small for the threshold: the gate cannot see a breach of that size."""
-
-
 def _power_check(pair: Pair, o: Outcome, record_property: RecordProperty, action: str) -> None:
     """From the measured interval (the paired variance this sample shows):
 
     * a loss bound whose gate cannot see a loss of twice the bound (its minimum detectable
-      loss, at 80 % power, lies beyond 2x the threshold) is underpowered: a PowerWarning, or
-      with ``--underpowered=error`` an error;
+      loss, at 80 % power, lies beyond 2x the threshold) is underpowered: recorded (a JUnit
+      property; the summary row says so and the terminal summary lists every such gate in
+      one block: quantgate.report.collector), or with ``--underpowered=error`` an error;
     * mode strict fails when the upper bound exceeds the threshold, so with a half-width at or
       above the threshold even an identical model fails: an error, never a verdict."""
     if o.threshold is None or o.interval is None:
@@ -539,7 +537,6 @@ def _power_check(pair: Pair, o: Outcome, record_property: RecordProperty, action
     record_property(f"{o.metric}.power_warning", message)
     if action == "error":
         raise EvaluationError(message + " (--underpowered=error)")
-    warnings.warn(PowerWarning(message), stacklevel=3)
 
 
 class _Lazy:

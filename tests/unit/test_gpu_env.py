@@ -83,6 +83,7 @@ def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
 
     class OneEngine:
         one_per_process = True
+        runs_in_child = False
 
         def __init__(self, artifact, settings):
             self.label, self.settings = artifact.label, settings
