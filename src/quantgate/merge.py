@@ -66,6 +66,8 @@ def merge(
     ]
     rows: list[dict[str, Any]] = []
     wall: dict[str, float] = {}
+    #: each shard's machine (a night across machines is several)
+    machines: dict[str, dict[str, Any]] = {}
     benchmarks: dict[str, Any] | None = None
     from junitparser import JUnitXml
 
@@ -75,6 +77,8 @@ def merge(
         summary = _read_json(summary_path, "summary") if summary_path.is_file() else {}
         shard_rows = summary.get("rows", [])
         rows += shard_rows
+        for record in summary.get("machines", {}).values():
+            machines[f"shard {k}/{n}"] = record
         wall.update(summary.get("wall_seconds", {}))
         outcomes: dict[str, str] = {}
         if (folder / "junit.xml").is_file():
@@ -105,7 +109,7 @@ def merge(
                 benchmarks = {**doc, "benchmarks": []}
             benchmarks["benchmarks"] += doc.get("benchmarks", [])
     out.mkdir(parents=True, exist_ok=True)
-    doc = write_summary(out / "summary.json", rows, wall)
+    doc = write_summary(out / "summary.json", rows, wall, machines)
     junit.write(str(out / "junit.xml"))
     if benchmarks is not None:
         write_text_atomic(out / "benchmark.json", json.dumps(benchmarks, indent=2) + "\n")
@@ -114,7 +118,9 @@ def merge(
         from quantgate.report.render import write_reports
 
         weights = load_registry(registry).data.report.q_score if registry else QScoreWeights()
-        write_reports(out, doc["rows"], weights, doc["created"], previous, doc["wall_seconds"])
+        write_reports(
+            out, doc["rows"], weights, doc["created"], previous, doc["wall_seconds"], machines
+        )
     return problems
 
 

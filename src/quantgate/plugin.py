@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _pytest import junitxml
 
-from quantgate import progress
+from quantgate import llama_placement, progress
 from quantgate.cache import write_text_atomic
 from quantgate.errors import QuantgateError
+from quantgate.machine import describe, machine_record
 from quantgate.quiet import MachineLock
 from quantgate.registry import Pair, Registry
 from quantgate.report.collector import SummaryCollector
@@ -36,6 +38,8 @@ _CONFIGURATION = pytest.StashKey[Configuration]()
 _TIMINGS = pytest.StashKey[dict[str, float]]()
 _REGISTRY = pytest.StashKey[Registry]()
 _THRESHOLDS = pytest.StashKey[Thresholds]()
+#: where this run's verdicts are made (quantgate.machine), on the controller
+_MACHINE = pytest.StashKey[dict]()
 
 
 def _names(value: str) -> list[str]:
@@ -161,6 +165,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="threads for every backend, overriding the registry. "
         "Default: the registry's, else all cores",
     )
+    group.addoption(
+        "--in-process",
+        action="store_true",
+        default=False,
+        help="load llama.cpp models in the pytest process (for a debugger) instead of one "
+        "child process each; a native crash then ends the whole session. Default: children",
+    )
 
 
 def _rooted(config: pytest.Config, value: str) -> Path:
@@ -252,8 +263,10 @@ def pytest_configure(config: pytest.Config) -> None:
             previous = load_previous(_rooted(config, compare)) if compare else None
         except QuantgateError as exc:
             raise pytest.UsageError(str(exc)) from None
+        machine = machine_record(config.getoption("threads"), llama_placement.machine_facts())
+        config.stash[_MACHINE] = machine
         config.pluginmanager.register(
-            SummaryCollector(reports, registry.data.report.q_score, previous),
+            SummaryCollector(reports, registry.data.report.q_score, previous, machine),
             "quantgate-summary",
         )
     for mark, description in registry.marks.items():
@@ -580,6 +593,7 @@ def quantgate(pytestconfig: pytest.Config) -> Iterator[GateSession]:
         baseline_mode=pytestconfig.getoption("baseline"),
         underpowered=pytestconfig.getoption("underpowered"),
         tasks=pytestconfig.stash[_CONFIGURATION].tasks,
+        in_child=not pytestconfig.getoption("in_process"),
     )
     yield session
     session.close()
@@ -592,7 +606,22 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     cache = os.environ.get("QUANTGATE_CACHE", "~/.cache/quantgate")
     store = os.environ.get("QUANTGATE_STORE")
     behind = f", store {store}" if store else ""
-    return [
+    lines = [
         f"quantgate: registry {registry.path} ({len(registry.models)} models), cache {cache}"
         + behind
     ]
+    if (machine := config.stash.get(_MACHINE, None)) is not None:
+        lines.append(f"quantgate: machine: {describe(machine)}")
+    return lines
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The machine in JUnit, as testsuite properties (each shard's junit.xml keeps its own,
+    and the merge keeps every shard's testsuite)."""
+    machine = session.config.stash.get(_MACHINE, None)
+    xml = session.config.stash.get(junitxml.xml_key, None)
+    if machine is None or xml is None:
+        return
+    for key, value in machine.items():
+        text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        xml.add_global_property(f"quantgate_machine.{key}", text)

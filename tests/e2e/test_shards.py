@@ -31,6 +31,19 @@ def test_merged_shards_give_the_unsharded_verdict_and_a_missing_one_is_named(gat
     assert verdict_rows(tmp_path / "merged") == verdict_rows(whole.reports)
     assert (tmp_path / "merged" / "summary.md").is_file()
     assert (tmp_path / "merged" / "junit.xml").read_text().count("<testcase") == 6
+    # each shard's machine is kept: in summary.json, in each testsuite's JUnit properties, and
+    # one "Made on" line per shard at the top of summary.md
+    machines = json.loads((tmp_path / "merged" / "summary.json").read_text())["machines"]
+    assert sorted(machines) == ["shard 1/2", "shard 2/2"]
+    assert all(m["cpu"] and m["cores"] and "llama_cpp_system_info" in m for m in machines.values())
+    junit = (tmp_path / "merged" / "junit.xml").read_text()
+    assert junit.count('name="quantgate_machine.cpu"') == 2
+    made_on = [
+        line
+        for line in (tmp_path / "merged" / "summary.md").read_text().splitlines()
+        if line.startswith("Made on (shard ")
+    ]
+    assert len(made_on) == 2 and "llama.cpp weights: " in made_on[0]
     # one shard lost: the merge fails and names what never ran
     held = json.loads((folders[1] / "shard.json").read_text())["parts"][1]
     partial = _merge(tmp_path / "partial", folders[0])

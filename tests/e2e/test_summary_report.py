@@ -112,6 +112,31 @@ def test_summary_tables_hold_every_variant_with_intervals(smoke):
 
 
 @pytest.mark.real_model
+def test_the_first_screen_names_the_machine_and_lists_underpowered_gates_once(smoke):
+    out = smoke.output
+    # the machine, in the header and at the top of every report
+    header = next(x for x in out.splitlines() if x.startswith("quantgate: machine: "))
+    assert " cores; threads: " in header and "; flags: " in header
+    doc = json.loads((smoke.reports / "summary.json").read_text())
+    machine = doc["machines"][""]
+    assert machine["llama_cpp_system_info"].startswith("CPU : ")
+    assert (smoke.reports / "summary.md").read_text().splitlines()[2].startswith("Made on: ")
+    assert "class='note machine'" in (smoke.reports / "summary.html").read_text()
+    assert (
+        'name="quantgate_machine.llama_cpp_placement"' in (smoke.reports / "junit.xml").read_text()
+    )
+    # every underpowered gate in one block after the short summary, not one warning each
+    assert "PowerWarning" not in out
+    underpowered = sum(bool(r["underpowered"]) for r in doc["rows"])
+    assert underpowered > 0  # 40 near-chance items: the accuracy gates cannot see 2x a bound
+    block = out.split(f" {underpowered} underpowered gates ", 1)[1]
+    lines = [x for x in block.splitlines() if x.startswith("UNDERPOWERED smollm2-")]
+    assert len(lines) == underpowered
+    assert "(80 % power) is " in lines[0] and ", mode ci)" in lines[0]
+    assert "--underpowered=error makes them errors" in block
+
+
+@pytest.mark.real_model
 def test_compare_with_the_same_run_reports_no_change(smoke, tmp_path):
     previous = smoke.reports / "summary.json"
     run = run_gate(

@@ -14,6 +14,7 @@ from typing import Any
 
 from quantgate.constants import OVERALL, RETENTION_PREFIX
 from quantgate.errors import ConfigError
+from quantgate.machine import describe
 from quantgate.registry import QScoreWeights
 from quantgate.report.plots import PLOTS
 from quantgate.report.tables import (
@@ -229,9 +230,14 @@ def _is_lower_bound(g: GateLine) -> bool:
 
 
 def render_markdown(
-    tables: dict[str, list[PairSummary]], weights: QScoreWeights, changes: list[Change] | None
+    tables: dict[str, list[PairSummary]],
+    weights: QScoreWeights,
+    changes: list[Change] | None,
+    made_on: list[str] | None = None,
 ) -> str:
     out = ["# quantgate summary", ""]
+    if made_on:
+        out += [*made_on, ""]
     for model, summaries in tables.items():
         benches = _columns(summaries)
         out += [f"## {model}", ""]
@@ -482,11 +488,13 @@ def render_html(
     weights: QScoreWeights,
     changes: list[Change] | None,
     created: str,
+    made_on: list[str] | None = None,
 ) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>quantgate summary</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>quantgate summary</h1><p class='note'>created {html.escape(created)}</p>",
+        *(f"<p class='note machine'>{html.escape(line)}</p>" for line in made_on or []),
     ]
     for model, summaries in tables.items():
         parts.append(f"<h2 id='{html.escape(model)}'>{html.escape(model)}</h2>")
@@ -530,13 +538,30 @@ def write_reports(
     created: str,
     previous: list[dict[str, Any]] | None = None,
     wall_seconds: dict[str, float] | None = None,
+    machines: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """summary.html and summary.md next to summary.json (``wall_seconds``: its evaluation
-    time per pair)."""
+    time per pair; ``machines``: where its verdicts were made, by run or shard)."""
     tables = build_tables(rows, weights, wall_seconds)
     changes = compare_rows(previous, rows) if previous is not None else None
-    (folder / "summary.md").write_text(render_markdown(tables, weights, changes), "utf-8")
-    (folder / "summary.html").write_text(render_html(tables, weights, changes, created), "utf-8")
+    made_on = machine_lines(machines or {})
+    (folder / "summary.md").write_text(render_markdown(tables, weights, changes, made_on), "utf-8")
+    (folder / "summary.html").write_text(
+        render_html(tables, weights, changes, created, made_on), "utf-8"
+    )
+
+
+def machine_lines(machines: dict[str, dict[str, Any]]) -> list[str]:
+    """ "Made on ..." per run (one) or per shard (a merged night), for the top of the page."""
+    return [
+        f"Made on{' (' + run + ')' if run else ''}: {describe(record)}"
+        + (
+            f"; llama.cpp: {record['llama_cpp_system_info']}"
+            if record.get("llama_cpp_system_info")
+            else ""
+        )
+        for run, record in machines.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -560,7 +585,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{summary}: cannot render reports: {exc}")
         return 2
     write_reports(
-        args.folder, doc["rows"], weights, doc["created"], previous, doc.get("wall_seconds")
+        args.folder,
+        doc["rows"],
+        weights,
+        doc["created"],
+        previous,
+        doc.get("wall_seconds"),
+        doc.get("machines"),
     )
     print(f"{args.folder}: summary.md and summary.html from {len(doc['rows'])} rows")
     return 0

@@ -74,13 +74,19 @@ def _benchmark_of(metric_name: str) -> str | None:
 
 
 def write_summary(
-    path: Path, rows: list[dict[str, Any]], wall_seconds: dict[str, float] | None = None
+    path: Path,
+    rows: list[dict[str, Any]],
+    wall_seconds: dict[str, float] | None = None,
+    machines: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """summary.json. ``machines``: where the verdicts were made (quantgate.machine), by run:
+    "" for one run, "shard K/N" for each shard of a merged night."""
     rows = sorted(rows, key=lambda r: (r["model"], r["compression"], r["gate"], r["metric"]))
     doc = {
         "schema_version": SCHEMA_VERSION,
         "quantgate": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machines": machines or {},
         "rows": rows,
         "wall_seconds": _per_pair(rows, wall_seconds or {}),
     }
