@@ -1,5 +1,5 @@
-"""llm-compressor through child processes: the gate's env is refused as a quantizer env, and a
-failed oneshot names its log and leaves no artifact."""
+"""llm-compressor through child processes: the quantizer env has its pins, the gate's env is
+refused as a quantizer env, and a failed oneshot names its log and leaves no artifact."""
 
 from __future__ import annotations
 
@@ -11,6 +11,23 @@ import pytest
 from quantgate import llm_compressor
 from quantgate.errors import ArtifactError, ConfigError
 from support.helpers import REPO
+
+
+def test_the_quantizer_env_has_its_pinned_versions():
+    # runs the quantizer env's python: this tier's, which make test builds it for
+    python = llm_compressor.quantizer_python(REPO / "fixtures", "test")
+    versions = llm_compressor.quantizer_versions(python)
+    pins = dict(
+        line.split("==")
+        for line in (REPO / "requirements" / "quantize.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert versions["llmcompressor"] == pins["llmcompressor"]
+    assert versions["compressed-tensors"] == pins["compressed-tensors"]
+    # the gate reads what the quantizer writes with the same compressed-tensors
+    from importlib.metadata import version
+
+    assert version("compressed-tensors") == pins["compressed-tensors"]
 
 
 def test_the_gate_env_is_not_a_quantizer_env():

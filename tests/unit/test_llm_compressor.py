@@ -1,4 +1,4 @@
-"""llm-compressor as a compression method: the quantizer environment's pins and errors, and the
+"""llm-compressor as a compression method: the quantizer environment's errors, and the
 modifiers the registry and the job know. (The real SmolLM2 runs are in
 tests/e2e/test_transformers_backend.py.)"""
 
@@ -8,7 +8,6 @@ import pytest
 
 from quantgate import llm_compressor
 from quantgate.errors import ConfigError
-from support.helpers import REPO
 
 
 def test_missing_quantizer_env_says_how_to_make_it(tmp_path, monkeypatch):
@@ -24,22 +23,6 @@ def test_env_var_naming_no_file_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv(llm_compressor.ENV_VAR, str(tmp_path / "nope" / "python"))
     with pytest.raises(ConfigError, match=r"QUANTGATE_QUANTIZER_PYTHON=.*nope/python is not"):
         llm_compressor.quantizer_python(tmp_path, "where")
-
-
-def test_the_quantizer_env_has_its_pinned_versions():
-    python = llm_compressor.quantizer_python(REPO / "fixtures", "test")
-    versions = llm_compressor.quantizer_versions(python)
-    pins = dict(
-        line.split("==")
-        for line in (REPO / "requirements" / "quantize.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    )
-    assert versions["llmcompressor"] == pins["llmcompressor"]
-    assert versions["compressed-tensors"] == pins["compressed-tensors"]
-    # the gate reads what the quantizer writes with the same compressed-tensors
-    from importlib.metadata import version
-
-    assert version("compressed-tensors") == pins["compressed-tensors"]
 
 
 def test_the_registry_and_the_job_know_the_same_modifiers():
