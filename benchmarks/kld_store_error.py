@@ -46,9 +46,15 @@ def main() -> int:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--variants", default="Q8_0,Q4_K_M,Q2_K")
     ap.add_argument("--sizes", default="64:0,256:0,32:32,64:64,128:128,64:192")
+    ap.add_argument(
+        "--registry",
+        type=Path,
+        default=REPO / "fixtures" / "models.yaml",
+        help="the registry (a copy with smaller evaluation settings: the tests' tiny run)",
+    )
     opts = ap.parse_args()
 
-    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    registry = load_registry(opts.registry.resolve())
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), os.cpu_count())
     settings = session.settings(opts.model)
     ppl = registry.evaluation_for(opts.model).perplexity

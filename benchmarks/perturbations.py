@@ -9,6 +9,7 @@ no verdict change for the passing variants, every canary caught in every run.
 
     .venv/bin/python benchmarks/perturbations.py              # the full factorial: 8 runs
     .venv/bin/python benchmarks/perturbations.py --quick      # shipped + 5 one-factor runs
+    .venv/bin/python benchmarks/perturbations.py --quick --first 2 -k Q8_0   # a dry run
 
 Throughput and footprint tests are left out (their numbers are timings and sizes, not
 arithmetic); about 3 min per run on 2 cores.
@@ -60,7 +61,7 @@ def _registry(folder: Path, setting: dict[str, object]) -> Path:
     return path
 
 
-def run(setting: dict[str, object]) -> tuple[dict[str, str], float]:
+def run(setting: dict[str, object], select: str | None = None) -> tuple[dict[str, str], float]:
     with tempfile.TemporaryDirectory(prefix="qg-perturb-") as tmp:
         folder = Path(tmp)
         registry, reports = _registry(folder, setting), folder / "reports"
@@ -69,7 +70,7 @@ def run(setting: dict[str, object]) -> tuple[dict[str, str], float]:
             "tests/test_perplexity.py", "tests/test_retention.py",
             f"--registry={registry}", f"--reports-dir={reports}",
             f"--threads={setting['n_threads']}",
-        ]  # fmt: skip
+        ] + (["-k", select] if select else [])  # fmt: skip
         cache = results_free_cache(folder)
         env = {**os.environ, "QUANTGATE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
         start = time.perf_counter()
@@ -100,11 +101,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one-factor perturbations only")
     ap.add_argument("--json", type=Path, help="also write the table as JSON here")
+    ap.add_argument("--first", type=int, help="only the first N settings (the shipped first)")
+    ap.add_argument("-k", dest="select", help="only the tests pytest -k selects")
     opts = ap.parse_args()
-    settings = perturbations(opts.quick)
+    settings = perturbations(opts.quick)[: opts.first]
     results = []
     for setting in settings:
-        outcomes, seconds = run(setting)
+        outcomes, seconds = run(setting, opts.select)
         results.append((setting, outcomes))
         print(f"{_label(setting)}: {len(outcomes)} tests in {seconds:.0f} s", file=sys.stderr)
     reference = results[0][1]

@@ -85,9 +85,15 @@ def main() -> int:
     ap.add_argument("--variant", default="Q8_0")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=3, help="alternated runs; medians shown")
+    ap.add_argument(
+        "--registry",
+        type=Path,
+        default=REPO / "fixtures" / "models.yaml",
+        help="the registry (a copy with smaller evaluation settings: the tests' tiny run)",
+    )
     opts = ap.parse_args()
 
-    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    registry = load_registry(opts.registry.resolve())
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), opts.threads)
     settings = session.settings(opts.model).model_copy(update={"n_threads": opts.threads})
     base = session.artifacts.baseline(opts.model)
@@ -117,7 +123,7 @@ def main() -> int:
         theirs, seconds = timed(lambda: reference.score_requests(requests))
         ref_runs.append(seconds)
         ref_tokens = reference.tokens_evaluated - before
-        pp_runs.append(llama_bench(base.path, settings.n_batch, 0, opts.threads, 1, "1")["pp"])
+        pp_runs.append(llama_bench(base.path, settings.n_batch, [0], opts.threads, 1, "1")["pp"])
     backend.close()
     reference.close()
     worst = max(abs(a - b) for (a, _), (b, _) in zip(ours, theirs, strict=True))

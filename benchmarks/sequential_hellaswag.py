@@ -56,9 +56,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--limit", type=int, default=None, help="the first N items only (a dry run)")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "sequential_hellaswag.json")
+    ap.add_argument(
+        "--registry",
+        type=Path,
+        default=REPO / "fixtures" / "models.yaml",
+        help="the registry (a copy with smaller evaluation settings: the tests' tiny run)",
+    )
     opts = ap.parse_args()
 
-    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    registry = load_registry(opts.registry.resolve())
     thresholds = Thresholds(REPO / "thresholds", registry)
     session = GateSession(registry, thresholds, opts.threads, root=REPO)
     tasks = session.task_index()

@@ -7,11 +7,12 @@ for contrast. Then the items a clear case needs before it stops. Last, the asymp
 sequence mode sequential uses over chunks (PPL increase, mean KLD), at a WikiText-2-sized
 text's sizes, on four shapes of per-chunk values.
 
-    .venv/bin/python benchmarks/sequential_null.py
+    .venv/bin/python benchmarks/sequential_null.py [--runs 1000] [--orders 200]
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 
@@ -68,14 +69,19 @@ CASES = {
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1000, help="random orders at the threshold")
+    ap.add_argument("--orders", type=int, default=200, help="random orders per clear case")
+    opts = ap.parse_args()
+    runs, n_orders = opts.runs, opts.orders
     print(f"## {N:,} items, threshold D <= {THRESHOLD} %, alpha {ALPHA}\n")
     print("| batch | runs | betting: false fails | naive peeking: false fails | bound |")
     print("|---|---|---|---|---|")
     for batch in (100, 500):
-        betting, naive = false_fail_rates(1000, batch)
-        print(f"| {batch} | 1000 | {betting:.3f} | {naive:.3f} | {ALPHA / 2} |")
+        betting, naive = false_fail_rates(runs, batch)
+        print(f"| {batch} | {runs} | {betting:.3f} | {naive:.3f} | {ALPHA / 2} |")
     print(
-        "\n| case | full-set D | verdict | items used: median of 200 orders | 90th pct "
+        f"\n| case | full-set D | verdict | items used: median of {n_orders} orders | 90th pct "
         "| verdict as full |"
     )
     print("|---|---|---|---|---|---|")
@@ -84,7 +90,7 @@ def main() -> int:
         b, c = population(*split)
         full = (1 - c.sum() / b.sum()) * 100
         used, agree, decisions = [], 0, set()
-        for _ in range(200):
+        for _ in range(n_orders):
             order = rng.permutation(N)
             v = sequential_retention(b[order], c[order], THRESHOLD, grid=GRID)
             used.append(v.n_used / N)
@@ -94,9 +100,9 @@ def main() -> int:
             )
         print(
             f"| {name} | {full:.2f} | {'/'.join(sorted(decisions))} | {np.median(used):.1%} | "
-            f"{np.quantile(used, 0.9):.1%} | {agree}/200 |"
+            f"{np.quantile(used, 0.9):.1%} | {agree}/{n_orders} |"
         )
-    chunk_table()
+    chunk_table(runs)
     return 0
 
 
@@ -118,17 +124,17 @@ def chunk_decisions(pop: np.ndarray, rng: np.random.Generator, naive: bool, runs
     return first_mean_decisions(orders, pop.mean(), CHUNK_BATCH, ALPHA, naive_z=z)
 
 
-def chunk_table() -> None:
+def chunk_table(runs: int = 1000) -> None:
     print(
         f"\n## over chunks: {CHUNKS} chunks, looks every {CHUNK_BATCH}, the mean at the bound, "
-        "1,000 orders (any decision excludes the truth)\n"
+        f"{runs:,} orders (any decision excludes the truth)\n"
     )
     print("| per-chunk values | sequence: pass, fail | naive peeking: pass, fail |")
     print("|---|---|---|")
     for name, draw in CHUNK_SHAPES.items():
         rng = np.random.default_rng(7)
         pop = draw(rng)
-        seq, naive = (chunk_decisions(pop, rng, n) for n in (False, True))
+        seq, naive = (chunk_decisions(pop, rng, n, runs) for n in (False, True))
         print(
             f"| {name} | {np.mean(seq == 'pass'):.3f}, {np.mean(seq == 'fail'):.3f} | "
             f"{np.mean(naive == 'pass'):.3f}, {np.mean(naive == 'fail'):.3f} |"

@@ -63,9 +63,15 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--max-chunks", type=int, default=0, help="the first N chunks (a dry run)")
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "sequential_wikitext.json")
+    ap.add_argument(
+        "--registry",
+        type=Path,
+        default=REPO / "fixtures" / "models.yaml",
+        help="the registry (a copy with smaller evaluation settings: the tests' tiny run)",
+    )
     opts = ap.parse_args()
 
-    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    registry = load_registry(opts.registry.resolve())
     thresholds = Thresholds(REPO / "thresholds", registry)
     session = GateSession(registry, thresholds, opts.threads, root=REPO)
     settings = registry.evaluation_for(MODEL).perplexity.model_copy(

@@ -3,11 +3,12 @@ cache (the built files are shared: quantizing is not what is compared) and warm,
 verdicts of each run. Under xdist each worker evaluates on its share of the cores and the
 timed gates run alone (quantgate.quiet), so the verdicts must be the serial run's.
 
-    .venv/bin/python benchmarks/xdist_speedup.py
+    .venv/bin/python benchmarks/xdist_speedup.py [-k EXPR]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -21,9 +22,12 @@ from quantgate.report.rows import junit_outcomes
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(cache: Path, reports: Path, workers: int) -> tuple[float, dict[str, str], int]:
+def _run(
+    cache: Path, reports: Path, workers: int, select: str | None
+) -> tuple[float, dict[str, str], int]:
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "smoke",
-           f"--reports-dir={reports}"] + (["-n", str(workers)] if workers > 1 else [])  # fmt: skip
+           f"--reports-dir={reports}"] + (["-n", str(workers)] if workers > 1 else []) + (
+           ["-k", select] if select else [])  # fmt: skip
     env = {**os.environ, "QUANTGATE_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
@@ -32,13 +36,16 @@ def _run(cache: Path, reports: Path, workers: int) -> tuple[float, dict[str, str
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-k", dest="select", help="only the smoke tests pytest -k selects")
+    opts = ap.parse_args()
     rows, results = [], {}
     with tempfile.TemporaryDirectory(prefix="qg-xdist-") as tmp:
         for workers in (1, 2):
             cache = results_free_cache(Path(tmp) / f"n{workers}")
             for state in ("cold", "warm"):
                 reports = Path(tmp) / f"reports-n{workers}-{state}"
-                seconds, verdicts, rc = _run(cache, reports, workers)
+                seconds, verdicts, rc = _run(cache, reports, workers, opts.select)
                 results[workers, state] = verdicts
                 rows.append((workers, state, seconds, rc, len(verdicts)))
                 print(f"-n {workers} {state}: {seconds:.0f} s, exit {rc}", file=sys.stderr)
