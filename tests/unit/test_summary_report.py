@@ -96,3 +96,46 @@ def test_compare_lists_changed_values_and_verdicts():
     assert (change.before, change.after, change.verdict_changed) == (0.1, 0.3, True)
     (gone,) = compare_rows([row], [])
     assert gone.after is None
+
+
+def test_underpowered_gates_are_one_line_each_and_the_machine_heads_the_page():
+    from quantgate.report.collector import underpowered_lines
+    from quantgate.report.render import machine_lines
+
+    row = {
+        "pair": "smollm2-Q8_0",
+        "metric": "D_winogrande",
+        "direction": "max",
+        "minimum_detectable": 46.81,
+        "threshold": 10.0,
+        "threshold_origin": "smollm2.yaml:defaults",
+        "mode": "ci",
+    }
+    rows = [
+        {**row, "underpowered": True},
+        {**row, "metric": "top1_agreement_pct", "direction": "min", "threshold": 80.0}
+        | {"underpowered": True, "minimum_detectable": 61.0},
+        {**row, "metric": "kld_mean", "underpowered": False},
+    ]
+    assert underpowered_lines(rows) == [
+        "UNDERPOWERED smollm2-Q8_0 D_winogrande: the smallest loss it detects (80 % power) is "
+        "46.8, bound <= 10 (smollm2.yaml:defaults, mode ci)",
+        "UNDERPOWERED smollm2-Q8_0 top1_agreement_pct: the smallest loss it detects (80 % power) "
+        "is 61, bound >= 80 (smollm2.yaml:defaults, mode ci)",
+    ]
+    machine = {
+        "cpu": "AMD EPYC",
+        "arch": "x86_64",
+        "cores": 2,
+        "threads": 2,
+        "cpu_flags": ["avx2"],
+        "llama_cpp_system_info": "CPU : AVX2 = 1 |",
+        "llama_cpp_placement": "default",
+        "gpus": [],
+    }
+    one, *rest = machine_lines({"": machine, "shard 2/2": machine})
+    assert one == (
+        "Made on: AMD EPYC (x86_64); 2 cores; threads: 2; flags: avx2; llama.cpp weights: "
+        "default; no GPU; llama.cpp: CPU : AVX2 = 1 |"
+    )
+    assert rest[0].startswith("Made on (shard 2/2): AMD EPYC")
