@@ -3,14 +3,18 @@ llama-quantize --imatrix) and the benchmarks' references (llama-perplexity, llam
 
 Order: ``$QUANTGATE_LLAMA_BIN`` (a directory), then ``PATH``, then a build from the vendored
 llama.cpp inside the llama-cpp-python sdist of the installed version, cached under
-``$QUANTGATE_CACHE/tools`` (about 5 min on 2 cores, once; all four tools in one build). Building
-from the same sdist as the in-process library means both run the same llama.cpp: an imatrix
-quantization made by the tool is what llama_model_quantize would make given that matrix (its
-C API takes the matrix as a C++ map, which Python cannot pass).
+``$QUANTGATE_CACHE/tools`` (once; all four tools in one build). Building from the same sdist as
+the in-process library means both run the same llama.cpp: an imatrix quantization made by the
+tool is what llama_model_quantize would make given that matrix (its C API takes the matrix as a
+C++ map, which Python cannot pass). The build links the ggml llama-cpp-python installed (its
+wheel ships ggml's shared libraries and cmake package), so the tools run the very kernels the
+in-process library runs, and ggml is not compiled twice; where that package is absent, the
+sdist's own ggml is built.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -40,7 +44,10 @@ def tool(name: str) -> Path:
     if found := shutil.which(name):
         return Path(found)
     version = llama_cpp_version()
-    build_dir = cache_root() / "tools" / f"llama.cpp-{version}"
+    ggml = installed_ggml()
+    # linked to that ggml by path: a build per installation (another venv has its own)
+    linked = f"-ggml-{hashlib.sha256(str(ggml).encode()).hexdigest()[:10]}" if ggml else ""
+    build_dir = cache_root() / "tools" / f"llama.cpp-{version}{linked}"
     binary = build_dir / "build" / "bin" / name
     if binary.is_file():
         return binary
@@ -55,6 +62,15 @@ def tool(name: str) -> Path:
                     "QUANTGATE_LLAMA_BIN at a folder holding the tool"
                 ) from None
     return binary
+
+
+def installed_ggml() -> Path | None:
+    """The cmake package of the ggml llama-cpp-python installed (``<site-packages>/lib/cmake/
+    ggml``, beside its shared libraries), or None where the install has none."""
+    import llama_cpp
+
+    folder = Path(llama_cpp.__file__).resolve().parent.parent / "lib" / "cmake" / "ggml"
+    return folder if (folder / "ggml-config.cmake").is_file() else None
 
 
 def _build(version: str, build_dir: Path) -> None:
@@ -85,6 +101,8 @@ def _build(version: str, build_dir: Path) -> None:
         # an older build (fewer tools) was configured from another temporary source folder,
         # which cmake refuses to reuse
         shutil.rmtree(out, ignore_errors=True)
+        ggml = installed_ggml()
+        system_ggml = ["-DLLAMA_USE_SYSTEM_GGML=ON", f"-Dggml_DIR={ggml}"] if ggml else []
         with progress.step(f"cmake build {', '.join(TOOLS)} (llama.cpp from the {version} sdist)"):
             subprocess.run(
                 [
@@ -97,6 +115,7 @@ def _build(version: str, build_dir: Path) -> None:
                     "-DLLAMA_CURL=OFF",
                     "-DLLAMA_BUILD_TESTS=OFF",
                     "-DLLAMA_BUILD_SERVER=OFF",
+                    *system_ggml,
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,

@@ -62,15 +62,22 @@ def test_q8_0_passes_and_the_canary_fails_before_the_chunks_run_out(
         "test_kl_divergence[smollm2-Q2_K]": "xfailed",
     }, run.output[-3000:]
     rows = run.summary()
-    for compression, stop in (("Q8_0", "pass"), ("Q2_K", "fail")):
-        for metric, bound in bounds[compression].items():
-            row = rows[f"smollm2-{compression}", metric]
-            seq = row["sequential"]
-            assert seq["stop"] == stop and seq["items_used"] < seq["items_available"] == 13, row
-            low, high = seq["sequence95"]
-            assert low <= row["value"] <= high
-            assert (high < bound) if stop == "pass" else (low > bound), row
-            assert row["verdict"] == ("pass" if stop == "pass" else "FAIL"), row
+    # the clear cases stop early: Q8_0's KLD (0.004 against 0.01), the canary's PPL and KLD
+    early = [("Q8_0", "kld_mean", "pass")] + [("Q2_K", m, "fail") for m in bounds["Q2_K"]]
+    for compression, metric, stop in early:
+        bound = bounds[compression][metric]
+        row = rows[f"smollm2-{compression}", metric]
+        seq = row["sequential"]
+        assert seq["stop"] == stop and seq["items_used"] < seq["items_available"] == 13, row
+        low, high = seq["sequence95"]
+        assert low <= row["value"] <= high
+        assert (high < bound) if stop == "pass" else (low > bound), row
+        assert row["verdict"] == ("pass" if stop == "pass" else "FAIL"), row
+    # Q8_0's PPL is no clear case on 13 chunks: +0.12 % on an AMD EPYC (the sequence stopped
+    # at 12), +0.39 % [0.04, 0.78] against 1 on an Intel Xeon with AMX refused (all 13 used,
+    # mode ci's verdict). Either way it passes
+    row = rows["smollm2-Q8_0", "ppl_increase_pct"]
+    assert row["verdict"] == "pass" and row["sequential"]["stop"] in ("pass", "exhausted"), row
     # a rerun decides the same from the cached batches: no chunk is scored again
     again = gate_run(*args, env=fresh)
     assert again.outcomes() == run.outcomes()

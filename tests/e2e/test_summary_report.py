@@ -27,6 +27,10 @@ def smoke(tmp_path_factory):
     return run
 
 
+def _names(properties: list[list[str]]) -> list[str]:
+    return [n for n, _ in properties if not n.endswith(".power_warning")]
+
+
 @pytest.mark.real_model
 def test_the_smoke_tier_gives_the_golden_rows_and_junit_properties(smoke, record_property):
     """Every summary.json row, JUnit outcome and property of the smoke tier, against
@@ -43,8 +47,12 @@ def test_the_smoke_tier_gives_the_golden_rows_and_junit_properties(smoke, record
     golden = json.loads(GOLDEN_SMOKE.read_text())
     assert now["outcomes"] == golden["outcomes"]
     assert sorted(now["rows"]) == sorted(golden["rows"])
-    names = {case: [n for n, _ in props] for case, props in now["junit_properties"].items()}
-    assert names == {c: [n for n, _ in p] for c, p in golden["junit_properties"].items()}
+    # a power warning follows the measured interval, so it may come and go with the last bits
+    # of a machine's arithmetic where the minimum detectable loss sits near twice the bound
+    # (Q8_0's D_hellaswag: underpowered on the AMD EPYC, not on an Intel Xeon): compared
+    # exactly on a machine like the golden one, below
+    names = {c: _names(p) for c, p in now["junit_properties"].items()}
+    assert names == {c: _names(p) for c, p in golden["junit_properties"].items()}
     verdicts = {key: row["verdict"] for key, row in now["rows"].items()}
     assert verdicts == {key: row["verdict"] for key, row in golden["rows"].items()}
     if now["machine"] != golden["machine"]:
@@ -127,7 +135,7 @@ def test_the_first_screen_names_the_machine_and_lists_underpowered_gates_once(sm
     )
     # every underpowered gate in one block after the short summary, not one warning each
     assert "PowerWarning" not in out
-    underpowered = sum(bool(r["underpowered"]) for r in doc["rows"])
+    underpowered = sum(bool(r.get("underpowered")) for r in doc["rows"])
     assert underpowered > 0  # 40 near-chance items: the accuracy gates cannot see 2x a bound
     block = out.split(f" {underpowered} underpowered gates ", 1)[1]
     lines = [x for x in block.splitlines() if x.startswith("UNDERPOWERED smollm2-")]
