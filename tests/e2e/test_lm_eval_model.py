@@ -72,6 +72,28 @@ def test_generate_until_honours_stop_and_length(lm):
     assert len(lm.tok_encode(text)) <= 3
 
 
+def test_prompts_sharing_a_prefix_generate_as_from_an_empty_context(lm):
+    """generate evaluates only what follows the prefix the context already holds (GSM8K's five
+    worked examples, 90 % of each prompt): the tokens are those of a fresh prefill."""
+    import json
+
+    gsm8k = REPO / "fixtures" / "data" / "gsm8k"
+    shots = [
+        json.loads(x) for x in (gsm8k / "test_last20_fewshot.jsonl").read_text().split("\n")[:2]
+    ]
+    docs = [json.loads(x) for x in (gsm8k / "test_first100.jsonl").read_text().split("\n")[:3]]
+    preamble = "".join(f"Question: {d['question']}\nAnswer: {d['answer']}\n\n" for d in shots)
+    backend = lm.backend
+    prompts = [lm.tok_encode(f"{preamble}Question: {d['question']}\nAnswer:") for d in docs]
+    reused = [backend.generate(p, 24, stop_text=["Question:"]) for p in prompts]
+    assert backend._llama.n_tokens > len(prompts[-1])  # the last prompt and its answer, held
+    fresh = []
+    for p in prompts:
+        backend._llama.reset()
+        fresh.append(backend.generate(p, 24, stop_text=["Question:"]))
+    assert reused == fresh and all(reused)
+
+
 def test_chat_template_comes_from_the_gguf(lm):
     """apply_chat_template renders the GGUF's tokenizer.chat_template (SmolLM2: ChatML with a
     default system prompt), so `apply_chat_template: true` benchmarks work in process."""

@@ -348,8 +348,7 @@ class LlamaCppBackend(Backend):
         llm = self._llama
         threads = self.settings.n_threads or os.cpu_count() or 1
         llama_cpp.llama_set_n_threads(llm._ctx.ctx, threads, threads)
-        llm.reset()
-        llm.eval(list(prompt))
+        self._prefill(llm, list(prompt))
         out: list[int] = []
         eos = {int(llm.token_eos()), *stop_ids}
         stops = [s for s in stop_text if s]
@@ -365,6 +364,23 @@ class LlamaCppBackend(Backend):
                 break
             llm.eval([token])
         return out
+
+    def _prefill(self, llm: Llama, prompt: list[int]) -> None:
+        """Evaluate ``prompt`` after the longest prefix it shares with what the context holds:
+        a few-shot task's prompts share their worked examples (GSM8K's five: about 1,000 of
+        1,100 tokens), which were prefilled anew for every item and cost 80 % of its time.
+        ``Llama.eval`` drops the cache past ``n_tokens`` before it evaluates; llama.cpp's
+        logits do not depend on how the prompt is split into batches (measured: the same
+        greedy tokens on GSM8K's items, as a quarter of the batch size is bit-identical)."""
+        held = llm.input_ids[: llm.n_tokens].tolist()
+        shared = 0
+        # at least the prompt's last token is evaluated: its logits choose the first token
+        for a, b in zip(held, prompt[:-1], strict=False):
+            if a != b:
+                break
+            shared += 1
+        llm.n_tokens = shared
+        llm.eval(prompt[shared:])
 
     def _last_logits(self, llm) -> np.ndarray:
         ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
