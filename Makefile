@@ -36,11 +36,16 @@ smoke: $(STAMP)
 
 ## The project's own tests, every tier (tests/unit, plugin, e2e, gpu: see the README); their
 ## reports go to reports/tests/. The report test opens reports/summary.html in a real headless
-## Chromium (Debian's package, installed here if missing).
-PROJECT_TESTS := tests/unit tests/plugin tests/e2e tests/gpu
+## Chromium (Debian's package, installed here if missing). The tiers without a model run on
+## every core (pytest-xdist: nothing there is timed); the model tiers one test at a time, as
+## their gates time throughput. Both run; the target fails if either did.
+TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1
 test: $(STAMP) $(QUANTIZE_STAMP) browser
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1 \
-		$(BIN)/pytest $(PROJECT_TESTS) --reports-dir=reports/tests
+	@status=0; \
+	$(TEST_ENV) $(BIN)/pytest tests/unit tests/plugin -n auto \
+		--reports-dir=reports/tests/processes || status=$$?; \
+	$(TEST_ENV) $(BIN)/pytest tests/e2e tests/gpu --reports-dir=reports/tests/models || status=$$?; \
+	exit $$status
 
 ## The quick tier for an edit loop: tests/unit, pure (no model, no child process).
 test-quick: $(STAMP)

@@ -9,7 +9,7 @@ no verdict change for the passing variants, every canary caught in every run.
 
     .venv/bin/python benchmarks/perturbations.py              # the full factorial: 8 runs
     .venv/bin/python benchmarks/perturbations.py --quick      # shipped + 5 one-factor runs
-    .venv/bin/python benchmarks/perturbations.py --quick --first 2 -k Q8_0   # a dry run
+    .venv/bin/python benchmarks/perturbations.py --quick --first 2 -k Q8_0 --max-chunks 2
 
 Throughput and footprint tests are left out (their numbers are timings and sizes, not
 arithmetic); about 3 min per run on 2 cores.
@@ -51,9 +51,11 @@ def perturbations(quick: bool) -> list[dict[str, object]]:
     return [{"n_threads": t, "n_batch": b, "kv_cache_type": k} for t, b, k in grid]
 
 
-def _registry(folder: Path, setting: dict[str, object]) -> Path:
+def _registry(folder: Path, setting: dict[str, object], max_chunks: int = 0) -> Path:
     fixtures = REPO / "fixtures"
     doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)
+    if max_chunks:
+        doc["evaluation"]["perplexity"]["max_chunks"] = max_chunks
     settings = doc["models"]["smollm2"]["backend_settings"]
     settings.update({k: v for k, v in setting.items() if k != "n_threads"})
     path = folder / "models.yaml"
@@ -61,10 +63,12 @@ def _registry(folder: Path, setting: dict[str, object]) -> Path:
     return path
 
 
-def run(setting: dict[str, object], select: str | None = None) -> tuple[dict[str, str], float]:
+def run(
+    setting: dict[str, object], select: str | None = None, max_chunks: int = 0
+) -> tuple[dict[str, str], float]:
     with tempfile.TemporaryDirectory(prefix="qg-perturb-") as tmp:
         folder = Path(tmp)
-        registry, reports = _registry(folder, setting), folder / "reports"
+        registry, reports = _registry(folder, setting, max_chunks), folder / "reports"
         cmd = [
             sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "smoke",
             "tests/test_perplexity.py", "tests/test_retention.py",
@@ -103,11 +107,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the table as JSON here")
     ap.add_argument("--first", type=int, help="only the first N settings (the shipped first)")
     ap.add_argument("-k", dest="select", help="only the tests pytest -k selects")
+    ap.add_argument("--max-chunks", type=int, default=0, help="the first N perplexity chunks")
     opts = ap.parse_args()
     settings = perturbations(opts.quick)[: opts.first]
     results = []
     for setting in settings:
-        outcomes, seconds = run(setting, opts.select)
+        outcomes, seconds = run(setting, opts.select, opts.max_chunks)
         results.append((setting, outcomes))
         print(f"{_label(setting)}: {len(outcomes)} tests in {seconds:.0f} s", file=sys.stderr)
     reference = results[0][1]

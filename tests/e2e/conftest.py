@@ -5,6 +5,7 @@ from support.fixtures import (  # noqa: F401 (pytest finds fixtures by name in a
     pytest_collection_modifyitems,
     registry_copy,
     s3_endpoint,
+    smoke_run,
     smollm2_artifacts,
     store_url,
     thresholds_copy,

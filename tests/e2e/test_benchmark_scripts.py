@@ -41,7 +41,9 @@ TINY: dict[str, Tiny] = {
     "kld_store_error.py": Tiny(
         "--variants Q8_0 --sizes 32:0 --registry {registry}", "| variant | k:m"
     ),
-    "perturbations.py": Tiny("--quick --first 1 -k 'test_perplexity and Q8_0'", "| test"),
+    "perturbations.py": Tiny(
+        "--quick --first 1 --max-chunks 2 -k 'test_perplexity and Q8_0'", "| test"
+    ),
     "scoring_speed.py": Tiny("--items 2 --repeats 1 --registry {registry}", "| work | quantgate"),
     "sequential_hellaswag.py": Tiny(
         "--variants Q8_0 --limit 20 --batch 10 --orders 5 --registry {registry} --out {out}",

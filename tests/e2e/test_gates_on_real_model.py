@@ -22,12 +22,12 @@ def add_compression(name: str, entry: dict):
     return edit
 
 
-def test_q8_0_passes_every_gate(gate_run):
-    run = gate_run("-m", "smoke", "--compression", "Q8_0")
-    assert run.returncode == 0, run.output
+def test_q8_0_passes_every_gate(smoke_run):
+    run = smoke_run  # pytest -m smoke, once a session (support/fixtures.py)
     # perplexity, KLD, pp, tg, footprint, four benchmarks and D_overall, and the model's
     # noise floor (smoke runs it: the summary shows it beside every gate)
-    assert set(run.outcomes().values()) == {"passed"} and len(run.outcomes()) == 11
+    mine = {k: v for k, v in run.outcomes().items() if "smollm2-Q8_0" in k or "noise" in k}
+    assert set(mine.values()) == {"passed"} and len(mine) == 11, mine
     rows = run.summary()
     assert rows["smollm2-Q8_0", "ppl_increase_pct"]["verdict"] == "pass"
     assert 0 <= rows["smollm2-Q8_0", "ppl_increase_pct"]["value"] < 1.0
@@ -195,15 +195,17 @@ def test_second_run_reuses_every_cached_artifact_and_score(gate_run):
         assert work not in run.output
 
 
-def test_xdist_computes_the_serial_verdicts_from_a_cold_cache(gate_run, tmp_path):
+def test_xdist_computes_the_serial_verdicts_from_a_cold_cache(gate_run, registry_copy, tmp_path):
     """Two pytest-xdist workers, each scoring from an empty results cache (the built files are
     shared): the same outcomes and summary rows as a serial run, including the timed gates
     (they run alone: quantgate.quiet) and the retention gate. Rows travel from the workers as
-    report properties."""
+    report properties. Four perplexity chunks (of the excerpt's 13): what is compared is the
+    two runs, not the numbers."""
     from quantgate.cache import results_free_cache
 
+    registry = registry_copy(lambda doc: doc["evaluation"]["perplexity"].update(max_chunks=4))
     selection = ("-m", "smoke", "-k", "perplexity or kl_divergence or winogrande or throughput")
-    files = (PPL, SPEED, "tests/test_retention.py")
+    files = (PPL, SPEED, "tests/test_retention.py", f"--registry={registry}")
     serial = gate_run(*files, *selection)
     cold = results_free_cache(tmp_path)
     parallel = run_gate(
@@ -250,11 +252,14 @@ def test_a_variant_of_the_source_type_is_flagged(gate_run, registry_copy):
 def test_verdicts_hold_under_another_floating_point_order(gate_run, registry_copy, tmp_path):
     """One perturbation of benchmarks/perturbations.py at unit level, both ways: one thread,
     batch 64 and an F32 KV cache, every number computed afresh (its own results cache). Q8_0
-    still passes PPL, KLD and retention; the Q2_K canary is still caught on each."""
+    still passes PPL, KLD and retention; the Q2_K canary is still caught on each. Four
+    perplexity chunks: one thread is slow, and both verdicts are clear there (Q8_0 +0.1-0.4 %
+    against 1 %, Q2_K +38 % against 10 %)."""
     from quantgate.cache import results_free_cache
 
     def perturb(doc):
         doc["models"]["smollm2"]["backend_settings"].update(n_batch=64, kv_cache_type="f32")
+        doc["evaluation"]["perplexity"]["max_chunks"] = 4
 
     run = gate_run(
         PPL,

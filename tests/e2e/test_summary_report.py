@@ -19,12 +19,10 @@ from support.helpers import GOLDEN_SMOKE, golden_view, run_gate
 VARIANTS = ("Q8_0", "Q4_K_M", "Q2_K")  # the smoke tier, most bits first
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The README's main command on the embedded default, once for this module."""
-    run = run_gate("-m", "smoke", reports=tmp_path_factory.mktemp("smoke") / "reports")
-    assert run.returncode == 0, run.output[-3000:]
-    return run
+@pytest.fixture
+def smoke(smoke_run):
+    """The README's main command on the embedded default, once a session (support/fixtures)."""
+    return smoke_run
 
 
 def _names(properties: list[list[str]]) -> list[str]:

@@ -67,6 +67,15 @@ def thresholds_copy(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> GateRun:
+    """``pytest -m smoke``, the README's main command on the embedded default, once a session:
+    the golden comparison, the reports' tests and Q8_0's every-gate proof read the same run."""
+    run = run_gate("-m", "smoke", reports=tmp_path_factory.mktemp("smoke") / "reports")
+    assert run.returncode == 0, run.output[-3000:]
+    return run
+
+
+@pytest.fixture(scope="session")
 def smollm2_artifacts():
     """The real embedded default: its baseline and one variant, built (or read) from the cache."""
     from quantgate.artifacts import ArtifactStore
