@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: smoke test test-quick lint venv browser quantize-env clean-reports
+.PHONY: smoke test test-quick lint venv browser quantize-env tools clean-reports
 
 # llm-compressor runs in its own environment (it pins an older transformers than the gate's);
 # see requirements/quantize.txt. The gate finds it as .venv-quantize.
@@ -30,6 +30,11 @@ $(QUANTIZE_STAMP): requirements/quantize.txt
 ## The quantizer environment (llm-compressor), for compressions with method llm_compressor.
 quantize-env: $(QUANTIZE_STAMP)
 
+## llama.cpp's tools (llama-imatrix, llama-quantize, llama-perplexity, llama-bench), built once
+## into the cache from the installed llama-cpp-python's sdist (quantgate.llama_tools).
+tools: $(STAMP)
+	$(BIN)/python -m quantgate.llama_tools
+
 ## The smoke gate on the embedded default (SmolLM2-135M and its variants); writes reports/.
 smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
@@ -40,7 +45,10 @@ smoke: $(STAMP)
 ## every core (pytest-xdist: nothing there is timed); the model tiers one test at a time, as
 ## their gates time throughput. Both run; the target fails if either did.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1
-test: $(STAMP) $(QUANTIZE_STAMP) browser
+test:
+	@# the two environments' pips and apt side by side, then the tools' compiler beside
+	@# what is left of them (the tools need .venv's llama-cpp-python)
+	$(MAKE) -j3 --no-print-directory venv quantize-env browser tools
 	@status=0; \
 	$(TEST_ENV) $(BIN)/pytest tests/unit tests/plugin -n auto \
 		--reports-dir=reports/tests/processes || status=$$?; \

@@ -125,3 +125,19 @@ def _build(version: str, build_dir: Path) -> None:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
+
+
+def main() -> int:
+    """``python -m quantgate.llama_tools``: find or build every tool now (``make tools``), so a
+    test run that needs them does not wait for the build."""
+    try:
+        for name in TOOLS:
+            print(f"{name}: {tool(name)}")
+    except ToolError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -133,10 +133,11 @@ def test_a_bound_the_run_cannot_measure_is_an_error(gate_run, thresholds_copy):
 
 @pytest.mark.real_model
 def test_a_group_is_gated_on_its_aggregate_and_reports_its_subtasks(gate_run):
-    """A local lm-eval group (three AGIEval-en subtasks, 40 items each): D on the aggregate
-    lm-eval computes, paired statistics over all 120 items, subtasks in the report; Q8_0
-    passes and the Q2_K canary is caught by its answer distributions."""
-    run = gate_run(RET, "-m", "slow", "--model", "smollm2_agieval")
+    """A local lm-eval group (three AGIEval-en subtasks, the first 20 of each subtask's 40
+    items: the mechanism, not the set's size, is under test): D on the aggregate lm-eval
+    computes, paired statistics over all 60 items, subtasks in the report; Q8_0 passes and the
+    Q2_K canary is caught by its answer distributions."""
+    run = gate_run(RET, "-m", "slow", "--model", "smollm2_agieval", "--limit", "20")
     assert run.returncode == 0, run.output[-3000:]
     assert run.outcomes() == {
         "test_retention[smollm2_agieval-Q8_0-agieval_en]": "passed",
@@ -152,7 +153,7 @@ def test_a_group_is_gated_on_its_aggregate_and_reports_its_subtasks(gate_run):
         "agieval_lsat_ar_smoke",
         "agieval_sat_math_smoke",
     }
-    assert all(r["n_items"] == 40 for r in subtasks.values()) and d["n_items"] == 120
+    assert all(r["n_items"] == 20 for r in subtasks.values()) and d["n_items"] == 60
     # weight_by_size over equal subtasks: the aggregate is their mean
     mean = sum(r["compressed"] for r in subtasks.values()) / 3
     assert d["score"] == pytest.approx(mean)
@@ -161,7 +162,7 @@ def test_a_group_is_gated_on_its_aggregate_and_reports_its_subtasks(gate_run):
     assert kld["verdict"] == "FAIL" and kld["expect"] == "fail" and kld["ci_low"] > 0.02
     items = run.reports / "items" / "smollm2_agieval-Q2_K-agieval_en.jsonl"
     ids = [json.loads(line)["doc_id"] for line in items.read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == 120 and ids[0].startswith("agieval_aqua_rat_smoke/")
+    assert len(ids) == len(set(ids)) == 60 and ids[0].startswith("agieval_aqua_rat_smoke/")
     assert "group subtasks" in (run.reports / "summary.md").read_text()
 
 

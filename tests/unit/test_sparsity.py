@@ -41,3 +41,25 @@ def test_it_counts_torch_tensors_the_same_way():
     torch = pytest.importorskip("torch")
     w = np.array([[0, 1, 0, 2, 3, 4, 5, 6]], np.float32)
     assert sparsity_of([torch.from_numpy(w)]) == sparsity_of([w])
+
+
+def test_a_packed_layer_is_left_out_before_and_after_it_is_decompressed():
+    """compressed-tensors decompresses a packed int4 layer on the model's first forward: a float
+    ``weight`` appears beside ``weight_shape``. The count must not depend on whether a gate ran
+    the model first (transformers' weight_sparsity reads the loaded model)."""
+    import torch
+
+    from quantgate.backends.transformers import TransformersBackend
+
+    dense, packed = torch.nn.Linear(8, 4), torch.nn.Linear(8, 4)
+    with torch.no_grad():
+        dense.weight.fill_(1.0)
+        packed.weight.zero_()  # decompressed int4 rounding: zeros that are not pruning
+    packed.register_buffer("weight_shape", torch.tensor([4, 8]))
+    model = torch.nn.Sequential(dense, packed, torch.nn.Linear(8, 2))
+    model.get_output_embeddings = lambda: model[2]
+    backend = object.__new__(TransformersBackend)
+    backend.__dict__.update(model=model, _torch=torch)
+    assert backend.weight_sparsity() == {"weight_sparsity_pct": 0.0, "weight_2of4_pct": 0.0}
+    del packed.weight_shape
+    assert backend.weight_sparsity()["weight_sparsity_pct"] == 50.0

@@ -190,7 +190,13 @@ class TransformersBackend(Backend):
                     continue
                 # a compressed-tensors int4 layer keeps only ``weight_packed``, a quanto one a
                 # quantized tensor subclass: neither is the [out, in] matrix of values, both
-                # are left out (float8, below, is widened: it has no CPU comparison kernel)
+                # are left out (float8, below, is widened: it has no CPU comparison kernel).
+                # compressed-tensors decompresses packed layers on the model's first forward
+                # (a float ``weight`` appears, ``weight_shape`` stays): still left out, so the
+                # row does not depend on whether a gate ran the model before (it did: 14.7 %
+                # zeros for GPTQ int4 g64 after a forward, no row before)
+                if hasattr(module, "weight_packed") or hasattr(module, "weight_shape"):
+                    continue
                 w = getattr(module, "weight", None)
                 plain = type(w).__name__ in ("Tensor", "Parameter", "Int8Params")
                 if not plain or w.dim() != 2:
