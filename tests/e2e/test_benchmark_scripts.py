@@ -54,7 +54,7 @@ TINY: dict[str, Tiny] = {
         "--variants Q8_0 --max-chunks 8 --batch 4 --orders 5 --registry {registry} --out {out}",
         "| variant",
     ),
-    "xdist_speedup.py": Tiny("-k 'test_footprint and Q8_0'", "| workers | cache"),
+    "xdist_speedup.py": Tiny("-k 'test_footprint and Q8_0' --states cold", "| workers | cache"),
     # no CUDA device here: its first step says so in one line and exits 0
     "gpu_check.sh": Tiny("", "gpu_check: no CUDA device", (0,)),
 }
