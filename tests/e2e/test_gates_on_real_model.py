@@ -43,7 +43,12 @@ def test_q8_0_passes_every_gate(smoke_run):
 def test_q2_k_canary_is_caught_as_strict_xfail(smoke_run):
     run = smoke_run  # pytest -m smoke, once a session (support/fixtures.py)
     outcomes = run.outcomes()
-    assert {k: v for k, v in outcomes.items() if k.endswith("[smollm2-Q2_K]")} == {
+    # the smoke run also holds the retention tests, whose Q2_K verdicts test_retention_gate reads
+    assert {
+        k: v
+        for k, v in outcomes.items()
+        if k.endswith("[smollm2-Q2_K]") and not k.startswith("test_retention")
+    } == {
         "test_perplexity[smollm2-Q2_K]": "xfailed",
         "test_kl_divergence[smollm2-Q2_K]": "xfailed",
         "test_footprint[smollm2-Q2_K]": "passed",

@@ -19,7 +19,8 @@ ONLY = ("--model", "smollm2")
 def test_q8_0_passes_and_q2_k_canary_is_caught(smoke_run):
     run = smoke_run  # pytest -m smoke, once a session: its retention tests (support/fixtures.py)
     outcomes = run.outcomes()
-    assert {k: v for k, v in outcomes.items() if "Q8_0" in k} == {
+    retention = {k: v for k, v in outcomes.items() if k.startswith("test_retention")}
+    assert {k: v for k, v in retention.items() if "Q8_0" in k} == {
         f"test_retention[smollm2-Q8_0-{b}]": "passed"
         for b in ("hellaswag", "arc_challenge", "truthfulqa_mc2", "winogrande")
     } | {"test_retention_overall[smollm2-Q8_0]": "passed"}
