@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from support.damage import damaged_copy
-from support.helpers import run_gate
+from support.helpers import run_gate, short_throughput
 
 pytestmark = pytest.mark.real_model
 
@@ -205,11 +205,15 @@ def test_xdist_computes_the_serial_verdicts_from_a_cold_cache(gate_run, registry
     """Two pytest-xdist workers, each scoring from an empty results cache (the built files are
     shared): the same outcomes and summary rows as a serial run, including the timed gates
     (they run alone: quantgate.quiet) and the retention gate. Rows travel from the workers as
-    report properties. Four perplexity chunks (of the excerpt's 13): what is compared is the
-    two runs, not the numbers."""
+    report properties. Four perplexity chunks (of the excerpt's 13) and a short throughput
+    workload: what is compared is the two runs, not the numbers."""
     from quantgate.cache import results_free_cache
 
-    registry = registry_copy(lambda doc: doc["evaluation"]["perplexity"].update(max_chunks=4))
+    def small(doc):
+        doc["evaluation"]["perplexity"].update(max_chunks=4)
+        short_throughput(doc)  # the timed gates' locking is compared, not their numbers
+
+    registry = registry_copy(small)
     selection = ("-m", "smoke", "-k", "perplexity or kl_divergence or winogrande or throughput")
     files = (PPL, SPEED, "tests/test_retention.py", f"--registry={registry}")
     serial = gate_run(*files, *selection)
