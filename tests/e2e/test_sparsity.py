@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import pytest
 
+from support.helpers import hf_family_chunks
+
 SPARSE_GATES = ("tests/test_perplexity.py", "tests/test_throughput.py::test_footprint")
 
 
 @pytest.mark.real_model
-def test_sparse_variants_pass_and_the_2of4_canary_fails(gate_run):
+def test_sparse_variants_pass_and_the_2of4_canary_fails(gate_run, registry_copy):
     """On SmolLM2 (transformers, CPU): SparseGPT at 20 % unstructured passes perplexity, KLD and
     footprint, alone and followed by LLM.int8 (Study B's int8 + pruning row, a chain across
     methods); Wanda at 2:4 is caught by perplexity and KLD while its footprint shows the
-    pattern it asked for."""
-    run = gate_run(*SPARSE_GATES, "-m", "sparse", "--model", "smollm2_hf")
+    pattern it asked for. Perplexity on 6 chunks (support/helpers.py: hf_family_chunks)."""
+    registry = registry_copy(hf_family_chunks)
+    run = gate_run(*SPARSE_GATES, "-m", "sparse", "--model", "smollm2_hf", f"--registry={registry}")
     assert run.returncode == 0, run.output[-3000:]
     outcomes = run.outcomes()
     for good in ("llmc-sparsegpt-20", "llmc-sparsegpt-20-bnb-int8"):
