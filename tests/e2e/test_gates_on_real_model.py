@@ -205,8 +205,9 @@ def test_xdist_computes_the_serial_verdicts_from_a_cold_cache(gate_run, registry
     """Two pytest-xdist workers, each scoring from an empty results cache (the built files are
     shared): the same outcomes and summary rows as a serial run, including the timed gates
     (they run alone: quantgate.quiet) and the retention gate. Rows travel from the workers as
-    report properties. Four perplexity chunks (of the excerpt's 13) and a short throughput
-    workload: what is compared is the two runs, not the numbers."""
+    report properties. Four perplexity chunks (of the excerpt's 13), a short throughput
+    workload and two variants, one passing and one canary (a worker each): what is compared
+    is the two runs, not the numbers."""
     from quantgate.cache import results_free_cache
 
     def small(doc):
@@ -214,7 +215,10 @@ def test_xdist_computes_the_serial_verdicts_from_a_cold_cache(gate_run, registry
         short_throughput(doc)  # the timed gates' locking is compared, not their numbers
 
     registry = registry_copy(small)
-    selection = ("-m", "smoke", "-k", "perplexity or kl_divergence or winogrande or throughput")
+    selection = (
+        *("-m", "smoke", "--model", "smollm2", "--compression", "Q8_0,Q2_K"),
+        *("-k", "perplexity or kl_divergence or winogrande or throughput"),
+    )
     files = (PPL, SPEED, "tests/test_retention.py", f"--registry={registry}")
     serial = gate_run(*files, *selection)
     cold = results_free_cache(tmp_path)
