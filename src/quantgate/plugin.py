@@ -425,6 +425,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     plan = config.getoption("quantgate_plan")
     if plan is not None:
         _print_plan(session, plan)
+    _start_children_early(session)
     try:
         _check_selected(session)
     except QuantgateError as exc:
@@ -432,6 +433,21 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             raise pytest.UsageError(str(exc)) from None
         config.workeroutput[_WORKER_PROBLEMS] = str(exc)  # type: ignore[attr-defined]
         session.items.clear()
+
+
+def _start_children_early(session: pytest.Session) -> None:
+    """Where a selected test will load a model in a child process (llama.cpp's), its
+    forkserver starts now, so its imports overlap what comes before the first load."""
+    config = session.config
+    if config.getoption("collectonly") or config.getoption("in_process"):
+        return
+    from quantgate.backends import RUN_IN_CHILD
+    from quantgate.backends.child import start_forkserver
+
+    registry = config.stash[_REGISTRY]
+    models = {k for k in map(_model_of, session.items) if k in registry.models}
+    if any(registry.models[k].backend in RUN_IN_CHILD for k in models):
+        start_forkserver()
 
 
 def pytest_testnodedown(node: object, error: object) -> None:

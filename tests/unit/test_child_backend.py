@@ -43,3 +43,16 @@ def test_the_advice_follows_the_signal_and_the_placement():
     assert "AMX path is known to segfault" in amx and "remove allow_amx" in amx
     other = crash_hint(-signal.SIGSEGV, "no-amx", "llama_cpp")
     assert "rerun this pair alone" in other and "fault log" in other
+
+
+def test_the_backends_known_to_run_in_a_child_are_the_classes_that_do():
+    """RUN_IN_CHILD answers without importing llama.cpp or torch; it must say what the classes
+    say (vLLM's module is left out where vLLM is not installed)."""
+    from quantgate.backends import BACKENDS, RUN_IN_CHILD, backend_class
+
+    for name in BACKENDS:
+        try:
+            cls = backend_class(name)
+        except ImportError:
+            continue
+        assert cls.runs_in_child == (name in RUN_IN_CHILD), name

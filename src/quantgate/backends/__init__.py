@@ -19,6 +19,12 @@ BACKENDS: dict[str, str] = {
 }
 
 
+#: the backends whose class ``runs_in_child``, known without importing them (llama.cpp's
+#: library, torch): the plugin starts their forkserver at collection. A unit test holds this
+#: to the classes.
+RUN_IN_CHILD = frozenset({"llama_cpp"})
+
+
 def backend_class(name: str) -> type[Backend]:
     """The class registered as ``name`` (imported on first use: no torch/vLLM at collection)."""
     if name not in BACKENDS:
@@ -32,4 +38,4 @@ def backend_class(name: str) -> type[Backend]:
     return cls
 
 
-__all__ = ["BACKENDS", "Backend", "backend_class"]
+__all__ = ["BACKENDS", "RUN_IN_CHILD", "Backend", "backend_class"]

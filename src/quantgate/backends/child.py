@@ -72,6 +72,16 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def start_forkserver() -> None:
+    """Start the forkserver now: it imports llama.cpp's library (about a second) while this
+    process goes on (collection, lm-eval's task index), instead of the first model load
+    waiting for it. Nothing where children are spawned instead."""
+    if _context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()  # returns once the server process is started
+
+
 class ChildBackend(Backend):
     """The Backend registered as ``backend_name``, loaded in a child process.
 
