@@ -125,10 +125,10 @@ _SWAPS = {
 def _import_installed_llama(src: Path) -> list[str]:
     """Make the sdist's build link the libraries llama-cpp-python installed (libllama, then
     libllama-common, each where the CMake lines it replaces are the ones it was written for);
-    returns their names, empty (nothing changed) where there is no installed libllama or
-    ggml is the sdist's own."""
+    returns their names, empty (nothing changed) where there is no installed libllama (or
+    ggml is the sdist's own: installed_llama looks beside the installed ggml)."""
     lib = installed_llama()
-    if lib is None or installed_ggml() is None:
+    if lib is None:
         return []
     top = src / "CMakeLists.txt"
     text, imported = top.read_text(), []

@@ -16,7 +16,7 @@ from quantgate.cache import write_text_atomic
 from quantgate.errors import QuantgateError
 from quantgate.machine import describe, machine_record
 from quantgate.quiet import MachineLock
-from quantgate.registry import Pair, Registry
+from quantgate.registry import ModelEntry, Pair, Registry
 from quantgate.report.collector import SummaryCollector
 from quantgate.report.render import load_previous
 from quantgate.session import GateSession
@@ -444,9 +444,8 @@ def _start_children_early(session: pytest.Session) -> None:
     from quantgate.backends import RUN_IN_CHILD
     from quantgate.backends.child import start_forkserver
 
-    registry = config.stash[_REGISTRY]
-    models = {k for k in map(_model_of, session.items) if k in registry.models}
-    if any(registry.models[k].backend in RUN_IN_CHILD for k in models):
+    models = _selected_models(config, session.items)
+    if any(m.backend in RUN_IN_CHILD for m in models.values()):
         start_forkserver()
 
 
@@ -555,13 +554,18 @@ def _model_of(item: pytest.Item) -> str | None:
     return _subject(item)[1]
 
 
+def _selected_models(config: pytest.Config, items: list[pytest.Item]) -> dict[str, ModelEntry]:
+    """The registry entries of the models the collected tests run, by key."""
+    registry = config.stash[_REGISTRY]
+    return {k: registry.models[k] for k in map(_model_of, items) if k in registry.models}
+
+
 def _check_hardware(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Before anything downloads or loads: entries needing more GPUs than are present are
     skipped with needed/found; llama.cpp offload asked of a build without it is a usage error."""
     from quantgate import hardware
 
-    registry = config.stash[_REGISTRY]
-    models = {k: registry.models[k] for k in map(_model_of, items) if k in registry.models}
+    models = _selected_models(config, items)
     if not any(hardware.gpus_needed(m) for m in models.values()):
         return
     present = hardware.gpus_present()
