@@ -21,7 +21,9 @@ A filter lasts as long as its process, is inherited by its children, and refuses
 state to everything in the process (torch's oneDNN falls back to AVX-512 too). The gate loads
 every llama.cpp model in a child process of its own (quantgate.backends.child), so the pytest
 process itself is never filtered; a model loaded in process (tests, benchmarks, lm-eval's CLI)
-filters that process. ``allow_amx: true`` in an entry's ``backend_settings`` opts in.
+filters that process, and the children's forkserver starts just before (:func:`before_refusal`),
+so a child that allows AMX still gets it. ``allow_amx: true`` in an entry's ``backend_settings``
+opts in.
 
 Placements (what :func:`choose` returns, what reports and cache keys name):
 
@@ -44,7 +46,7 @@ import os
 import platform
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from typing import Literal
 
@@ -125,6 +127,15 @@ def current(allow_amx: bool) -> Placement:
 # -- in this process ------------------------------------------------------------------------------
 #: the placement this process took at its first model load (AMX state cannot be undone)
 _applied: Placement | None = None
+#: called once, just before this process installs the filter: what must start unfiltered
+_before_refusal: list[Callable[[], None]] = []
+
+
+def before_refusal(hook: Callable[[], None]) -> None:
+    """Call ``hook`` just before this process refuses AMX, if it ever does. Every process
+    started after that inherits the filter; quantgate.backends.child starts its forkserver
+    here, so a child that allows AMX can still get it."""
+    _before_refusal.append(hook)
 
 
 def apply(allow_amx: bool) -> Placement:
@@ -138,8 +149,20 @@ def apply(allow_amx: bool) -> Placement:
     global _applied
     wanted = current(allow_amx)
     if _applied is None:
-        if wanted == "no-amx" and not refuse_amx():
-            wanted = "no-extra-buffers"
+        if wanted == "no-amx":
+            for hook in _before_refusal:
+                hook()
+            if not refuse_amx():
+                wanted = "no-extra-buffers"
+        elif wanted == "amx" and amx_permission_refused():
+            # a filter inherited from the process that started this one: ggml would be refused
+            # too and place the weights as no-amx while every report said amx
+            raise ConfigError(
+                "allow_amx: true, but this process inherited a refusal of AMX from the process "
+                "that started it (it had loaded a llama.cpp model without allow_amx first): "
+                "load the model through the gate (each model in a child process) or in a "
+                "process of its own"
+            )
         _applied = wanted
     elif {_applied, wanted} not in ({"no-amx", "no-extra-buffers"}, {_applied}):
         raise ConfigError(

@@ -112,6 +112,22 @@ def test_a_process_keeps_the_placement_it_took(monkeypatch):
     assert placement.apply(allow_amx=False) == "no-extra-buffers"
 
 
+def test_what_must_start_unfiltered_starts_just_before_the_refusal(monkeypatch):
+    _on(monkeypatch, SAPPHIRE_RAPIDS, AMX_BUILD)
+    events: list[str] = []
+    monkeypatch.setattr(placement, "_applied", None)
+    monkeypatch.setattr(placement, "_before_refusal", [lambda: events.append("hook")])
+    monkeypatch.setattr(placement, "refuse_amx", lambda: events.append("filter") or True)
+    assert placement.apply(allow_amx=False) == "no-amx"
+    assert events == ["hook", "filter"]
+    # allowing AMX refuses nothing, so nothing runs; a refusal inherited anyway is an error
+    monkeypatch.setattr(placement, "_applied", None)
+    monkeypatch.setattr(placement, "amx_permission_refused", lambda: True)
+    with pytest.raises(ConfigError, match=r"inherited a refusal of AMX"):
+        placement.apply(allow_amx=True)
+    assert events == ["hook", "filter"]
+
+
 def test_the_placement_enters_result_keys_only_where_it_is_not_llama_cpps_own(monkeypatch):
     from quantgate.backend_settings import settings_for
     from quantgate.backends.base import result_settings

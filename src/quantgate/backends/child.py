@@ -82,6 +82,17 @@ def start_forkserver() -> None:
         forkserver.ensure_running()  # returns once the server process is started
 
 
+def _start_forkserver_unfiltered() -> None:
+    # this process is about to refuse AMX (a model loaded in process); a forkserver started
+    # after that would pass the refusal on to a child that allows AMX. Not from a child: its
+    # own children are not what the gate starts.
+    if multiprocessing.parent_process() is None:
+        start_forkserver()
+
+
+llama_placement.before_refusal(_start_forkserver_unfiltered)
+
+
 class ChildBackend(Backend):
     """The Backend registered as ``backend_name``, loaded in a child process.
 
