@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from quantgate.cache import results_free_cache
 from support.helpers import OFFLINE, REPO, gate_command
 
 pytestmark = pytest.mark.real_model
@@ -46,7 +47,8 @@ def _gate(cache, reports):
 
 def test_killed_run_resumes_with_only_the_unfinished_work(tmp_path):
     # SIGTERM, as a CI runner or a batch scheduler stops a job: no cleanup hook runs
-    cache = tmp_path / "cache"  # empty: nothing is finished before the first run
+    # no result: nothing is finished before the first run (the built files are shared)
+    cache = results_free_cache(tmp_path)
     cmd, env = _gate(cache, tmp_path / "r1")
     proc = subprocess.Popen(
         cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
