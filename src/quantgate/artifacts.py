@@ -32,6 +32,7 @@ from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
 from quantgate.sources import fetch, gguf_shards, hub_commit
+from quantgate.tensor_types import TensorTypes
 
 
 @dataclass(frozen=True)
@@ -68,22 +69,30 @@ class ArtifactStore:
         return artifact
 
     def requantized(
-        self, label: str, src: Artifact, quant_type: str, imatrix: Path | None = None
+        self,
+        label: str,
+        src: Artifact,
+        quant_type: str,
+        imatrix: Path | None = None,
+        overrides: TensorTypes | None = None,
     ) -> Path:
-        """``src`` re-typed by llama.cpp's quantizer (with ``imatrix`` where given), cached."""
+        """``src`` re-typed by llama.cpp's quantizer (with ``imatrix`` and per-tensor
+        ``overrides`` where given), cached."""
+        overrides = overrides or TensorTypes()
         key = cache_key(
             input=src.sha256,
             quant_type=quant_type,
             llama_cpp=llama_cpp_version(),
             **({"imatrix": sha256_file(imatrix)} if imatrix is not None else {}),
+            **overrides.key(),
         )
         target = cache_root() / "artifacts" / key / f"{label}.{quant_type}.gguf"
 
         def build(partial: Path) -> None:
             if imatrix is None:
-                llama_quantize(src.path, partial, quant_type, label)
+                llama_quantize(src.path, partial, quant_type, label, overrides=overrides)
             else:
-                quantize_with_imatrix(src.path, partial, quant_type, imatrix, label)
+                quantize_with_imatrix(src.path, partial, quant_type, imatrix, label, overrides)
 
         return build_once(target, build)
 

@@ -23,6 +23,7 @@ from quantgate import progress
 from quantgate.errors import ToolError
 from quantgate.llama_placement import tool_command
 from quantgate.llama_tools import tool
+from quantgate.tensor_types import TensorTypes
 
 
 def compute_imatrix(
@@ -50,9 +51,16 @@ def compute_imatrix(
         _run(args, calibration.parent, what, "llama-imatrix")
 
 
-def quantize_with_imatrix(src: Path, out: Path, quant_type: str, imatrix: Path, what: str) -> None:
-    """``llama-quantize --imatrix``: ``src`` re-typed as ``quant_type`` to ``out``; requantizing
-    is allowed, as for the in-process quantizer.
+def quantize_with_imatrix(
+    src: Path,
+    out: Path,
+    quant_type: str,
+    imatrix: Path,
+    what: str,
+    overrides: TensorTypes | None = None,
+) -> None:
+    """``llama-quantize --imatrix``: ``src`` re-typed as ``quant_type`` to ``out``, with
+    per-tensor ``overrides``; requantizing is allowed, as for the in-process quantizer.
 
     Raises:
         ToolError: llama-quantize failed.
@@ -61,6 +69,7 @@ def quantize_with_imatrix(src: Path, out: Path, quant_type: str, imatrix: Path, 
         str(tool("llama-quantize")),
         "--allow-requantize",
         *("--imatrix", imatrix.name),
+        *(overrides or TensorTypes()).tool_args(),
         str(src.resolve()),
         str(out.resolve()),
         quant_type,

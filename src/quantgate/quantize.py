@@ -14,6 +14,7 @@ from pathlib import Path
 from quantgate import progress
 from quantgate.constants import LLAMA_QUANT_TYPES
 from quantgate.errors import ArtifactError, ConfigError
+from quantgate.tensor_types import TensorTypes
 
 
 def llama_cpp_version() -> str:
@@ -23,9 +24,14 @@ def llama_cpp_version() -> str:
 
 
 def llama_quantize(
-    src: Path, out: Path, quant_type: str, what: str, n_threads: int | None = None
+    src: Path,
+    out: Path,
+    quant_type: str,
+    what: str,
+    n_threads: int | None = None,
+    overrides: TensorTypes | None = None,
 ) -> None:
-    """Write ``src`` re-typed as ``quant_type`` to ``out``.
+    """Write ``src`` re-typed as ``quant_type`` to ``out``, with per-tensor ``overrides``.
 
     Requantizing an already-quantized file is allowed (``allow_requantize``): the embedded
     default's F16 baseline is made this way from its Q4_1 file.
@@ -46,6 +52,7 @@ def llama_quantize(
     params.ftype = getattr(llama_cpp, qt.ftype_attr)
     params.nthread = n_threads or os.cpu_count() or 1
     params.allow_requantize = True
+    alive = (overrides or TensorTypes()).apply(params)  # noqa: F841 - held until quantized
     with progress.step(f"{what}: llama_model_quantize {src.name} -> {quant_type}"):
         rc = llama_cpp.llama_model_quantize(
             str(src).encode(), str(out).encode(), ctypes.byref(params)

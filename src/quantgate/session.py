@@ -41,6 +41,7 @@ from quantgate.retention import (
     run_sequential,
 )
 from quantgate.rss_probe import peak_memory
+from quantgate.tensor_types import RECIPE_NOTES
 from quantgate.thresholds import Thresholds
 from quantgate.throughput import (
     BaselineRounds,
@@ -300,6 +301,8 @@ class GateSession:
             "n_blocks": variant.info.n_layers,
             "pruned_blocks": variant.notes.get("pruned_blocks"),
             "imatrix": variant.notes.get("imatrix"),
+            # a mixed-precision recipe's per-tensor types, where the entry has them
+            **{k: variant.notes[k] for k in RECIPE_NOTES if k in variant.notes},
             **peak_memory(
                 variant, self.settings(pair.model_key), self.registry.models[pair.model_key].backend
             ),

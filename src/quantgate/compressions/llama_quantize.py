@@ -1,5 +1,7 @@
 """``method: llama_quantize``: llama.cpp's quantizer re-types the input GGUF (``quant_type``),
-with an importance matrix (``imatrix:``) where the type needs or the entry asks for one."""
+with an importance matrix (``imatrix:``) where the type needs or the entry asks for one, and
+per-tensor types (``tensor_types:``, ``output_tensor_type:``, ``token_embedding_type:``) for a
+mixed-precision recipe (quantgate.tensor_types)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,13 @@ from quantgate.compressions.base import Compression
 from quantgate.constants import LLAMA_QUANT_TYPES
 from quantgate.schema_base import StrictModel
 from quantgate.source_schema import Source, check_quant_type
+from quantgate.tensor_types import (
+    NEEDS_IMATRIX,
+    TensorTypes,
+    check_matches,
+    check_pattern,
+    ggml_type_id,
+)
 
 if TYPE_CHECKING:
     from quantgate.artifacts import Artifact, ArtifactStore
@@ -35,6 +44,12 @@ class LlamaQuantize(Compression):
     quant_type: str
     #: quantize with an importance matrix (the low-bit I-quants need one)
     imatrix: Imatrix | None = None
+    #: llama-quantize's --tensor-type PATTERN=TYPE, in order: the first pattern a tensor's name
+    #: matches (a regular expression, searched) sets its ggml type (q8_0, q4_k, f16, ...)
+    tensor_types: dict[str, str] = Field(default_factory=dict)
+    #: llama-quantize's --output-tensor-type and --token-embedding-type
+    output_tensor_type: str | None = None
+    token_embedding_type: str | None = None
 
     formats: ClassVar[tuple[str, ...]] = ("gguf",)
 
@@ -43,6 +58,16 @@ class LlamaQuantize(Compression):
     def _quant_type_known(cls, v: str) -> str:
         return check_quant_type(v)
 
+    @field_validator("tensor_types")
+    @classmethod
+    def _overrides_known(cls, v: dict[str, str]) -> dict[str, str]:
+        return {check_pattern(p): _ggml_type(t) for p, t in v.items()}
+
+    @field_validator("output_tensor_type", "token_embedding_type")
+    @classmethod
+    def _type_known(cls, v: str | None) -> str | None:
+        return None if v is None else _ggml_type(v)
+
     @model_validator(mode="after")
     def _matrix_where_needed(self) -> LlamaQuantize:
         if self.imatrix is None and LLAMA_QUANT_TYPES[self.quant_type].needs_imatrix:
@@ -50,16 +75,37 @@ class LlamaQuantize(Compression):
                 f"{self.quant_type} needs an importance matrix: add an imatrix: block "
                 "(calibration: <text>, chunks: <n>), or choose a type that does not"
             )
+        overrides = [
+            *self.tensor_types.values(),
+            self.output_tensor_type,
+            self.token_embedding_type,
+        ]
+        needy = sorted({t for t in overrides if t and t.upper() in NEEDS_IMATRIX})
+        if self.imatrix is None and needy:
+            raise ValueError(
+                f"{', '.join(needy)} needs an importance matrix: add an imatrix: block "
+                "(calibration: <text>, chunks: <n>), or override with a type that does not"
+            )
         return self
+
+    @property
+    def overrides(self) -> TensorTypes:
+        return TensorTypes(
+            tuple(self.tensor_types.items()), self.output_tensor_type, self.token_embedding_type
+        )
 
     def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
         assert src is not None
+        overrides = self.overrides
+        if overrides:  # before any work: a pattern that names nothing is a typo
+            check_matches(overrides, src.path, src.label, self.where(pair))
+        notes = {**src.notes, **overrides.note()}
         if self.imatrix is None:
-            path = store.requantized(pair.id, src, self.quant_type)
-            return store.checked(pair.id, path, dict(src.notes))
+            path = store.requantized(pair.id, src, self.quant_type, overrides=overrides)
+            return store.checked(pair.id, path, notes)
         matrix, note = self._imatrix(store, pair, src)
-        path = store.requantized(pair.id, src, self.quant_type, matrix)
-        return store.checked(pair.id, path, {**src.notes, "imatrix": note})
+        path = store.requantized(pair.id, src, self.quant_type, matrix, overrides)
+        return store.checked(pair.id, path, {**notes, "imatrix": note})
 
     def _imatrix(
         self, store: ArtifactStore, pair: Pair, src: Artifact
@@ -104,3 +150,8 @@ class LlamaQuantize(Compression):
             "n_ctx": settings.n_ctx,
         }
         return target, note
+
+
+def _ggml_type(name: str) -> str:
+    ggml_type_id(name)  # raises ValueError, which names the known types
+    return name.lower()
