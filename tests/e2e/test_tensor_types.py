@@ -52,7 +52,7 @@ def test_the_overrides_give_the_tensors_they_name_their_types(registry_copy, bas
     changed = {name for name in before if before[name] != after[name]}
     assert {name: after[name] for name in NAMED} == NAMED
     assert all(before[name] != type_ for name, type_ in NAMED.items())
-    if base == "Q5_0":  # one type for every weight: exactly the named tensors change
+    if base == "Q5_0":  # no layer-position rule without an imatrix: exactly the named change
         assert changed == set(NAMED)
     else:
         # a _M mixture gives "more bits" to some layers' ffn_down by counting the ffn_down
