@@ -32,7 +32,7 @@ from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
 from quantgate.sources import fetch, gguf_shards, hub_commit
-from quantgate.tensor_types import TensorTypes
+from quantgate.tensor_types import NO_OVERRIDES, TensorTypes
 
 
 @dataclass(frozen=True)
@@ -74,11 +74,10 @@ class ArtifactStore:
         src: Artifact,
         quant_type: str,
         imatrix: Path | None = None,
-        overrides: TensorTypes | None = None,
+        overrides: TensorTypes = NO_OVERRIDES,
     ) -> Path:
         """``src`` re-typed by llama.cpp's quantizer (with ``imatrix`` and per-tensor
         ``overrides`` where given), cached."""
-        overrides = overrides or TensorTypes()
         key = cache_key(
             input=src.sha256,
             quant_type=quant_type,

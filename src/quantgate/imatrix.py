@@ -23,7 +23,7 @@ from quantgate import progress
 from quantgate.errors import ToolError
 from quantgate.llama_placement import tool_command
 from quantgate.llama_tools import tool
-from quantgate.tensor_types import TensorTypes
+from quantgate.tensor_types import NO_OVERRIDES, TensorTypes
 
 
 def compute_imatrix(
@@ -57,7 +57,7 @@ def quantize_with_imatrix(
     quant_type: str,
     imatrix: Path,
     what: str,
-    overrides: TensorTypes | None = None,
+    overrides: TensorTypes = NO_OVERRIDES,
 ) -> None:
     """``llama-quantize --imatrix``: ``src`` re-typed as ``quant_type`` to ``out``, with
     per-tensor ``overrides``; requantizing is allowed, as for the in-process quantizer.
@@ -69,7 +69,7 @@ def quantize_with_imatrix(
         str(tool("llama-quantize")),
         "--allow-requantize",
         *("--imatrix", imatrix.name),
-        *(overrides or TensorTypes()).tool_args(),
+        *overrides.tool_args(),
         str(src.resolve()),
         str(out.resolve()),
         quant_type,

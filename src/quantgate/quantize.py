@@ -14,7 +14,7 @@ from pathlib import Path
 from quantgate import progress
 from quantgate.constants import LLAMA_QUANT_TYPES
 from quantgate.errors import ArtifactError, ConfigError
-from quantgate.tensor_types import TensorTypes
+from quantgate.tensor_types import NO_OVERRIDES, TensorTypes
 
 
 def llama_cpp_version() -> str:
@@ -29,7 +29,7 @@ def llama_quantize(
     quant_type: str,
     what: str,
     n_threads: int | None = None,
-    overrides: TensorTypes | None = None,
+    overrides: TensorTypes = NO_OVERRIDES,
 ) -> None:
     """Write ``src`` re-typed as ``quant_type`` to ``out``, with per-tensor ``overrides``.
 
@@ -52,7 +52,7 @@ def llama_quantize(
     params.ftype = getattr(llama_cpp, qt.ftype_attr)
     params.nthread = n_threads or os.cpu_count() or 1
     params.allow_requantize = True
-    alive = (overrides or TensorTypes()).apply(params)  # noqa: F841 - held until quantized
+    alive = overrides.apply(params)  # noqa: F841 - held until quantized
     with progress.step(f"{what}: llama_model_quantize {src.name} -> {quant_type}"):
         rc = llama_cpp.llama_model_quantize(
             str(src).encode(), str(out).encode(), ctypes.byref(params)

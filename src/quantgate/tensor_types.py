@@ -26,8 +26,9 @@ from quantgate.errors import ConfigError
 
 #: what an artifact's notes (and its footprint row) hold of a recipe
 RECIPE_NOTES = ("tensor_types", "output_tensor_type", "token_embedding_type")
-#: ggml types only llama.cpp's importance matrix can produce (llama-quantize refuses them without)
-NEEDS_IMATRIX = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S"})
+#: ggml types llama.cpp refuses to quantize a block's weights to without an importance matrix
+#: (llama-quant.cpp, tensor_requires_imatrix)
+NEEDS_IMATRIX = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS"})
 
 
 def ggml_type_id(name: str) -> int:
@@ -108,6 +109,10 @@ class TensorTypes:
             array, ctypes.POINTER(llama_cpp.llama_model_tensor_override)
         )
         return [array, patterns]
+
+
+#: the recipe of an entry that has none (the quantizers' default)
+NO_OVERRIDES = TensorTypes()
 
 
 def check_pattern(pattern: str) -> str:

@@ -19,6 +19,7 @@ LLAMA_QUANTIZE = {"method": "llama_quantize", "quant_type": "Q4_K_M"}
         ({"output_tensor_type": "Q4_K_M"}, "unknown ggml type 'Q4_K_M'"),
         ({"tensor_types": {"blk.(0": "q8_0"}}, r"'blk.\(0' is not a regular expression"),
         ({"tensor_types": {"attn": "iq2_xxs"}}, "iq2_xxs needs an importance matrix"),
+        ({"tensor_types": {"attn": "IQ3_XXS"}}, "iq3_xxs needs an importance matrix"),
         ({"tensor_type": {"attn": "q8_0"}}, "unknown key 'tensor_type'"),
     ],
 )
