@@ -43,18 +43,32 @@ smoke: $(STAMP)
 
 ## The project's own tests, every tier (tests/unit, plugin, e2e, gpu: see the README); their
 ## reports go to reports/tests/. The report test opens reports/summary.html in a real headless
-## Chromium (Debian's package, installed here if missing). The tiers without a model run on
-## every core (pytest-xdist: nothing there is timed); the model tiers one test at a time, as
-## their gates time throughput. Both run; the target fails if either did.
+## Chromium (Debian's package, installed here if missing). The model tests that time throughput
+## run one at a time (the timed tier). Beside them, at the lowest priority (nice 19: a core
+## only when the timed tier leaves one idle, as it does a fifth of its time), run the tiers
+## without a model (pytest-xdist, -n auto) and then the model tests marked `untimed`; their
+## output is kept in reports/tests/beside.log and printed after the timed tier's. Both lanes
+## run; the target fails if either did.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1
+BESIDE   := nice -n 19
 test:
 	@# the two environments' pips and apt side by side, then the tools' compiler beside
 	@# what is left of them (the tools need .venv's llama-cpp-python)
 	$(MAKE) -j3 --no-print-directory venv quantize-env browser tools
-	@status=0; \
-	$(TEST_ENV) $(BIN)/pytest tests/unit tests/plugin -n auto \
+	@mkdir -p reports/tests; \
+	echo "make test: tests/unit, tests/plugin and tests/e2e -m untimed run beside the timed tier (nice 19); their output follows it"; \
+	( status=0; \
+	  $(TEST_ENV) $(BESIDE) $(BIN)/pytest tests/unit tests/plugin -n auto \
 		--reports-dir=reports/tests/processes || status=$$?; \
-	$(TEST_ENV) $(BIN)/pytest tests/e2e tests/gpu --reports-dir=reports/tests/models || status=$$?; \
+	  $(TEST_ENV) $(BESIDE) $(BIN)/pytest tests/e2e -m untimed \
+		--reports-dir=reports/tests/untimed || status=$$?; \
+	  exit $$status ) > reports/tests/beside.log 2>&1 & beside=$$!; \
+	status=0; \
+	$(TEST_ENV) $(BIN)/pytest tests/e2e tests/gpu -m "not untimed" \
+		--reports-dir=reports/tests/models || status=$$?; \
+	wait $$beside || status=$$?; \
+	echo; echo "==== beside the timed tier: tests/unit, tests/plugin, tests/e2e -m untimed ===="; \
+	cat reports/tests/beside.log; \
 	exit $$status
 
 ## The quick tier for an edit loop: tests/unit, pure (no model, no child process).

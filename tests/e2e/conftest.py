@@ -9,4 +9,5 @@ from support.fixtures import (  # noqa: F401 (pytest finds fixtures by name in a
     smollm2_artifacts,
     store_url,
     thresholds_copy,
+    untimed_is_checked,
 )

@@ -16,7 +16,8 @@ from quantgate.retention import Comparison, run_benchmark
 from quantgate.tasks import TaskIndex
 from support.helpers import REPO
 
-pytestmark = pytest.mark.real_model
+# untimed: generation and exact match only, no timed gate (make test runs it beside the rest)
+pytestmark = [pytest.mark.real_model, pytest.mark.untimed]
 
 RET = "tests/test_retention.py"
 FAMILY = ("-m", "slow", "--model", "smollm2_gsm8k")

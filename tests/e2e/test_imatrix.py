@@ -7,6 +7,9 @@ import pytest
 
 PPL = "tests/test_perplexity.py"
 
+# untimed: the tools and the perplexity gate only (make test runs it beside the rest)
+pytestmark = pytest.mark.untimed
+
 
 def _with_imatrix_text(doc, text: str) -> None:
     entry = doc["models"]["smollm2"]["compressions"]["Q4_K_M-imatrix"]

@@ -12,6 +12,9 @@ import pytest
 
 from quantgate.cache import build_once
 
+# a hang guard, not a timing: make test runs this tier at nice 19, beside the model tests
+HANG = 600
+
 
 def _slow_builder(target: str, log: str) -> None:
     def build(partial: Path) -> None:
@@ -33,7 +36,7 @@ def test_two_processes_build_once(tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(30)
+        p.join(HANG)
     assert [p.exitcode for p in procs] == [0, 0]
     assert log.read_text() == "built\n"
 
@@ -81,7 +84,7 @@ def test_a_process_waiting_on_another_is_counted(tmp_path, monkeypatch, held, aw
     ctx = mp.get_context("spawn")
     holder = ctx.Process(target=_hold, args=(held, str(target), str(ready), str(release)))
     holder.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG
     while not ready.exists():
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -93,6 +96,6 @@ def test_a_process_waiting_on_another_is_counted(tmp_path, monkeypatch, held, aw
         time.sleep(0.05)
     assert waiter.is_alive()  # it really waits: no timing beside a running test
     release.write_text("go")
-    holder.join(30)
-    waiter.join(30)
+    holder.join(HANG)
+    waiter.join(HANG)
     assert waiter.exitcode == 0 and waiting_processes() == 0

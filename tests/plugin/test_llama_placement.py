@@ -22,7 +22,7 @@ ASK = "from quantgate.llama_placement import amx_permission_refused as r; print(
 
 def _python(code: str, *prefix: str) -> str:
     proc = subprocess.run(
-        [*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        [*prefix, sys.executable, "-c", code], capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip()

@@ -84,7 +84,7 @@ def _tox_config(ini) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         cwd=REPO,
-        timeout=120,
+        timeout=600,  # a hang guard (this tier runs at nice 19 in make test)
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.helpers import REPO, GateRun, run_gate
+from support.helpers import REPO, UNTIMED, GateRun, run_gate
 
 
 @pytest.fixture
@@ -17,6 +17,14 @@ def gate_run(tmp_path):
         return run_gate(*args, reports=tmp_path / "reports", **kw)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def untimed_is_checked(request, monkeypatch):
+    """A test marked ``untimed`` (make test runs it beside other work, at idle priority) fails
+    if a child gate run of its times anything (support/helpers.py: run_gate)."""
+    if request.node.get_closest_marker("untimed"):
+        monkeypatch.setenv(UNTIMED, "1")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +54,10 @@ def gate_command(*args: str, reports: Path) -> list[str]:
     ]
 
 
+#: set (by support/fixtures.py) while a test marked ``untimed`` runs
+UNTIMED = "QUANTGATE_TESTS_UNTIMED"
+
+
 def run_gate(
     *args: str, reports: Path, env: dict[str, str] | None = None, timeout: int = 1800
 ) -> GateRun:
@@ -65,7 +70,23 @@ def run_gate(
         timeout=timeout,
         env={**os.environ, **OFFLINE, **(env or {})},
     )
-    return GateRun(proc.returncode, proc.stdout + proc.stderr, reports)
+    run = GateRun(proc.returncode, proc.stdout + proc.stderr, reports)
+    if os.environ.get(UNTIMED):
+        check_untimed(reports)
+    return run
+
+
+def check_untimed(reports: Path) -> None:
+    """Fail the calling test if the child run that wrote ``reports`` ran a timed gate: make
+    test runs a test marked ``untimed`` beside other work, where a timed gate would read its
+    neighbours' load as the variant's speed."""
+    junit = reports / "junit.xml"
+    if not junit.exists():
+        return
+    from quantgate.report.rows import junit_outcomes
+
+    if timed := sorted(k for k in junit_outcomes(junit) if k.startswith("test_throughput")):
+        pytest.fail(f"a test marked untimed ran timed gates in its child: {timed}")
 
 
 def collected(run: GateRun) -> list[str]:
