@@ -18,7 +18,7 @@ class BackendSettings(StrictModel):
 
     n_ctx: int = Field(512, ge=16)
     n_batch: int = Field(512, ge=1)
-    #: None: all cores (os.cpu_count()).
+    #: None: all cores this process may run on (quantgate.machine.available_cores).
     n_threads: int | None = Field(None, ge=1)
     seed: int = 1234
 

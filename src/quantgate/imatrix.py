@@ -14,7 +14,6 @@ folder with a bare file name: the names llama.cpp records in the outputs' metada
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -23,6 +22,7 @@ from quantgate import progress
 from quantgate.errors import ToolError
 from quantgate.llama_placement import tool_command
 from quantgate.llama_tools import tool
+from quantgate.machine import available_cores
 from quantgate.tensor_types import NO_OVERRIDES, TensorTypes
 
 
@@ -44,7 +44,7 @@ def compute_imatrix(
         *("--output-format", "gguf"),
         *("--chunks", str(chunks)),
         *("-c", str(n_ctx)),
-        *("-t", str(os.cpu_count() or 1)),
+        *("-t", str(available_cores())),
         "--no-ppl",  # the gate measures PPL itself, on another text
     ]
     with progress.step(f"{what}: llama-imatrix over {chunks} chunks of {calibration.name}"):
@@ -73,7 +73,7 @@ def quantize_with_imatrix(
         str(src.resolve()),
         str(out.resolve()),
         quant_type,
-        str(os.cpu_count() or 1),
+        str(available_cores()),
     ]
     with progress.step(f"{what}: llama-quantize --imatrix {src.name} -> {quant_type}"):
         _run(args, imatrix.parent, what, "llama-quantize")

@@ -30,6 +30,7 @@ from pathlib import Path
 from quantgate import progress
 from quantgate.cache import cache_root, locked
 from quantgate.errors import ToolError
+from quantgate.machine import available_cores
 from quantgate.quantize import llama_cpp_version
 
 TOOLS = ("llama-imatrix", "llama-quantize", "llama-perplexity", "llama-bench")
@@ -163,7 +164,7 @@ def _cmake(src: Path, out: Path, version: str, what: str, extra: Sequence[str] =
     configure = ["cmake", "-S", str(src), "-B", str(out), "-DCMAKE_BUILD_TYPE=Release",
                  "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF",
                  *system_ggml, *extra]  # fmt: skip
-    build = ["cmake", "--build", str(out), "-j", str(os.cpu_count() or 1), "--target", *TOOLS]
+    build = ["cmake", "--build", str(out), "-j", str(available_cores()), "--target", *TOOLS]
     with progress.step(step):
         for command in (configure, build):
             # cmake's own warnings (a runtime path through two folders that hold the same

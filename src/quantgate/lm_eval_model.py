@@ -17,7 +17,6 @@ tokenized ``context + continuation``. Scoring goes through the backend's multi-s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,8 @@ from lm_eval import utils
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from tqdm import tqdm
+
+from quantgate.machine import available_cores
 
 if TYPE_CHECKING:
     from quantgate.backends.llama_cpp import LlamaCppBackend
@@ -69,7 +70,7 @@ class LlamaCppLM(TemplateLM):
                 LlamaCppSettings(
                     n_ctx=int(n_ctx),
                     n_batch=int(n_batch),
-                    n_threads=int(n_threads) if n_threads else os.cpu_count(),
+                    n_threads=int(n_threads) if n_threads else available_cores(),
                     seed=int(seed),
                     kv_cache_type=kv_cache_type,
                 ),

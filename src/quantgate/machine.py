@@ -64,13 +64,22 @@ def cpu_facts() -> CpuFacts:
         model, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:  # not Linux
         model, flags = platform.processor(), []
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
     return CpuFacts(
-        model or platform.processor() or "unknown", platform.machine(), tuple(flags), cores
+        model or platform.processor() or "unknown",
+        platform.machine(),
+        tuple(flags),
+        available_cores(),
     )
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's cpuset, ``taskset``),
+    which ``os.cpu_count()`` ignores. "All cores", wherever a thread count is unset, means
+    these: more threads than cores spin against each other in ggml's and torch's barriers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @cache

@@ -8,12 +8,12 @@ importance matrix runs the tool itself (quantgate.imatrix).
 from __future__ import annotations
 
 import ctypes
-import os
 from pathlib import Path
 
 from quantgate import progress
 from quantgate.constants import LLAMA_QUANT_TYPES
 from quantgate.errors import ArtifactError, ConfigError
+from quantgate.machine import available_cores
 from quantgate.tensor_types import NO_OVERRIDES, TensorTypes
 
 
@@ -50,7 +50,7 @@ def llama_quantize(
         )
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, qt.ftype_attr)
-    params.nthread = n_threads or os.cpu_count() or 1
+    params.nthread = n_threads or available_cores()
     params.allow_requantize = True
     alive = overrides.apply(params)  # noqa: F841 - held until quantized
     with progress.step(f"{what}: llama_model_quantize {src.name} -> {quant_type}"):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from quantgate.cache import cache_root, waiting, waiting_processes
+from quantgate.machine import available_cores
 
 
 class MachineLock:
@@ -98,6 +99,6 @@ def evaluation_threads() -> int:
     cores shared among the workers that are computing now. A worker waiting for another's
     result (the baseline every pair needs) leaves its share to the one computing it: with a
     fixed share, the first baseline ran on half the machine while the other worker idled."""
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     busy = max(1, xdist_workers() - waiting_processes())
     return max(1, cores // busy)

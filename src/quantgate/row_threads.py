@@ -7,12 +7,13 @@ a few threads use the cores llama.cpp computed with a moment before, instead of 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from itertools import pairwise
 from typing import TypeVar
+
+from quantgate.machine import available_cores
 
 T = TypeVar("T")
 
@@ -20,21 +21,14 @@ T = TypeVar("T")
 MIN_ROWS_PER_THREAD = 16
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 @cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="quantgate-rows")
+    return ThreadPoolExecutor(max_workers=available_cores(), thread_name_prefix="quantgate-rows")
 
 
 def row_map(fn: Callable[[int, int], T], n_rows: int) -> list[T]:
     """``fn(lo, hi)`` over contiguous row ranges covering ``range(n_rows)``, in order."""
-    parts = max(1, min(_cores(), n_rows // MIN_ROWS_PER_THREAD))
+    parts = max(1, min(available_cores(), n_rows // MIN_ROWS_PER_THREAD))
     bounds = [n_rows * i // parts for i in range(parts + 1)]
     if parts == 1:
         return [fn(0, n_rows)]

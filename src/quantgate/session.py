@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,6 +21,7 @@ from quantgate.constants import (
 )
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.gates import Outcome, enforce, judge
+from quantgate.machine import available_cores
 from quantgate.measurement import Measurement
 from quantgate.quality import (
     BaselineScores,
@@ -115,14 +115,14 @@ class GateSession:
         if self.n_threads:
             settings = settings.model_copy(update={"n_threads": self.n_threads})
         elif settings.n_threads is None and xdist_workers() > 1:
-            share = max(1, (os.cpu_count() or 1) // xdist_workers())
+            share = max(1, available_cores() // xdist_workers())
             settings = settings.model_copy(update={"n_threads": share})
         return settings
 
     def timing_threads(self, model_key: str) -> int:
         """Threads for timed sections: what a serial run uses (they run alone)."""
         configured = self.n_threads or self.registry.models[model_key].backend_settings.n_threads
-        return configured or os.cpu_count() or 1
+        return configured or available_cores()
 
     def backend(
         self, artifact: Artifact, model_key: str, settings: BackendSettings | None = None

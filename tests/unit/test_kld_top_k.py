@@ -76,9 +76,9 @@ def test_the_tail_sample_is_the_same_on_any_number_of_cores(monkeypatch, cores):
     from quantgate import row_threads
 
     base, comp = _pair(3, rows=200, vocab=300)
-    monkeypatch.setattr(row_threads, "_cores", lambda: 2)
+    monkeypatch.setattr(row_threads, "available_cores", lambda: 2)
     reference = top_k_rows(base, 8, m=16, seed=5)
-    monkeypatch.setattr(row_threads, "_cores", lambda: cores)
+    monkeypatch.setattr(row_threads, "available_cores", lambda: cores)
     rows = top_k_rows(base, 8, m=16, seed=5)
     assert (rows == reference).all()
     assert (kl_divergence_top_k(rows, comp) == kl_divergence_top_k(reference, comp)).all()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from quantgate.backend_settings import BackendSettings, LlamaCppSettings
 from quantgate.backends.base import Backend
 from quantgate.backends.sequence_tree import Round, plan_rounds, score_rows
 from quantgate.errors import ArtifactError, EvaluationError
+from quantgate.machine import available_cores
 
 #: llama.cpp's load log line for each buffer the weights went to ("CPU_REPACK model buffer
 #: size = 7.59 MiB"): the placement it chose, as it reports it
@@ -60,7 +60,7 @@ def _load_llama(
     kv_type = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[
         settings.kv_cache_type
     ]
-    threads = settings.n_threads or os.cpu_count() or 1
+    threads = settings.n_threads or available_cores()
     try:
         with llama_placement.model_params(placement), _reported_buffers() as reported:
             llm = Llama(
@@ -289,7 +289,7 @@ class LlamaCppBackend(Backend):
     def _scoring_context(self) -> _TreeContext:
         """The scoring context; under xdist at the cores the computing workers share now."""
         tree = self._tree
-        threads = self.settings.n_threads or os.cpu_count() or 1
+        threads = self.settings.n_threads or available_cores()
         if self.shared_cores:
             from quantgate.quiet import evaluation_threads
 
@@ -346,7 +346,7 @@ class LlamaCppBackend(Backend):
     ) -> list[int]:
         self._check_fits(len(prompt) + max_new_tokens)
         llm = self._llama
-        threads = self.settings.n_threads or os.cpu_count() or 1
+        threads = self.settings.n_threads or available_cores()
         llama_cpp.llama_set_n_threads(llm._ctx.ctx, threads, threads)
         self._prefill(llm, list(prompt))
         out: list[int] = []
@@ -390,7 +390,7 @@ class LlamaCppBackend(Backend):
         """The serving context at the timing thread count (llama_set_n_threads, per call:
         generate may have set it back)."""
         llm = self._llama
-        n = self.timing_threads or self.settings.n_threads or os.cpu_count() or 1
+        n = self.timing_threads or self.settings.n_threads or available_cores()
         llama_cpp.llama_set_n_threads(llm._ctx.ctx, n, n)
         return llm
 

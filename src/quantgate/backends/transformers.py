@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ from quantgate.artifacts import Artifact
 from quantgate.backend_settings import BackendSettings
 from quantgate.backends.base import Backend
 from quantgate.errors import ArtifactError, ConfigError, EvaluationError
+from quantgate.machine import available_cores
 
 #: a checkpoint's quantization_config.quant_method -> the package transformers needs to load it
 _CHECKPOINT_LIBRARIES = {
@@ -122,7 +122,7 @@ class TransformersBackend(Backend):
         self._torch = torch
         torch.manual_seed(settings.seed)
         if settings.device == "cpu":
-            torch.set_num_threads(settings.n_threads or os.cpu_count() or 1)
+            torch.set_num_threads(settings.n_threads or available_cores())
         kw: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
         spec = artifact.notes.get("quantization")
         if spec is not None:
