@@ -46,29 +46,33 @@ smoke: $(STAMP)
 ## Chromium (Debian's package, installed here if missing). The model tests that time throughput
 ## run one at a time (the timed tier). Beside them, at the lowest priority (nice 19: a core
 ## only when the timed tier leaves one idle, as it does a fifth of its time), run the tiers
-## without a model (pytest-xdist, -n auto) and then the model tests marked `untimed`; their
-## output is kept in reports/tests/beside.log and printed after the timed tier's. Both lanes
-## run; the target fails if either did.
+## without a model (pytest-xdist, -n auto) and, at the same time, the model tests marked
+## `untimed` on the last core alone: one thread each (quantgate.machine.available_cores),
+## which runs in whatever moments that core is idle, where two threads would wait on each
+## other at every barrier. Their output is kept in reports/tests/*.log and printed after the
+## timed tier's. Every run ends; the target fails if any failed.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1
 BESIDE   := nice -n 19
+LAST_CORE = taskset -c $$(( $$(nproc) - 1 ))
 test:
 	@# the two environments' pips and apt side by side, then the tools' compiler beside
 	@# what is left of them (the tools need .venv's llama-cpp-python)
 	$(MAKE) -j3 --no-print-directory venv quantize-env browser tools
 	@mkdir -p reports/tests; \
 	echo "make test: tests/unit, tests/plugin and tests/e2e -m untimed run beside the timed tier (nice 19); their output follows it"; \
-	( status=0; \
-	  $(TEST_ENV) $(BESIDE) $(BIN)/pytest tests/unit tests/plugin -n auto \
-		--reports-dir=reports/tests/processes || status=$$?; \
-	  $(TEST_ENV) $(BESIDE) $(BIN)/pytest tests/e2e -m untimed \
-		--reports-dir=reports/tests/untimed || status=$$?; \
-	  exit $$status ) > reports/tests/beside.log 2>&1 & beside=$$!; \
+	$(TEST_ENV) $(BESIDE) $(BIN)/pytest tests/unit tests/plugin -n auto \
+		--reports-dir=reports/tests/processes > reports/tests/processes.log 2>&1 & processes=$$!; \
+	$(TEST_ENV) $(BESIDE) $(LAST_CORE) $(BIN)/pytest tests/e2e -m untimed \
+		--reports-dir=reports/tests/untimed > reports/tests/untimed.log 2>&1 & untimed=$$!; \
 	status=0; \
 	$(TEST_ENV) $(BIN)/pytest tests/e2e tests/gpu -m "not untimed" \
 		--reports-dir=reports/tests/models || status=$$?; \
-	wait $$beside || status=$$?; \
-	echo; echo "==== beside the timed tier: tests/unit, tests/plugin, tests/e2e -m untimed ===="; \
-	cat reports/tests/beside.log; \
+	wait $$processes || status=$$?; \
+	wait $$untimed || status=$$?; \
+	for lane in processes untimed; do \
+		echo; echo "==== beside the timed tier: reports/tests/$$lane.log ===="; \
+		cat reports/tests/$$lane.log; \
+	done; \
 	exit $$status
 
 ## The quick tier for an edit loop: tests/unit, pure (no model, no child process).
