@@ -166,6 +166,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "Default: the registry's, else all cores",
     )
     group.addoption(
+        "--diagnose",
+        nargs="?",
+        const=4,
+        default=None,
+        type=_positive_int("--diagnose"),
+        metavar="CHUNKS",
+        help="after the run, for every GGUF pair that failed its perplexity or KLD gate: "
+        "each block's own KLD on CHUNKS perplexity chunks (default 4), ranked, in "
+        "summary.html and reports/diagnosis/ (python -m quantgate.diagnose). Default: off",
+    )
+    group.addoption(
         "--in-process",
         action="store_true",
         default=False,
@@ -265,8 +276,9 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(str(exc)) from None
         machine = machine_record(config.getoption("threads"), llama_placement.machine_facts())
         config.stash[_MACHINE] = machine
+        diagnose = _diagnoser(config, checked, reports) if config.getoption("diagnose") else None
         config.pluginmanager.register(
-            SummaryCollector(reports, registry.data.report.q_score, previous, machine),
+            SummaryCollector(reports, registry.data.report.q_score, previous, machine, diagnose),
             "quantgate-summary",
         )
     for mark, description in registry.marks.items():
@@ -294,6 +306,25 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.write_line(line)
 
     progress.sink = to_terminal
+
+
+def _diagnoser(
+    config: pytest.Config, checked: Configuration, reports: Path
+) -> Callable[[list[dict]], list]:
+    """What --diagnose runs once the rows are in: quantgate.diagnose for each failed pair."""
+
+    def run(rows: list[dict]) -> list:
+        from quantgate.diagnose import diagnose_failed
+
+        return diagnose_failed(
+            checked,
+            rows,
+            config.getoption("diagnose"),
+            config.getoption("threads"),
+            reports / "diagnosis",
+        )
+
+    return run
 
 
 def _flat(config: pytest.Config, option: str) -> list[str]:

@@ -4,6 +4,7 @@ summary.json after each judging test, and summary.md/.html at the session's end.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,11 @@ class SummaryCollector:
         weights: QScoreWeights,
         previous: list[dict] | None = None,
         machine: dict[str, Any] | None = None,
+        diagnose: Callable[[list[dict]], list[Any]] | None = None,
     ) -> None:
         self.folder = folder
+        #: --diagnose: rows -> the failed pairs' diagnoses (quantgate.diagnose), for the page
+        self.diagnose = diagnose
         self.weights = weights
         self.previous = previous
         #: where this run's verdicts are made (quantgate.machine.machine_record)
@@ -73,6 +77,7 @@ class SummaryCollector:
     def pytest_sessionfinish(self) -> None:
         if self.rows:
             doc = write_summary(self.folder / "summary.json", self.rows, self.wall, self.machines)
+            diagnoses = self.diagnose(doc["rows"]) if self.diagnose else []
             write_reports(
                 self.folder,
                 doc["rows"],
@@ -81,6 +86,7 @@ class SummaryCollector:
                 self.previous,
                 doc["wall_seconds"],
                 self.machines,
+                diagnoses,
             )
 
     @pytest.hookimpl(trylast=True)  # after pytest-benchmark's table, before the short summary

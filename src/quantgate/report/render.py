@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from quantgate.constants import OVERALL, RETENTION_PREFIX
 from quantgate.errors import ConfigError
@@ -483,12 +484,23 @@ def _gate_table(summaries: list[PairSummary]) -> str:
     )
 
 
+class Section(Protocol):
+    """A page section of one model's, rendered by its own module (quantgate.diagnose)."""
+
+    model: str
+
+    def html(self) -> str: ...
+
+    def markdown(self) -> str: ...
+
+
 def render_html(
     tables: dict[str, list[PairSummary]],
     weights: QScoreWeights,
     changes: list[Change] | None,
     created: str,
     made_on: list[str] | None = None,
+    sections: Sequence[Section] = (),
 ) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>quantgate summary</title>",
@@ -511,6 +523,7 @@ def render_html(
                 )
         if imgs:
             parts.append("<div class='plots'>" + "".join(imgs) + "</div>")
+        parts += [s.html() for s in sections if s.model == model]
     if changes is not None:
         parts.append("<h2>Changes since the previous run</h2>")
         if not changes:
@@ -539,15 +552,19 @@ def write_reports(
     previous: list[dict[str, Any]] | None = None,
     wall_seconds: dict[str, float] | None = None,
     machines: dict[str, dict[str, Any]] | None = None,
+    sections: Sequence[Section] = (),
 ) -> None:
     """summary.html and summary.md next to summary.json (``wall_seconds``: its evaluation
-    time per pair; ``machines``: where its verdicts were made, by run or shard)."""
+    time per pair; ``machines``: where its verdicts were made, by run or shard; ``sections``:
+    more of a model's, after its tables, such as --diagnose's)."""
     tables = build_tables(rows, weights, wall_seconds)
     changes = compare_rows(previous, rows) if previous is not None else None
     made_on = machine_lines(machines or {})
-    (folder / "summary.md").write_text(render_markdown(tables, weights, changes, made_on), "utf-8")
+    markdown = render_markdown(tables, weights, changes, made_on)
+    markdown += "".join(f"\n{s.markdown()}" for s in sections)
+    (folder / "summary.md").write_text(markdown, "utf-8")
     (folder / "summary.html").write_text(
-        render_html(tables, weights, changes, created, made_on), "utf-8"
+        render_html(tables, weights, changes, created, made_on, sections), "utf-8"
     )
 
 
