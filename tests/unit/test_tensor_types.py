@@ -21,6 +21,11 @@ LLAMA_QUANTIZE = {"method": "llama_quantize", "quant_type": "Q4_K_M"}
         ({"tensor_types": {"attn": "iq2_xxs"}}, "iq2_xxs needs an importance matrix"),
         ({"tensor_types": {"attn": "IQ3_XXS"}}, "iq3_xxs needs an importance matrix"),
         ({"tensor_type": {"attn": "q8_0"}}, "unknown key 'tensor_type'"),
+        # llama.cpp would ignore them without a word
+        (
+            {"quant_type": "F16", "tensor_types": {"ffn_down": "q8_0"}},
+            "tensor_types on quant_type F16: llama.cpp applies them only with a quantized",
+        ),
     ],
 )
 def test_bad_overrides_are_one_line_errors_naming_the_entry(registry_copy, overrides, message):

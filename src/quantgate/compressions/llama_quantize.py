@@ -39,6 +39,10 @@ class Imatrix(StrictModel):
     n_ctx: int = Field(512, ge=16)
 
 
+#: quant types llama.cpp does not quantize to: --tensor-type is not read with them
+UNQUANTIZED_TYPES = frozenset({"F32", "F16", "BF16"})
+
+
 class LlamaQuantize(Compression):
     method: Literal["llama_quantize"]
     quant_type: str
@@ -80,6 +84,14 @@ class LlamaQuantize(Compression):
             self.output_tensor_type,
             self.token_embedding_type,
         ]
+        if self.tensor_types and self.quant_type in UNQUANTIZED_TYPES:
+            # llama-quant.cpp (llama_tensor_get_type) reads the patterns only when the base
+            # type is quantized: on F16 they would be ignored, without a word
+            raise ValueError(
+                f"tensor_types on quant_type {self.quant_type}: llama.cpp applies them only "
+                "with a quantized quant_type; choose one (Q8_0 keeps every block's rows) and "
+                "name the tensors to keep unquantized with f16"
+            )
         needy = sorted({t for t in overrides if t and t.upper() in NEEDS_IMATRIX})
         if self.imatrix is None and needy:
             raise ValueError(
