@@ -35,6 +35,7 @@ from quantgate import progress
 from quantgate.artifacts import Artifact
 from quantgate.cache import cache_key, cache_root, locked, read_result, write_result
 from quantgate.errors import ConfigError, EvaluationError, QuantgateError
+from quantgate.gguf_file import TensorInfo, read_tensors
 from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
 from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair
@@ -53,78 +54,6 @@ UNQUANTIZED = {"f16": "F16", "bf16": "BF16", "f32": "F32"}
 #: on a quantized base type
 PROBE_CARRIER = "Q8_0"
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    type: str  # ggml type, lower case as llama-quantize reads it
-    n_bytes: int
-
-
-#: bytes of each fixed-size GGUF metadata value type (gguf.GGUFValueType's numbering)
-_VALUE_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_STRING, _ARRAY = 8, 9
-
-
-def read_tensors(path: Path) -> dict[str, TensorInfo]:
-    """Every tensor of a GGUF file: its ggml type and its bytes, from the header alone.
-
-    gguf-py's GGUFReader parses every metadata value into numpy views first: about 2 s for a
-    49,152-token vocabulary, for each of a diagnosis's dozens of probes. This walks past the
-    values and reads the tensor table only (the GGUF v2/v3 layout, little-endian)."""
-    import mmap
-    import struct
-
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        if m[:4] != b"GGUF":
-            raise EvaluationError(f"{path}: not a GGUF file")
-        version, n_tensors, n_kv = struct.unpack_from("<IQQ", m, 4)
-        if version < 2:
-            raise EvaluationError(f"{path}: GGUF version {version}; convert it with llama.cpp")
-        pos = 24
-
-        def string() -> str:
-            nonlocal pos
-            (n,) = struct.unpack_from("<Q", m, pos)
-            pos += 8 + n
-            return m[pos - n : pos].decode("utf-8", "replace")
-
-        def skip(kind: int) -> None:
-            nonlocal pos
-            if kind == _STRING:
-                string()
-            elif kind == _ARRAY:
-                item, count = struct.unpack_from("<IQ", m, pos)
-                pos += 12
-                if item in _VALUE_BYTES:
-                    pos += _VALUE_BYTES[item] * count
-                else:
-                    for _ in range(count):
-                        skip(item)
-            else:
-                pos += _VALUE_BYTES[kind]
-
-        for _ in range(n_kv):
-            string()
-            (kind,) = struct.unpack_from("<I", m, pos)
-            pos += 4
-            skip(kind)
-        out = {}
-        for _ in range(n_tensors):
-            name = string()
-            (n_dims,) = struct.unpack_from("<I", m, pos)
-            dims = struct.unpack_from(f"<{n_dims}Q", m, pos + 4)
-            kind, _offset = struct.unpack_from("<IQ", m, pos + 4 + 8 * n_dims)
-            pos += 4 + 8 * n_dims + 12
-            ggml_type = GGMLQuantizationType(kind)
-            block, block_bytes = GGML_QUANT_SIZES[ggml_type]
-            n = 1
-            for d in dims:
-                n *= d
-            out[name] = TensorInfo(ggml_type.name.lower(), n // block * block_bytes)
-    return out
 
 
 def group_of(tensor: str) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.errors import ConfigError
+from quantgate.gguf_file import read_tensors
 
 #: what an artifact's notes (and its footprint row) hold of a recipe
 RECIPE_NOTES = ("tensor_types", "output_tensor_type", "token_embedding_type")
@@ -131,9 +132,7 @@ def check_matches(types: TensorTypes, gguf_path: Path, label: str, where: str) -
     Raises:
         ConfigError: one line: the entry's key, the pattern, and the tensors it could have meant.
     """
-    from gguf import GGUFReader
-
-    names = [t.name for t in GGUFReader(gguf_path).tensors]
+    names = list(read_tensors(gguf_path))
     for pattern, _ in types.patterns:
         if not any(re.search(pattern, name) for name in names):
             close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.4)

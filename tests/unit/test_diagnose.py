@@ -10,13 +10,13 @@ import pytest
 from quantgate.diagnose import (
     Diagnosis,
     Probe,
-    TensorInfo,
     groups,
     recipe,
     select_groups,
     table,
 )
 from quantgate.errors import ConfigError, EvaluationError
+from quantgate.gguf_file import TensorInfo
 from quantgate.stats import Interval
 
 
@@ -104,33 +104,3 @@ def test_the_table_ranks_by_kld_and_the_shares_add_up():
     rows = [line for line in text.splitlines() if line.startswith("| 1 ")]
     assert rows and "blk.1" in rows[0] and "60.0%" in rows[0]
     assert "0.90x the whole variant's KLD" in text
-
-
-def test_the_tensor_table_is_gguf_py_s(tmp_path):
-    """read_tensors walks past the metadata (gguf-py's reader parses it: seconds for a real
-    vocabulary); it must read the same table, string arrays and quantized tensors included."""
-    import numpy as np
-    from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, quants
-
-    from quantgate.diagnose import read_tensors
-
-    path = tmp_path / "t.gguf"
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_token_list([f"tok{i}" for i in range(300)])
-    writer.add_array("t.scores", [0.5] * 7)
-    writer.add_string("t.note", "é")
-    rng = np.random.default_rng(0)
-    writer.add_tensor("token_embd.weight", rng.standard_normal((8, 64)).astype(np.float16))
-    writer.add_tensor("blk.0.attn_norm.weight", np.ones(64, dtype=np.float32))
-    q8 = quants.quantize(rng.standard_normal((4, 64)).astype(np.float32), GGMLQuantizationType.Q8_0)
-    writer.add_tensor("blk.0.ffn_down.weight", q8, raw_dtype=GGMLQuantizationType.Q8_0)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    expected = {
-        t.name: TensorInfo(t.tensor_type.name.lower(), int(t.n_bytes))
-        for t in GGUFReader(path).tensors
-    }
-    assert read_tensors(path) == expected
-    assert expected["blk.0.ffn_down.weight"] == TensorInfo("q8_0", 4 * 2 * 34)
