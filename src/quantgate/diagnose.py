@@ -41,14 +41,12 @@ from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair
 from quantgate.session import GateSession
 from quantgate.stats import Interval
-from quantgate.tensor_types import TensorTypes
+from quantgate.tensor_types import UNQUANTIZED_TYPES, TensorTypes
 from quantgate.validation import Configuration, load_configuration
 
 #: the groups that are not a transformer block: what llama.cpp's quantizer sets with their own
 #: options (--output-tensor-type, --token-embedding-type)
 TOKEN_EMBEDDING, OUTPUT = "token_embd.weight", "output.weight"
-#: the baseline types a probe's background can be (llama.cpp ftype names)
-UNQUANTIZED = {"f16": "F16", "bf16": "BF16", "f32": "F32"}
 #: the base type a probe is written with: any quantized type whose blocks fit every row (32
 #: values), since every re-typed tensor is named by an override, which llama.cpp applies only
 #: on a quantized base type
@@ -187,16 +185,19 @@ class Diagnosis:
     def probe_sum(self) -> float:
         return sum(p.kld_mean.value for p in self.probes)
 
+    def of_whole(self, kld: float) -> float:
+        """``kld`` as a share of the whole variant's KLD."""
+        return kld / self.whole_kld.value if self.whole_kld.value > 0 else float("nan")
+
     @property
     def additivity(self) -> float:
         """The probes' KLD summed over the whole variant's: near 1 where the groups' errors
         add (only meaningful when every group was probed)."""
-        return self.probe_sum / self.whole_kld.value if self.whole_kld.value > 0 else float("nan")
+        return self.of_whole(self.probe_sum)
 
     def top_share(self, k: int) -> float:
         """The share of the whole variant's KLD the ``k`` most sensitive groups' probes hold."""
-        top = sum(p.kld_mean.value for p in self.ranked()[:k])
-        return top / self.whole_kld.value if self.whole_kld.value > 0 else float("nan")
+        return self.of_whole(sum(p.kld_mean.value for p in self.ranked()[:k]))
 
     # a section of the model's in summary.md / summary.html (quantgate.report.render.Section)
     def markdown(self) -> str:
@@ -209,7 +210,7 @@ class Diagnosis:
         rows = "".join(
             f"<tr><td>{rank}</td><td>{html.escape(p.group)}</td><td>{html.escape(p.types)}</td>"
             f"<td>{p.bytes_variant / 1e6:.2f}</td><td>{_interval(p.kld_mean)}</td>"
-            f"<td>{self._share(p):.1%}</td><td>{p.ppl_increase_pct.value:+.2f}</td></tr>"
+            f"<td>{self.of_whole(p.kld_mean.value):.1%}</td><td>{p.ppl_increase_pct.value:+.2f}</td></tr>"
             for rank, p in enumerate(self.ranked(), 1)
         )
         png = base64.b64encode(plot_png(self)).decode()
@@ -223,9 +224,6 @@ class Diagnosis:
             "<th>MB</th><th>KLD [95 % CI]</th><th>share of whole</th><th>PPL %</th></tr>"
             f"{rows}</table><p class='note'>{html.escape(_shares_line(self))}</p>"
         )
-
-    def _share(self, p: Probe) -> float:
-        return p.kld_mean.value / self.whole_kld.value if self.whole_kld.value > 0 else float("nan")
 
 
 def _interval(i: Interval) -> str:
@@ -246,8 +244,8 @@ def table(d: Diagnosis) -> str:
     for rank, p in enumerate(d.ranked(), 1):
         lines.append(
             f"| {rank} | {p.group} | {p.types} | {p.bytes_variant / 1e6:.2f} / "
-            f"{p.bytes_baseline / 1e6:.2f} | {_interval(p.kld_mean)} | {d._share(p):.1%} | "
-            f"{p.ppl_increase_pct.value:+.2f} |"
+            f"{p.bytes_baseline / 1e6:.2f} | {_interval(p.kld_mean)} | "
+            f"{d.of_whole(p.kld_mean.value):.1%} | {p.ppl_increase_pct.value:+.2f} |"
         )
     lines += ["", _shares_line(d)]
     return "\n".join(lines) + "\n"
@@ -325,27 +323,23 @@ class Diagnoser:
         self.variant = session.artifacts.variant(pair)
         self.base_tensors = read_tensors(self.baseline.path)
         self.variant_tensors = read_tensors(self.variant.path)
-        self.base_ftype = self._unquantized_type()
+        self._check_unquantized()
+        #: the groups the variant re-types, in model order
+        self.found = groups(self.base_tensors, self.variant_tensors)
         #: every tensor the variant re-types, at the baseline's type: a probe's background
-        self.rest = {
-            name: self.base_tensors[name].type
-            for name, info in self.variant_tensors.items()
-            if info.type != self.base_tensors[name].type
-        }
+        self.rest = {t: self.base_tensors[t].type for g in self.found for t in g.types}
 
-    def _unquantized_type(self) -> str:
-        weights = [
-            i.type
+    def _check_unquantized(self) -> None:
+        weights = {
+            i.type.upper()
             for n, i in self.base_tensors.items()
             if n.endswith(".weight") and "norm" not in n
-        ]
-        kinds = set(weights)
-        if len(kinds) != 1 or (kind := kinds.pop()) not in UNQUANTIZED:
+        }
+        if len(weights) != 1 or not weights <= UNQUANTIZED_TYPES:
             raise ConfigError(
                 f"{self.pair.model_key}: diagnose writes probes from an unquantized baseline "
-                f"(F16, BF16 or F32); this baseline's weights are {sorted(set(weights))}"
+                f"(F16, BF16 or F32); this baseline's weights are {sorted(weights)}"
             )
-        return UNQUANTIZED[kind]
 
     def probe(self, label: str, types: dict[str, str]) -> QualityResult:
         """The score of the baseline with ``types`` (tensor -> ggml type) re-typed.
@@ -403,8 +397,7 @@ class Diagnoser:
 
     def run(self, blocks: str | None = None) -> Diagnosis:
         start = time.perf_counter()
-        found = groups(self.base_tensors, self.variant_tensors)
-        chosen = select_groups(found, blocks)
+        chosen = select_groups(self.found, blocks)
         whole = self.score(self.variant)
         n_ctx = self.evaluator.settings.n_ctx
         d = Diagnosis(
@@ -412,7 +405,7 @@ class Diagnoser:
             self.pair.compression_name,
             whole.n_chunks,
             n_ctx,
-            len(found),
+            len(self.found),
             whole.intervals["kld_mean"],
             whole.intervals["ppl_increase_pct"],
             sum(i.n_bytes for i in self.variant_tensors.values()),

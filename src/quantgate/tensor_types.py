@@ -30,6 +30,9 @@ RECIPE_NOTES = ("tensor_types", "output_tensor_type", "token_embedding_type")
 #: ggml types llama.cpp refuses to quantize a block's weights to without an importance matrix
 #: (llama-quant.cpp, tensor_requires_imatrix)
 NEEDS_IMATRIX = frozenset({"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS"})
+#: the types llama.cpp does not quantize to: with one as the base type it reads no
+#: --tensor-type pattern (llama-quant.cpp, llama_tensor_get_type)
+UNQUANTIZED_TYPES = frozenset({"F32", "F16", "BF16"})
 
 
 def ggml_type_id(name: str) -> int:

@@ -17,6 +17,7 @@ from quantgate.schema_base import StrictModel
 from quantgate.source_schema import Source, check_quant_type
 from quantgate.tensor_types import (
     NEEDS_IMATRIX,
+    UNQUANTIZED_TYPES,
     TensorTypes,
     check_matches,
     check_pattern,
@@ -37,10 +38,6 @@ class Imatrix(StrictModel):
     calibration: str | Source
     chunks: int = Field(8, ge=1)
     n_ctx: int = Field(512, ge=16)
-
-
-#: quant types llama.cpp does not quantize to: --tensor-type is not read with them
-UNQUANTIZED_TYPES = frozenset({"F32", "F16", "BF16"})
 
 
 class LlamaQuantize(Compression):
