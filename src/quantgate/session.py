@@ -270,12 +270,19 @@ class GateSession:
         tp = self.registry.evaluation_for(model_key).throughput
         return workloads(backend, tp, self.settings(model_key).seed)[kind]
 
+    def _probe_memory(self, artifact: Artifact, model_key: str) -> dict[str, float | None]:
+        """Peak memory of ``artifact`` loaded alone in a fresh process (quantgate.rss_probe).
+        A backend that holds one model per process (vLLM) takes its share of the GPU up front:
+        the session's engines are stopped first, or the probe's engine would find no memory."""
+        backend = self.registry.models[model_key].backend
+        if backend_class(backend).one_per_process:
+            self.pool.close()
+        return peak_memory(artifact, self.settings(model_key), backend)
+
     def baseline_memory(self, model_key: str) -> dict[str, float | None]:
         if model_key not in self._baseline_memory:
-            self._baseline_memory[model_key] = peak_memory(
-                self.artifacts.baseline(model_key),
-                self.settings(model_key),
-                self.registry.models[model_key].backend,
+            self._baseline_memory[model_key] = self._probe_memory(
+                self.artifacts.baseline(model_key), model_key
             )
         return self._baseline_memory[model_key]
 
@@ -303,9 +310,7 @@ class GateSession:
             "imatrix": variant.notes.get("imatrix"),
             # a mixed-precision recipe's per-tensor types, where the entry has them
             **{k: variant.notes[k] for k in RECIPE_NOTES if k in variant.notes},
-            **peak_memory(
-                variant, self.settings(pair.model_key), self.registry.models[pair.model_key].backend
-            ),
+            **self._probe_memory(variant, pair.model_key),
             **{f"baseline_{k}": v for k, v in self.baseline_memory(pair.model_key).items()},
             "load_seconds": self._load_time(pair),
             "sparsity": self.variant_backend(pair).weight_sparsity(),
@@ -333,8 +338,36 @@ class GateSession:
         records of both go to reports/items/ for paired statistics. Once per session for each
         (pair, benchmark): the D_overall test asks again for every benchmark."""
         if (pair.id, name) not in self._comparisons:
+            if backend_class(pair.model.backend).one_per_process:
+                self._score_per_engine(pair)
             self._comparisons[pair.id, name] = self._retention(pair, name)
         return self._comparisons[pair.id, name]
+
+    def _score_per_engine(self, pair: Pair) -> None:
+        """A backend that holds one model per process (vLLM) loads the baseline and the variant
+        in turn, an engine start each (a minute or more on a CPU): score every benchmark of the
+        pair on the variant, then every one on the baseline, into the results cache, so the
+        comparisons that follow read them without starting an engine again. Benchmark by
+        benchmark, the two engines would alternate once per benchmark (measured: five engine
+        starts for one pair's two benchmarks). Sequential and pinned modes score as they go."""
+        if self.baseline_mode == "pinned" or "retention" in pair.compression.skip:
+            return
+        bounds = self.thresholds.for_pair(pair.model_key, pair.compression_name)
+        names = [
+            n
+            for n in pair.model.benchmarks
+            if f"retention.{n}" not in pair.compression.skip
+            and not ((b := bounds.get(f"{RETENTION_PREFIX}{n}")) and b.mode == "sequential")
+        ]
+        variant = _Lazy(
+            lambda: self.variant_backend(pair),
+            self.artifacts.variant(pair),
+            self.settings(pair.model_key),
+            pair.model.backend,
+        )
+        for backend in (variant, self._lazy_baseline(pair.model_key)):
+            for n in names:
+                self._benchmark(backend, pair.model_key, n)  # type: ignore[arg-type]
 
     def measure_retention(self, pair: Pair, name: str) -> Measurement:
         """The retention gate's measurement of one benchmark (quantgate.measurement.retention)."""

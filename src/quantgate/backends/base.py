@@ -130,11 +130,16 @@ class Backend(ABC):
         return "default"
 
     @classmethod
-    def run_as_deployed(cls, artifact: Artifact, settings: BackendSettings, prompt: str) -> None:
+    def run_as_deployed(
+        cls, artifact: Artifact, settings: BackendSettings, prompt: str
+    ) -> float | None:
         """Load ``artifact`` as a deployment would and evaluate the first 32 tokens of
-        ``prompt`` (quantgate.rss_probe reads the process's peak memory after it)."""
+        ``prompt``. Returns the deployment's peak RSS in KiB where the model lives in other
+        processes than this one (vLLM's engine), else None: quantgate.rss_probe then reads
+        this process's own peak."""
         backend = cls(artifact, settings)
         backend.process_prompt(backend.tokenize(prompt)[:32])
+        return None
 
     @classmethod
     def peak_device_bytes(cls) -> int | None:

