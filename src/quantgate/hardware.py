@@ -82,6 +82,22 @@ def gpu_skip_reason(model_key: str, entry: ModelEntry, present: int) -> str | No
     )
 
 
+def vllm_cpu_skip_reason(model_key: str, models: dict[str, ModelEntry]) -> str | None:
+    """Why an entry served by vLLM's CPU backend cannot run in this environment (no vLLM
+    installed: the gate's own .venv), or None. A GPU entry's reason is its GPUs'."""
+    entry = models.get(model_key)
+    if entry is None or entry.backend != "vllm" or entry.on_gpu:
+        return None
+    from quantgate.backends.vllm import installed_version
+
+    if installed_version() is not None:
+        return None
+    return (
+        f"models.{model_key} runs on vLLM's CPU backend, not installed in this environment: "
+        "make vllm-env, then .venv-vllm/bin/pytest"
+    )
+
+
 def llama_cpp_offload_problem(model_keys: list[str]) -> str | None:
     """One line if an entry asks llama.cpp to offload layers and the loaded llama.cpp cannot
     (a CPU wheel pip reused), else None."""

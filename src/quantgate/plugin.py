@@ -597,6 +597,9 @@ def _check_hardware(config: pytest.Config, items: list[pytest.Item]) -> None:
     from quantgate import hardware
 
     models = _selected_models(config, items)
+    for item in items:
+        if reason := hardware.vllm_cpu_skip_reason(_model_of(item) or "", models):
+            item.add_marker(pytest.mark.skip(reason=reason))
     if not any(hardware.gpus_needed(m) for m in models.values()):
         return
     present = hardware.gpus_present()

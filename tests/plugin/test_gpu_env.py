@@ -1,5 +1,5 @@
 """The GPU tier, proven on CPU where it can be, through child processes: the lock resolves,
-lm-eval's vLLM model reuses the backend's engine, VRAM counts the process tree, an entry
+VRAM counts the process tree, an entry
 needing more GPUs is skipped before any download, and gpu_check.sh says "no CUDA" in one line."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -39,87 +38,6 @@ def test_the_gpu_lock_still_resolves_for_linux_x86_64_cuda():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resolves" in proc.stdout
-
-
-# -- vLLM: one engine, reused by lm-eval -------------------------------------------------------
-FAKE_VLLM = {
-    "vllm/__init__.py": """
-        BUILT = []
-
-        class LLM:
-            def __init__(self, **kw):
-                if BUILT:
-                    raise RuntimeError("not enough free GPU memory for a second engine")
-                BUILT.append(kw)
-                self.kw, self.calls = kw, []
-                self.llm_engine = type("E", (), {"model_config": None})()
-
-            def get_tokenizer(self):
-                from transformers import AutoTokenizer
-                return AutoTokenizer.from_pretrained(self.kw["model"])
-
-            def reset_prefix_cache(self):
-                self.calls.append("reset_prefix_cache")
-
-            def generate(self, prompt, params, use_tqdm=False):
-                self.calls.append("generate")
-                return [type("O", (), {"outputs": [type("C", (), {"token_ids": [1]})()]})()]
-
-        class SamplingParams:
-            def __init__(self, **kw):
-                self.kw = kw
-
-        class TokensPrompt(dict):
-            pass
-        """,
-    "vllm/lora/__init__.py": "",
-    "vllm/lora/request.py": "class LoRARequest: pass\n",
-    "vllm/tokenizers.py": """
-        def get_tokenizer(name, **kw):
-            from transformers import AutoTokenizer
-            return AutoTokenizer.from_pretrained(name)
-        """,
-    "vllm/renderers/__init__.py": "",
-    "vllm/renderers/hf.py": "def resolve_chat_template(**kw): return None\n",
-    "vllm-0.33.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: vllm\nVersion: 0.33.0\n",
-}
-
-
-def test_lm_evals_vllm_model_reuses_the_backends_engine(tmp_path):
-    """lm-eval's VLLM builds an engine of its own; a second one on the same GPU is refused.
-    With a stand-in vllm package (the real one is GPU-only), the backend's engine is the one
-    lm-eval's model scores with, built once; pp timing resets the prefix cache first."""
-    for rel, text in FAKE_VLLM.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(textwrap.dedent(text))
-    code = textwrap.dedent(
-        """
-        import vllm
-        from quantgate.artifacts import ArtifactStore
-        from quantgate.backends.vllm import VllmBackend
-        from pathlib import Path
-        from quantgate.backend_settings import VllmSettings
-        from quantgate.registry import load_registry
-        registry = load_registry(Path("fixtures/models.yaml").resolve())
-        artifact = ArtifactStore(registry).baseline("smollm2_hf")
-        backend = VllmBackend(artifact, VllmSettings(n_ctx=512, dtype="auto", device="cuda"))
-        lm = backend.lm_eval_model()
-        assert lm.model is backend.llm, "lm-eval built its own engine"
-        assert lm.batch_size == "auto", lm.batch_size
-        assert len(vllm.BUILT) == 1
-        import lm_eval.models.vllm_causallms as m
-        assert m.LLM is vllm.LLM, "the stand-in outlived the constructor"
-        backend.process_prompt([1, 2, 3])
-        assert backend.llm.calls == ["reset_prefix_cache", "generate"], backend.llm.calls
-        print("REUSED")
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO / 'src'}"}
-    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env
-    )
-    assert proc.returncode == 0 and "REUSED" in proc.stdout, proc.stderr[-3000:]
 
 
 # -- peak VRAM over the process tree -----------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from quantgate.artifacts import Artifact
 from quantgate.backend_settings import VllmSettings
-from quantgate.backends.vllm import engine_args, lm_eval_model_args
+from quantgate.backends.vllm import check_build, engine_args, lm_eval_model_args
 from quantgate.errors import ConfigError
 from quantgate.registry import load_registry
 from support.helpers import REPO
@@ -32,17 +32,38 @@ def test_vllm_engine_args_pass_parallelism_through():
         engine_args(quantized, two)
 
 
-def test_vllm_backend_serves_the_checkpoint_on_a_gpu():
-    pytest.importorskip("vllm", reason="vLLM is GPU-only: it is installed by `tox -e gpu` alone")
-    from quantgate.artifacts import ArtifactStore
-    from quantgate.backends.vllm import VllmBackend
-
+def test_cpu_engine_arguments_are_set_only_where_an_entry_asks():
     registry = load_registry(REPO / "fixtures" / "models.yaml")
-    artifact = ArtifactStore(registry).baseline("smollm2_hf")
-    backend = VllmBackend(artifact, VllmSettings(n_ctx=512, dtype="auto", device="cuda"))
-    prompt = backend.tokenize("The capital of France is")
-    assert backend.generate(prompt, 8)
-    backend.process_prompt(prompt)
-    backend.decode_one_by_one(prompt)
-    with pytest.raises(ConfigError, match="top-k logprobs"):
-        backend.logits(prompt)
+    artifact = Artifact("x", Path("/m"), "0" * 64, None, {})  # type: ignore[arg-type]
+    cpu = registry.models["smollm2_vllm"].backend_settings
+    args = engine_args(artifact, cpu)
+    assert args["enforce_eager"] is True and args["kv_cache_memory_bytes"] == 2**30
+    assert not cpu.on_gpu and registry.models["llama31_405b"].backend_settings.on_gpu
+    gpu = engine_args(artifact, registry.models["openllm_llama31_8b"].backend_settings)
+    assert "enforce_eager" not in gpu and "kv_cache_memory_bytes" not in gpu
+
+
+@pytest.mark.parametrize(
+    ("device", "version", "built_for", "says"),
+    [
+        ("cpu", None, None, "vLLM, which is not installed here: make vllm-env"),
+        ("cuda", None, None, "vLLM, which is not installed here: tox -e gpu"),
+        ("cpu", "0.11.2", "cpu", "vLLM 0.11.2 is older than 0.32"),
+        (
+            "cpu",
+            "0.33.0",
+            "cuda",
+            "the installed vLLM 0.33.0 is built for cuda, this entry asks "
+            "for device cpu: make vllm-env",
+        ),
+        ("cuda", "0.32.0", "cpu", "built for cpu, this entry asks for device cuda: tox -e gpu"),
+    ],
+)
+def test_a_vllm_that_cannot_serve_the_entry_is_one_line_naming_the_env(
+    device, version, built_for, says
+):
+    with pytest.raises(ConfigError) as err:
+        check_build("smollm2_vllm-baseline", device, version, built_for)
+    assert says in str(err.value) and "\n" not in str(err.value)
+    check_build("x", "cpu", "0.32.0", "cpu")  # fits: no error
+    check_build("x", "cuda", "0.33.0+cu130", "cuda")
