@@ -4,8 +4,6 @@ generation task), throughput and footprint; the pruned canary fails retention, o
 
 from __future__ import annotations
 
-ENGINE_START = "Initializing a V1 LLM engine"
-
 
 def test_the_vllm_pairs_pass_and_their_canary_fails(gate_run):
     run = gate_run("-m", "vllm", "-rs", timeout=3000)
@@ -28,9 +26,3 @@ def test_the_vllm_pairs_pass_and_their_canary_fails(gate_run):
     # the engine's processes hold the weights: the tree's peak, above the float32 file (540 MB)
     rss = rows["smollm2_vllm-w8a8-smoothquant", "peak_rss_mib"]
     assert rss["baseline"] > 540, rss
-
-    # one engine at a time, each benchmark scored while its engine is up: the baseline, the two
-    # variants, and the footprint probes' three fresh processes (+1: the baseline's engine
-    # starts again for the second pair's throughput after the probes stopped it)
-    starts = run.output.count(ENGINE_START)
-    assert starts <= 7, f"{starts} engine starts"
