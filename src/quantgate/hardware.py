@@ -88,13 +88,13 @@ def vllm_cpu_skip_reason(model_key: str, models: dict[str, ModelEntry]) -> str |
     entry = models.get(model_key)
     if entry is None or entry.backend != "vllm" or entry.on_gpu:
         return None
-    from quantgate.backends.vllm import installed_version
+    from quantgate.backends.vllm import BUILD_HINT, installed_version
 
     if installed_version() is not None:
         return None
     return (
         f"models.{model_key} runs on vLLM's CPU backend, not installed in this environment: "
-        "make vllm-env, then .venv-vllm/bin/pytest"
+        f"{BUILD_HINT['cpu']}"
     )
 
 

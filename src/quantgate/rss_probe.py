@@ -134,18 +134,24 @@ def device_memory_used() -> dict[int, int] | None:
         return None
 
 
+def _vm_hwm_kib(status: str) -> float | None:
+    """The peak RSS (VmHWM, KiB) a /proc/<pid>/status file states, or None where it cannot
+    be read (a process that ended meanwhile, a kernel thread)."""
+    try:
+        with open(status) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def tree_peak_rss_kib(pids: set[int]) -> float:
-    """The sum of each process's peak RSS (VmHWM) over ``pids``: a model served by worker
-    processes (vLLM's engine core and workers) is resident there, not in the caller. An upper
-    bound on the tree's joint peak (each process's peak need not coincide)."""
-    total = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(float(x.split()[1]) for x in f if x.startswith("VmHWM:"))
-        except (OSError, StopIteration):
-            continue  # a process that ended meanwhile, or a kernel thread
-    return total
+    """The sum of each process's peak RSS over ``pids``: a model served by worker processes
+    (vLLM's engine core and workers) is resident there, not in the caller. An upper bound on
+    the tree's joint peak (each process's peak need not coincide)."""
+    return sum((_vm_hwm_kib(f"/proc/{pid}/status") or 0.0 for pid in pids), 0.0)
 
 
 def peak_rss_kib() -> float:
@@ -154,13 +160,9 @@ def peak_rss_kib() -> float:
     VmHWM belongs to the address space, which execve replaces; ru_maxrss does not reset on exec,
     so in a child forked from a big parent it reports the parent's RSS instead of ours.
     """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1])
-    except OSError:
-        pass
+    own = _vm_hwm_kib("/proc/self/status")
+    if own is not None:
+        return own
     return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 
 

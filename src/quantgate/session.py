@@ -20,7 +20,7 @@ from quantgate.constants import (
     split_benchmark_metric,
 )
 from quantgate.errors import ConfigError, EvaluationError
-from quantgate.gates import Outcome, enforce, judge
+from quantgate.gates import Outcome, Threshold, enforce, judge
 from quantgate.machine import available_cores
 from quantgate.measurement import Measurement
 from quantgate.quality import (
@@ -104,6 +104,8 @@ class GateSession:
         self._baseline_memory: dict[str, dict[str, float | None]] = {}
         #: a one-model-per-process backend's baseline tokens/s, per (model, pp|tg)
         self._baseline_rates: dict[tuple[str, str], float] = {}
+        #: pairs whose benchmarks were scored engine by engine (_score_per_engine)
+        self._scored_per_engine: set[str] = set()
 
     # -- loading -------------------------------------------------------------------------------
     def settings(self, model_key: str) -> BackendSettings:
@@ -224,6 +226,15 @@ class GateSession:
             )
         return quality, comparisons
 
+    def _lazy_variant(self, pair: Pair) -> Backend:
+        """The variant's backend, loaded only when a cache misses."""
+        return _Lazy(  # type: ignore[return-value]
+            lambda: self.variant_backend(pair),
+            self.artifacts.variant(pair),
+            self.settings(pair.model_key),
+            pair.model.backend,
+        )
+
     def _lazy_baseline(self, model_key: str) -> Backend:
         """The baseline's backend, loaded only when a cache misses."""
         return _Lazy(  # type: ignore[return-value]
@@ -343,6 +354,16 @@ class GateSession:
             self._comparisons[pair.id, name] = self._retention(pair, name)
         return self._comparisons[pair.id, name]
 
+    def _sequential_bound(self, pair: Pair, name: str) -> Threshold | None:
+        """The benchmark's retention bound if it is judged in mode sequential (scored batch by
+        batch as it goes; never with --baseline pinned), else None."""
+        bound = self.thresholds.for_pair(pair.model_key, pair.compression_name).get(
+            f"{RETENTION_PREFIX}{name}"
+        )
+        if bound is not None and bound.mode == "sequential" and self.baseline_mode != "pinned":
+            return bound
+        return None
+
     def _score_per_engine(self, pair: Pair) -> None:
         """A backend that holds one model per process (vLLM) loads the baseline and the variant
         in turn, an engine start each (a minute or more on a CPU): score every benchmark of the
@@ -350,24 +371,22 @@ class GateSession:
         comparisons that follow read them without starting an engine again. Benchmark by
         benchmark, the two engines would alternate once per benchmark (measured: five engine
         starts for one pair's two benchmarks). Sequential and pinned modes score as they go."""
-        if self.baseline_mode == "pinned" or "retention" in pair.compression.skip:
+        if (
+            pair.id in self._scored_per_engine
+            or self.baseline_mode == "pinned"
+            or "retention" in pair.compression.skip
+        ):
             return
-        bounds = self.thresholds.for_pair(pair.model_key, pair.compression_name)
+        self._scored_per_engine.add(pair.id)
         names = [
             n
             for n in pair.model.benchmarks
             if f"retention.{n}" not in pair.compression.skip
-            and not ((b := bounds.get(f"{RETENTION_PREFIX}{n}")) and b.mode == "sequential")
+            and self._sequential_bound(pair, n) is None
         ]
-        variant = _Lazy(
-            lambda: self.variant_backend(pair),
-            self.artifacts.variant(pair),
-            self.settings(pair.model_key),
-            pair.model.backend,
-        )
-        for backend in (variant, self._lazy_baseline(pair.model_key)):
+        for backend in (self._lazy_variant(pair), self._lazy_baseline(pair.model_key)):
             for n in names:
-                self._benchmark(backend, pair.model_key, n)  # type: ignore[arg-type]
+                self._benchmark(backend, pair.model_key, n)
 
     def measure_retention(self, pair: Pair, name: str) -> Measurement:
         """The retention gate's measurement of one benchmark (quantgate.measurement.retention)."""
@@ -408,19 +427,11 @@ class GateSession:
     def _retention(self, pair: Pair, name: str) -> Comparison:
         bench = pair.model.benchmarks[name]
         where = f"models.{pair.model_key}.benchmarks.{name}"
-        variant = _Lazy(
-            lambda: self.variant_backend(pair),
-            self.artifacts.variant(pair),
-            self.settings(pair.model_key),
-            pair.model.backend,
-        )
-        bound = self.thresholds.for_pair(pair.model_key, pair.compression_name).get(
-            f"{RETENTION_PREFIX}{name}"
-        )
-        if bound is not None and bound.mode == "sequential" and self.baseline_mode != "pinned":
+        variant = self._lazy_variant(pair)
+        if (bound := self._sequential_bound(pair, name)) is not None:
             comparison = run_sequential(
                 self._lazy_baseline(pair.model_key),
-                variant,  # type: ignore[arg-type]
+                variant,
                 name,
                 bench,
                 self.task_index(),
@@ -429,7 +440,7 @@ class GateSession:
             )
             self._save_items(pair, comparison)
             return comparison
-        comp = self._benchmark(variant, pair.model_key, name)  # type: ignore[arg-type]
+        comp = self._benchmark(variant, pair.model_key, name)
         if self.baseline_mode == "pinned":
             if bench.pinned_baseline is None:
                 raise ConfigError(

