@@ -415,8 +415,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 reason += f" (not strict under --limit {limit}: a sample may not catch it)"
             mark = pytest.mark.xfail(strict=not sampled, raises=GateFailure, reason=reason)
             item.add_marker(mark)
+    items[:] = _one_engine_pair_at_a_time(items)
     if hasattr(config, "workerinput"):
         items[:] = sorted(items, key=_is_timed)  # stable: the rest keep their order
+
+
+def _one_engine_pair_at_a_time(items: list[pytest.Item]) -> list[pytest.Item]:
+    """The tests of a pair whose backend holds one model per process (vLLM) run together,
+    where its first test stood. pytest orders the session-scoped pairs by the other
+    parameters too (measured: W8A8's throughput after the pruned pair's tests), and each move
+    from one such pair to another is an engine start (a minute or more on a CPU). Other
+    pairs keep pytest's order."""
+    from quantgate.backends import backend_class
+
+    slots: list[pytest.Item | list[pytest.Item]] = []
+    grouped: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        pair = getattr(item, "callspec", None) and item.callspec.params.get("pair")
+        if not isinstance(pair, Pair) or not backend_class(pair.model.backend).one_per_process:
+            slots.append(item)
+        elif pair.id in grouped:
+            grouped[pair.id].append(item)
+        else:
+            grouped[pair.id] = [item]
+            slots.append(grouped[pair.id])
+    return [i for slot in slots for i in (slot if isinstance(slot, list) else [slot])]
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)

@@ -84,6 +84,7 @@ def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
     class OneEngine:
         one_per_process = True
         runs_in_child = False
+        deployed_memory = None
 
         def __init__(self, artifact, settings):
             self.label, self.settings = artifact.label, settings
@@ -228,6 +229,7 @@ def test_a_one_per_process_backend_times_its_baseline_once_then_the_variant_alon
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     gs = GateSession(registry, Thresholds(REPO / "thresholds", registry))
     monkeypatch.setattr(gs, "variant_backend", lambda pair: variant)
+    monkeypatch.setattr(gs, "_use_engines_once", lambda pair: None)  # tested below
     monkeypatch.setattr(
         gs,
         "baseline_workload",
@@ -241,3 +243,75 @@ def test_a_one_per_process_backend_times_its_baseline_once_then_the_variant_alon
     timed.clear()
     second = gs.tokens_per_second(pair, "pp", disabled)
     assert timed == ["variant"] * rounds and second.baseline == first.baseline
+
+
+def test_a_one_per_process_backend_does_each_engines_work_while_it_is_loaded(monkeypatch):
+    """vLLM's engines start once each: the baseline's scores, tokens/s and memory, then the
+    variant's scores and memory, whichever of the pair's gates runs first; the pair's later
+    gates ask nothing again (the baseline's tokens/s and memory are memos, its scores cached)."""
+    from quantgate import session as session_module
+    from quantgate.session import GateSession
+    from quantgate.thresholds import Thresholds
+
+    class OneEngine:
+        one_per_process = True
+
+    done: list[tuple[str, str]] = []
+    monkeypatch.setattr(session_module, "backend_class", lambda name: OneEngine)
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    gs = GateSession(registry, Thresholds(REPO / "thresholds", registry))
+    monkeypatch.setattr(gs, "_lazy_baseline", lambda model: "baseline")
+    monkeypatch.setattr(gs, "_lazy_variant", lambda pair: pair.compression_name)
+    monkeypatch.setattr(
+        gs, "_benchmark", lambda backend, model, name: done.append((backend, f"score {name}"))
+    )
+    monkeypatch.setattr(
+        gs, "_baseline_rate", lambda model, kind: done.append(("baseline", f"time {kind}"))
+    )
+    monkeypatch.setattr(gs, "baseline_memory", lambda model: done.append(("baseline", "memory")))
+    monkeypatch.setattr(
+        gs, "_probe_memory", lambda artifact, model: done.append((artifact.label, "memory"))
+    )
+    monkeypatch.setattr(gs.artifacts, "variant", lambda pair: SimpleNamespace(label=pair.id))
+    first = registry.pairs(["smollm2_vllm"])[0]
+    benches = list(first.model.benchmarks)
+    gs._use_engines_once(first)
+    gs._use_engines_once(first)  # the pair's next gate: nothing again
+    engines = [backend for backend, _ in done]
+    # one run of each engine's work, the baseline's first
+    assert engines == sorted(engines, key=lambda e: e != "baseline")
+    assert [w for e, w in done if e == "baseline"] == [
+        *(f"score {b}" for b in benches),
+        "time pp",
+        "time tg",
+        "memory",
+    ]
+    assert [w for e, w in done if e != "baseline"] == [
+        *(f"score {b}" for b in benches),
+        "memory",
+    ]
+
+
+def test_a_one_per_process_pairs_tests_run_together_where_its_first_stood():
+    """pytest interleaves the session-scoped pairs (measured: W8A8's throughput after the
+    pruned pair's tests); each move between two vLLM pairs is an engine start."""
+    from quantgate.plugin import _one_engine_pair_at_a_time
+
+    registry = load_registry(REPO / "fixtures" / "models.yaml")
+    w8a8, pruned = registry.pairs(["smollm2_vllm"])[:2]
+    gguf = registry.pairs(["smollm2"])[0]
+
+    def item(name, pair):
+        return SimpleNamespace(name=name, callspec=SimpleNamespace(params={"pair": pair}))
+
+    items = [
+        item("a", w8a8),
+        item("b", gguf),
+        item("c", pruned),
+        item("d", w8a8),
+        item("e", gguf),
+        item("f", pruned),
+        SimpleNamespace(name="g"),  # no pair: a plain test
+    ]
+    ordered = [i.name for i in _one_engine_pair_at_a_time(items)]
+    assert ordered == ["a", "d", "b", "c", "f", "e", "g"]

