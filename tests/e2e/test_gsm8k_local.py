@@ -1,8 +1,9 @@
 """The local GSM8K (fixtures/tasks/gsm8k_smoke.yaml: lm-eval's gsm8k, 5-shot, greedy generation
 until "Question:", exact_match behind its strict-match and flexible-extract filters) through the
-gate's lm-eval path on the real SmolLM2. A 135M model scores 0 on GSM8K (README: "GSM8K"), so
-its D is undefined: a bound on it is an error, never a pass. The gate judges the answers a
-compression changes instead (answers_changed_gsm8k), both ways: Q8_0 passes, Q2_K fails."""
+gate's lm-eval path on the real SmolLM2. A 135M model scores 0 on GSM8K (docs/retention.md:
+"GSM8K"), so its D is undefined: a bound on it is an error, never a pass. The gate judges the
+answers a compression changes instead (answers_changed_gsm8k), both ways: Q8_0 passes, Q2_K
+fails."""
 
 from __future__ import annotations
 

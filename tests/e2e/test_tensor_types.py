@@ -57,7 +57,8 @@ def test_the_overrides_give_the_tensors_they_name_their_types(registry_copy, bas
     else:
         # a _M mixture gives "more bits" to some layers' ffn_down by counting the ffn_down
         # tensors it types itself; overridden ones are not counted, so the layers after them
-        # shift (llama.cpp 0.3.36; README "Mixed-precision recipes"): only ffn_down moves
+        # shift (llama.cpp 0.3.36; docs/selecting-and-adding.md "Mixed-precision recipes"):
+        # only ffn_down moves
         shifted = changed - set(NAMED)
         assert shifted and all(name.endswith(".ffn_down.weight") for name in shifted), shifted
     # the report's row says what was asked

@@ -1,6 +1,6 @@
 """The GPU tier's own tests: the embedded default's transformers checkpoint on CUDA. They run
 where torch sees a CUDA device (the nightly machine, a lent GPU) and are skipped elsewhere with
-that reason; this project's CI has no GPU, so they have not run there (README: "GPU-side
+that reason; this project's CI has no GPU, so they have not run there (docs/backends.md: "GPU-side
 behaviour, and where it was verified")."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""README "Adding a benchmark, YAML only", followed: a task YAML in a task folder, an entry under
-the model's ``benchmarks:``, its ``D_`` bound in thresholds/. Nothing else is touched; the gate
-then collects a retention test per pair for it, and without the bound refuses to start."""
+"""docs/retention.md "Adding a benchmark, YAML only", followed: a task YAML in a task folder, an
+entry under the model's ``benchmarks:``, its ``D_`` bound in thresholds/. Nothing else is touched;
+the gate then collects a retention test per pair for it, and without the bound refuses to start."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 
 from support.helpers import REPO, collected
 
-#: the README's entry, with a local task (a copy of the ARC subset's YAML under a new name)
+#: the docs' entry, with a local task (a copy of the ARC subset's YAML under a new name)
 ENTRY = {"task": "mybench", "metric": "acc", "limit": 100, "num_fewshot": 0}
 
 

@@ -239,8 +239,9 @@ def test_limit_caps_every_benchmark_and_replaces_a_fraction():
 
 
 def test_a_new_compression_method_is_one_class_the_registry_then_accepts(tmp_path):
-    """README "Adding a compression method", followed: a Compression subclass registers its
-    ``method``; the registry then validates its keys and formats, and nothing else changed."""
+    """docs/selecting-and-adding.md "Adding a compression method", followed: a Compression subclass
+    registers its ``method``; the registry then validates its keys and formats, and nothing else
+    changed."""
     from typing import ClassVar, Literal
 
     from pydantic import Field
@@ -277,9 +278,10 @@ def test_a_new_compression_method_is_one_class_the_registry_then_accepts(tmp_pat
 
 
 def test_a_new_backend_setting_is_one_field_the_registry_then_accepts(tmp_path, monkeypatch):
-    """README "Adding a backend setting", followed: a field (with a default) on that backend's
-    settings class. The registry then takes the key for that backend's entries only, and the
-    cache key changes with its value, so a result made under another value is never reused."""
+    """docs/selecting-and-adding.md "Adding a backend setting", followed: a field (with a default)
+    on that backend's settings class. The registry then takes the key for that backend's entries
+    only, and the cache key changes with its value, so a result made under another value is never
+    reused."""
     from quantgate import backend_settings
 
     class WithRopeScale(backend_settings.LlamaCppSettings):

@@ -1,8 +1,8 @@
 """Compression methods, one module each: the entry's schema (the keys its ``method`` takes),
 the model formats it applies to, its build step and its footprint rule. Every module of this
 package is imported here, and each ``Compression`` subclass registers itself by its
-``method``: adding a method is one new module (and the README's "Adding a compression
-method")."""
+``method``: adding a method is one new module (docs/selecting-and-adding.md, "Adding a
+compression method")."""
 
 from __future__ import annotations
 
