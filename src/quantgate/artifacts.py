@@ -111,7 +111,8 @@ class ArtifactStore:
                 )
             source = self.baseline(other)
         else:
-            source = self.checked(f"{model_key}-source", fetch(entry.source, self.registry, where))
+            fetched = fetch(entry.source, self.registry.path, where)
+            source = self.checked(f"{model_key}-source", fetched)
         # where the baseline's weights came from (a from_model baseline inherits its chain)
         upstream = source.notes.get("provenance") or {}
         provenance = {

@@ -24,6 +24,7 @@ from quantgate.source_schema import (  # noqa: F401 - Source and HubSource are i
     PypiWheelSource,
     Source,
     check_quant_type,
+    relative_to_registry,
 )
 
 
@@ -283,8 +284,7 @@ class Registry:
 
     def resolve(self, relative: str) -> Path:
         """A path written in the registry, relative to the registry file."""
-        p = Path(relative).expanduser()
-        return p if p.is_absolute() else (self.path.parent / p)
+        return relative_to_registry(self.path, relative)
 
     @property
     def benchmark_names(self) -> set[str]:

@@ -4,6 +4,7 @@ compression methods (quantgate.compressions), so neither imports the other for t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -66,3 +67,9 @@ def check_quant_type(value: str) -> str:
             f"valid: {', '.join(LLAMA_QUANT_TYPES)}"
         )
     return value
+
+
+def relative_to_registry(registry_file: Path, written: str) -> Path:
+    """A path written in a registry, relative to the registry file's folder."""
+    path = Path(written).expanduser()
+    return path if path.is_absolute() else registry_file.parent / path

@@ -16,17 +16,17 @@ from pathlib import Path
 from quantgate import progress
 from quantgate.cache import build_once, cache_root, sha256_file
 from quantgate.errors import ArtifactError
-from quantgate.registry import HubSource, PypiWheelSource, Registry, Source
 from quantgate.schema_base import did_you_mean
+from quantgate.source_schema import HubSource, PypiWheelSource, Source, relative_to_registry
 from quantgate.store import shared_store
 
 
-def fetch(source: Source, registry: Registry, what: str) -> Path:
+def fetch(source: Source, registry_file: Path, what: str) -> Path:
     """Return a local path for ``source``, downloading into the cache if needed.
 
     Args:
         source: the registry entry's source.
-        registry: to resolve relative paths.
+        registry_file: the registry that names it; a relative ``path:`` starts at its folder.
         what: who asked, for messages (e.g. ``"models.smollm2.baseline"``).
 
     Raises:
@@ -38,10 +38,10 @@ def fetch(source: Source, registry: Registry, what: str) -> Path:
         path = fetch_hub_file(source.hf, what)
     else:
         assert source.path is not None
-        path = registry.resolve(source.path)
+        path = relative_to_registry(registry_file, source.path)
         if not path.exists():
             raise ArtifactError(
-                f"{what}: file not found: {path} (from source.path in {registry.path})"
+                f"{what}: file not found: {path} (from source.path in {registry_file})"
             )
     if source.sha256 is not None:
         verify_sha256(path, source.sha256, what)

@@ -27,14 +27,14 @@ def test_local_path_missing_names_entry_and_registry(registry, tmp_path):
         match=r"models\.x\.baseline: file not found: .*nope\.gguf "
         r"\(from source\.path in .*models\.yaml\)",
     ):
-        sources.fetch(Source(path=str(tmp_path / "nope.gguf")), registry, "models.x.baseline")
+        sources.fetch(Source(path=str(tmp_path / "nope.gguf")), registry.path, "models.x.baseline")
 
 
 def test_local_path_sha256_mismatch(registry, tmp_path):
     f = tmp_path / "m.gguf"
     f.write_bytes(b"GGUF")
     with pytest.raises(ArtifactError, match=r"sha256 mismatch .* expected 0{64}, got "):
-        sources.fetch(Source(path=str(f), sha256="0" * 64), registry, "models.x")
+        sources.fetch(Source(path=str(f), sha256="0" * 64), registry.path, "models.x")
 
 
 #: Study A's imatrix calibration text, as the nightly entries name it: a dataset repo's file
@@ -82,12 +82,12 @@ def test_a_member_of_an_archive_is_extracted_once_after_its_checksum(
         zf.writestr("wikitext-2-raw/wiki.valid.raw", b"other")
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
     source = Source(path=str(archive), sha256=sha, member="wikitext-2-raw/wiki.train.raw")
-    path = sources.fetch(source, registry, "imatrix.calibration")
+    path = sources.fetch(source, registry.path, "imatrix.calibration")
     assert path.name == "wiki.train.raw" and path.read_bytes() == text
-    assert sources.fetch(source, registry, "imatrix.calibration") == path  # reused
+    assert sources.fetch(source, registry.path, "imatrix.calibration") == path  # reused
     # the archive is checked before anything is taken out of it
     with pytest.raises(ArtifactError, match="sha256 mismatch"):
-        sources.fetch(source.model_copy(update={"sha256": "0" * 64}), registry, "imatrix")
+        sources.fetch(source.model_copy(update={"sha256": "0" * 64}), registry.path, "imatrix")
     with pytest.raises(
         ArtifactError,
         match=r"imatrix: wikitext-2-raw-v1\.zip has no member 'wikitext-2-raw/wiki\.tran\.raw'"
@@ -95,13 +95,13 @@ def test_a_member_of_an_archive_is_extracted_once_after_its_checksum(
     ):
         sources.fetch(
             source.model_copy(update={"member": "wikitext-2-raw/wiki.tran.raw"}),
-            registry,
+            registry.path,
             "imatrix",
         )
     plain = tmp_path / "plain.txt"
     plain.write_text("not an archive")
     with pytest.raises(ArtifactError, match="is not a zip file"):
-        sources.fetch(Source(path=str(plain), member="x"), registry, "imatrix")
+        sources.fetch(Source(path=str(plain), member="x"), registry.path, "imatrix")
 
 
 QWEN = "Qwen/Qwen2.5-7B-Instruct-GGUF"

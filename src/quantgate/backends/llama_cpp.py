@@ -16,6 +16,7 @@ from quantgate import llama_placement
 from quantgate.artifacts import Artifact
 from quantgate.backend_settings import BackendSettings, LlamaCppSettings
 from quantgate.backends.base import Backend
+from quantgate.backends.llama_cpp_lm import LlamaCppBackendLM, ScoringBackend
 from quantgate.backends.sequence_tree import Round, plan_rounds, score_rows
 from quantgate.errors import ArtifactError, EvaluationError
 from quantgate.machine import available_cores
@@ -209,7 +210,7 @@ class _TreeContext:
         self._ctx.close()
 
 
-class LlamaCppBackend(Backend):
+class LlamaCppBackend(ScoringBackend):
     """One llama-cpp-python model with two contexts.
 
     ``_llama``'s own context keeps only the last logits row, like llama-bench and llama-cli:
@@ -409,9 +410,7 @@ class LlamaCppBackend(Backend):
 
     @classmethod
     def lm_eval_model_of(cls, backend: Backend) -> Any:
-        from quantgate.lm_eval_model import LlamaCppLM
-
-        return LlamaCppLM(backend=backend)  # type: ignore[arg-type]
+        return LlamaCppBackendLM(backend)  # type: ignore[arg-type]  (this class, or its child proxy)
 
     def close(self) -> None:
         tree = self.__dict__.pop("_tree", None)

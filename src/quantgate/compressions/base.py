@@ -3,16 +3,59 @@
 from __future__ import annotations
 
 import typing
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
 from quantgate.constants import GATES, QUALITY_GATES
 from quantgate.schema_base import StrictModel, did_you_mean
 
-if TYPE_CHECKING:  # the build step's types: the store imports the registry, which imports us
-    from quantgate.artifacts import Artifact, ArtifactStore
-    from quantgate.registry import Pair
+
+# What a method's build step is handed, as the shapes it uses: quantgate.artifacts (the store,
+# its artifacts) and quantgate.registry (the pair) import this package, so it names neither.
+class BuildInput(Protocol):
+    """An artifact (quantgate.artifacts.Artifact): a build's input, and what it returns."""
+
+    label: str
+    path: Path
+    sha256: str
+    info: Any
+    notes: dict[str, Any]
+
+
+class BuildPair(Protocol):
+    """The (model, compression) pair being built (quantgate.registry.Pair)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model_key(self) -> str: ...
+    @property
+    def compression_name(self) -> str: ...
+
+
+class RegistryView(Protocol):
+    """What a build step reads of the registry (quantgate.registry.Registry)."""
+
+    path: Path
+    models: Mapping[str, Any]
+
+    def evaluation_for(self, model_key: str) -> Any: ...
+
+
+class BuildStore(Protocol):
+    """The artifact store (quantgate.artifacts.ArtifactStore): checks, caches and remembers."""
+
+    registry: RegistryView
+
+    def checked(
+        self, label: str, path: Path, notes: dict[str, Any] | None = None
+    ) -> BuildInput: ...
+    def remember(self, artifact: Any) -> BuildInput: ...
+    def calibration(self, relative: str, where: str) -> Path: ...
+    def requantized(self, label: str, src: Any, quant_type: str, *args: Any, **kw: Any) -> Path: ...
 
 
 class Compression(StrictModel):
@@ -74,10 +117,10 @@ class Compression(StrictModel):
                 )
         return v
 
-    def where(self, pair: Pair) -> str:
+    def where(self, pair: BuildPair) -> str:
         return f"models.{pair.model_key}.compressions.{pair.compression_name}"
 
-    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
+    def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
         """The variant: ``src`` is its input (the baseline, or ``base:``'s output; None for a
         method that reads none), ``store`` the artifact store (checks, caches, memo)."""
         raise NotImplementedError(f"method {self.method} has no build step")

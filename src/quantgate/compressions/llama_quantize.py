@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from quantgate.compressions.base import Compression
+from quantgate.compressions.base import BuildInput, BuildPair, BuildStore, Compression
 from quantgate.constants import LLAMA_QUANT_TYPES
 from quantgate.schema_base import StrictModel
 from quantgate.source_schema import Source, check_quant_type
@@ -23,10 +23,6 @@ from quantgate.tensor_types import (
     check_pattern,
     ggml_type_id,
 )
-
-if TYPE_CHECKING:
-    from quantgate.artifacts import Artifact, ArtifactStore
-    from quantgate.registry import Pair
 
 
 class Imatrix(StrictModel):
@@ -103,7 +99,7 @@ class LlamaQuantize(Compression):
             tuple(self.tensor_types.items()), self.output_tensor_type, self.token_embedding_type
         )
 
-    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
+    def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
         assert src is not None
         overrides = self.overrides
         if overrides:  # before any work: a pattern that names nothing is a typo
@@ -117,7 +113,7 @@ class LlamaQuantize(Compression):
         return store.checked(pair.id, path, {**notes, "imatrix": note})
 
     def _imatrix(
-        self, store: ArtifactStore, pair: Pair, src: Artifact
+        self, store: BuildStore, pair: BuildPair, src: BuildInput
     ) -> tuple[Path, dict[str, Any]]:
         """llama-imatrix of ``src`` (the variant's input) over the entry's calibration text,
         cached by the input, the text and the settings."""
@@ -133,7 +129,7 @@ class LlamaQuantize(Compression):
         if isinstance(settings.calibration, str):
             calibration = store.calibration(settings.calibration, where)
         else:  # a source: fetched (and checked) like a model file
-            calibration = fetch(settings.calibration, store.registry, f"{where}.calibration")
+            calibration = fetch(settings.calibration, store.registry.path, f"{where}.calibration")
         text_sha = hashlib.sha256(calibration.read_bytes()).hexdigest()
         # the tool's sums follow where its weights go (no key where that is llama.cpp's own)
         placement = llama_placement.current(allow_amx=False)

@@ -4,16 +4,12 @@ environment (quantgate.llm_compressor; make quantize-env)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from quantgate.compressions.base import Compression
+from quantgate.compressions.base import BuildInput, BuildPair, BuildStore, Compression
 from quantgate.schema_base import did_you_mean
-
-if TYPE_CHECKING:
-    from quantgate.artifacts import Artifact, ArtifactStore
-    from quantgate.registry import Pair
 
 #: llm-compressor modifiers a recipe may name (module paths: quantgate.llm_compressor_job)
 LLM_COMPRESSOR_MODIFIERS: tuple[str, ...] = (
@@ -54,7 +50,7 @@ class LlmCompressor(Compression):
                 raise ValueError(f"recipe[{i}]: {modifier} needs a calibration text")
         return self
 
-    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
+    def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
         from quantgate import llm_compressor
         from quantgate.errors import ConfigError
 

@@ -4,16 +4,13 @@ measures the loaded weights."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+import dataclasses
+from typing import Any, ClassVar, Literal
 
 from pydantic import field_validator
 
-from quantgate.compressions.base import Compression
+from quantgate.compressions.base import BuildInput, BuildPair, BuildStore, Compression
 from quantgate.schema_base import did_you_mean
-
-if TYPE_CHECKING:
-    from quantgate.artifacts import Artifact, ArtifactStore
-    from quantgate.registry import Pair
 
 #: libraries whose transformers quantization config the backend builds
 #: (quantgate.hf_checkpoint.quantization_config)
@@ -40,16 +37,15 @@ class LoadQuantized(Compression):
             )
         return v
 
-    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
-        from quantgate.artifacts import Artifact
+    def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
         from quantgate.hf_checkpoint import load_quantized_sha256
 
         assert src is not None
-        artifact = Artifact(
-            pair.id,
-            src.path,
-            load_quantized_sha256(src.sha256, self.quantization),
-            src.info,
-            {**src.notes, "quantization": self.quantization},
+        # the input's checkpoint under the pair's name, told how to quantize it as it loads
+        artifact = dataclasses.replace(
+            src,  # type: ignore[type-var]  (an Artifact: a dataclass)
+            label=pair.id,
+            sha256=load_quantized_sha256(src.sha256, self.quantization),
+            notes={**src.notes, "quantization": self.quantization},
         )
         return store.remember(artifact)

@@ -3,16 +3,12 @@ FP8 checkpoint), fetched and checked like a model file."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import model_validator
 
-from quantgate.compressions.base import Compression
+from quantgate.compressions.base import BuildInput, BuildPair, BuildStore, Compression
 from quantgate.source_schema import Source
-
-if TYPE_CHECKING:
-    from quantgate.artifacts import Artifact, ArtifactStore
-    from quantgate.registry import Pair
 
 
 class Prebuilt(Compression):
@@ -28,7 +24,7 @@ class Prebuilt(Compression):
             raise ValueError("method prebuilt takes no base: its source is the variant")
         return self
 
-    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
+    def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
         from quantgate.sources import fetch
 
-        return store.checked(pair.id, fetch(self.source, store.registry, self.where(pair)))
+        return store.checked(pair.id, fetch(self.source, store.registry.path, self.where(pair)))

@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from quantgate.compressions.base import Compression
-
-if TYPE_CHECKING:
-    from quantgate.artifacts import Artifact, ArtifactStore
-    from quantgate.registry import Pair
+from quantgate.compressions.base import BuildInput, BuildPair, BuildStore, Compression
 
 #: Bump when pruning's choice or file rewriting changes, so old artifacts are not reused.
 PRUNE_VERSION = 1
@@ -33,7 +29,7 @@ class PruneBlocks(Compression):
 
     formats: ClassVar[tuple[str, ...]] = ("gguf", "hf")
 
-    def build(self, store: ArtifactStore, pair: Pair, src: Artifact | None) -> Artifact:
+    def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
         """Drop the least influential blocks of ``src``; the chosen blocks and every block's
         score are logged and kept beside the file."""
         from quantgate import progress, prune
