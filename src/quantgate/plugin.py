@@ -495,11 +495,11 @@ def _start_children_early(session: pytest.Session) -> None:
     config = session.config
     if config.getoption("collectonly") or config.getoption("in_process"):
         return
-    from quantgate.backends import RUN_IN_CHILD
+    from quantgate.backend_settings import CATALOGUE
     from quantgate.backends.child import start_forkserver
 
     models = _selected_models(config, session.items)
-    if any(m.backend in RUN_IN_CHILD for m in models.values()):
+    if any(CATALOGUE[m.backend].runs_in_child for m in models.values()):
         start_forkserver()
 
 

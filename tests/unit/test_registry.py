@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -288,7 +289,12 @@ def test_a_new_backend_setting_is_one_field_the_registry_then_accepts(tmp_path, 
         #: the new setting (llama.cpp's rope_freq_scale)
         rope_freq_scale: float = 1.0
 
-    monkeypatch.setitem(backend_settings.SETTINGS, "llama_cpp", WithRopeScale)
+    llama_cpp = backend_settings.CATALOGUE["llama_cpp"]
+    monkeypatch.setitem(
+        backend_settings.CATALOGUE,
+        "llama_cpp",
+        dataclasses.replace(llama_cpp, settings=WithRopeScale),
+    )
     settings = ("models", "smollm2", "backend_settings")
     doc = _edit(shipped(), settings, {"n_ctx": 512, "n_batch": 512, "rope_freq_scale": 0.5})
     entry = load_registry(write(tmp_path, doc)).models["smollm2"]

@@ -97,7 +97,7 @@ class ChildBackend(Backend):
     """The Backend registered as ``backend_name``, loaded in a child process.
 
     Args:
-        backend_name: the registry's backend name (quantgate.backends.BACKENDS).
+        backend_name: the registry's backend name (quantgate.backend_settings.CATALOGUE).
         artifact, settings: what to load and how.
         on_crash: called with the BackendCrash when the child dies (the pool remembers it).
     """
