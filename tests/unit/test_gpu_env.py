@@ -315,3 +315,42 @@ def test_a_one_per_process_pairs_tests_run_together_where_its_first_stood():
     ]
     ordered = [i.name for i in _one_engine_pair_at_a_time(items)]
     assert ordered == ["a", "d", "b", "c", "f", "e", "g"]
+
+
+def test_the_vllm_engines_memory_is_its_own_processes_and_on_a_gpu_nvmls_count(monkeypatch):
+    """VllmBackend._engine_memory, up to the GPU: the engine's processes are those vLLM's engine
+    manager started (here this test's own process stands in for the engine core), their peak
+    RSS is summed, and on a GPU their VRAM is NVML's count for those pids."""
+    import os
+
+    from quantgate.backends import vllm as vllm_module
+
+    class Core:
+        pid = os.getpid()
+
+        def is_alive(self):
+            return True
+
+    manager = SimpleNamespace(processes=[Core()])
+    llm = SimpleNamespace(
+        llm_engine=SimpleNamespace(
+            engine_core=SimpleNamespace(resources=SimpleNamespace(engine_manager=manager))
+        )
+    )
+    backend = object.__new__(vllm_module.VllmBackend)
+    backend.llm = llm
+    prompts: list[list[int]] = []
+    monkeypatch.setattr(backend, "tokenize", lambda text: list(range(40)), raising=False)
+    monkeypatch.setattr(backend, "process_prompt", prompts.append, raising=False)
+    assert os.getpid() in vllm_module.engine_pids(llm)
+    gib = 2**30
+    monkeypatch.setattr(
+        vllm_module, "nvml_snapshot", lambda: ([(os.getpid(), gib), (1, 5 * gib)], {0: 9 * gib})
+    )
+    on_gpu = backend._engine_memory(True, {0: 3 * gib})
+    assert prompts == [list(range(32))]  # the memory probe's 32-token prompt
+    assert on_gpu["peak_vram_mib"] == 1024 and on_gpu["peak_rss_mib"] > 0
+    assert backend._engine_memory(False, None)["peak_vram_mib"] is None
+    # an engine inside this process (no engine manager): none measured here
+    backend.llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=SimpleNamespace()))
+    assert backend._engine_memory(True, None) is None
