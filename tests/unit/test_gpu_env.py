@@ -354,3 +354,23 @@ def test_the_vllm_engines_memory_is_its_own_processes_and_on_a_gpu_nvmls_count(m
     # an engine inside this process (no engine manager): none measured here
     backend.llm = SimpleNamespace(llm_engine=SimpleNamespace(engine_core=SimpleNamespace()))
     assert backend._engine_memory(True, None) is None
+
+
+def test_a_dead_engine_core_is_seen_even_after_something_else_reaped_it():
+    """The engine-dies test reaped the killed core (psutil's wait) before asking: then
+    Process.is_alive() still says True, and generate waited on vLLM's queue for 14 minutes.
+    engine_alive reads the process's sentinel instead."""
+    import multiprocessing
+    import os
+
+    from quantgate.backends.vllm import engine_alive
+
+    core = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+    core.start()
+    os.waitpid(core.pid, 0)  # reaped by someone else, as psutil's wait does
+    assert core.is_alive()  # what the old check asked
+    resources = SimpleNamespace(engine_dead=False, engine_manager=SimpleNamespace(processes=[core]))
+    llm = SimpleNamespace(
+        llm_engine=SimpleNamespace(engine_core=SimpleNamespace(resources=resources))
+    )
+    assert not engine_alive(llm)

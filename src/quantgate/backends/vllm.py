@@ -168,13 +168,19 @@ def engine_alive(llm: Any) -> bool:
     """Whether the engine core processes of ``llm`` still run. vLLM 0.32 (CPU) marks a dead
     core only from a monitor thread, and a request sent after its death waits on the output
     queue for ever (measured: a SIGKILLed core, then ``generate`` never returned): this is
-    asked before every call instead."""
+    asked before every call instead, from each process's sentinel (a pipe its end closes):
+    ``Process.is_alive()`` answers True for a dead process that something else reaped (measured:
+    a core killed, reaped by psutil's ``wait``, then ``generate`` hung for 14 minutes)."""
+    from multiprocessing.connection import wait
+
     resources = getattr(llm.llm_engine.engine_core, "resources", None)
     if resources is None:  # an in-process engine (no core process): nothing else can die
         return True
+    if resources.engine_dead:
+        return False
     manager = getattr(resources, "engine_manager", None)
-    processes = getattr(manager, "processes", None) or []
-    return not resources.engine_dead and all(p.is_alive() for p in processes)
+    sentinels = [p.sentinel for p in getattr(manager, "processes", None) or []]
+    return not (sentinels and wait(sentinels, timeout=0))
 
 
 def engine_pids(llm: Any) -> set[int]:
