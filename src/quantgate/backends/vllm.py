@@ -171,27 +171,40 @@ def engine_alive(llm: Any) -> bool:
     asked before every call instead, from each process's sentinel (a pipe its end closes):
     ``Process.is_alive()`` answers True for a dead process that something else reaped (measured:
     a core killed, reaped by psutil's ``wait``, then ``generate`` hung for 14 minutes)."""
+    processes = engine_processes(llm)
+    if processes is None:  # an in-process engine (no core process): nothing else can die
+        return True
+    return not llm.llm_engine.engine_core.resources.engine_dead and not _ended(processes)
+
+
+def engine_processes(llm: Any) -> list[Any] | None:
+    """The processes vLLM's engine manager started for ``llm`` (its engine cores), or None for
+    an engine inside this process."""
+    resources = getattr(llm.llm_engine.engine_core, "resources", None)
+    if resources is None:
+        return None
+    manager = getattr(resources, "engine_manager", None)
+    return list(getattr(manager, "processes", None) or [])
+
+
+def _ended(processes: list[Any]) -> list[Any]:
+    """Those of ``processes`` that ended, read from their sentinels (not is_alive: see
+    engine_alive)."""
     from multiprocessing.connection import wait
 
-    resources = getattr(llm.llm_engine.engine_core, "resources", None)
-    if resources is None:  # an in-process engine (no core process): nothing else can die
-        return True
-    if resources.engine_dead:
-        return False
-    manager = getattr(resources, "engine_manager", None)
-    sentinels = [p.sentinel for p in getattr(manager, "processes", None) or []]
-    return not (sentinels and wait(sentinels, timeout=0))
+    sentinels = {p.sentinel: p for p in processes}
+    return [sentinels[s] for s in wait(list(sentinels), timeout=0)] if sentinels else []
 
 
 def engine_pids(llm: Any) -> set[int]:
     """The processes of ``llm``'s engine (its engine core processes and their workers), or an
     empty set for an engine inside this process. Not this process's whole tree: a session
     holds other backends' child processes too."""
-    resources = getattr(llm.llm_engine.engine_core, "resources", None)
-    manager = getattr(resources, "engine_manager", None)
+    processes = engine_processes(llm) or []
+    ended = _ended(processes)
     pids: set[int] = set()
-    for process in getattr(manager, "processes", None) or []:
-        if process.pid is not None and process.is_alive():
+    for process in processes:
+        if process not in ended:
             pids |= process_tree(process.pid)
     return pids
 
