@@ -106,10 +106,10 @@ def main() -> int:
     ]
     rows = []
     for artifact in artifacts:
-        backend = session.backend(artifact, opts.model)
+        backend = session.loading.backend(artifact, opts.model)
         ours = {
             k: tokens_per_second(w, tp)
-            for k, w in workloads(backend, tp, session.settings(opts.model).seed).items()
+            for k, w in workloads(backend, tp, session.loading.settings(opts.model).seed).items()
         }
         session.close()  # free the cores' caches before llama-bench runs
         lengths = tp.gen_lengths

@@ -59,7 +59,7 @@ def main() -> int:
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), opts.threads)
     ppl_settings = registry.evaluation_for(opts.model).perplexity
     text = registry.resolve(ppl_settings.text)
-    n_batch = session.settings(opts.model).n_batch
+    n_batch = session.loading.settings(opts.model).n_batch
     common = [
         "-f",
         str(text),
@@ -74,7 +74,9 @@ def main() -> int:
         common += ["--chunks", str(ppl_settings.max_chunks)]
 
     base = session.artifacts.baseline(opts.model)
-    ours = session.evaluator(opts.model).baseline(session.baseline_backend(opts.model))
+    ours = session.perplexity.evaluator(opts.model).baseline(
+        session.loading.baseline_backend(opts.model)
+    )
     ref = grab(
         r"Final estimate: PPL = ([0-9.]+)", llama_perplexity(["-m", str(base.path), *common])
     )
@@ -87,7 +89,7 @@ def main() -> int:
         pairs = {p.compression_name: p for p in registry.pairs([opts.model])}
         for name in filter(None, opts.variants.split(",")):
             pair = pairs[name]
-            result = session.quality(pair)
+            result = session.perplexity.result(pair)
             out = llama_perplexity(
                 [
                     "-m",

@@ -56,7 +56,7 @@ def main() -> int:
 
     registry = load_registry(opts.registry.resolve())
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), os.cpu_count())
-    settings = session.settings(opts.model)
+    settings = session.loading.settings(opts.model)
     ppl = registry.evaluation_for(opts.model).perplexity
     evaluator = QualityEvaluator(ppl, registry.resolve(ppl.text))
     pairs = {p.compression_name: p for p in registry.pairs([opts.model])}

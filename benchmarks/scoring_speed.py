@@ -95,7 +95,7 @@ def main() -> int:
 
     registry = load_registry(opts.registry.resolve())
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), opts.threads)
-    settings = session.settings(opts.model).model_copy(update={"n_threads": opts.threads})
+    settings = session.loading.settings(opts.model).model_copy(update={"n_threads": opts.threads})
     base = session.artifacts.baseline(opts.model)
     pair = {p.compression_name: p for p in registry.pairs([opts.model])}[opts.variant]
     variant = session.artifacts.variant(pair)

@@ -67,7 +67,7 @@ def main() -> int:
     registry = load_registry(opts.registry.resolve())
     thresholds = Thresholds(REPO / "thresholds", registry)
     session = GateSession(registry, thresholds, opts.threads, root=REPO)
-    tasks = session.task_index()
+    tasks = session.retention.task_index()
     pairs = {p.compression_name: p for p in registry.pairs([MODEL])}
     bench = (
         registry.models[MODEL]
@@ -84,8 +84,8 @@ def main() -> int:
                 if bound is None:
                     bound = thresholds.for_pair(MODEL, name)[f"D_{BENCHMARK}"].value
                 # the variant, then the baseline: the pool (two models) evicts the last variant
-                variant = session.variant_backend(pairs[name])
-                baseline = session.baseline_backend(MODEL)
+                variant = session.loading.variant_backend(pairs[name])
+                baseline = session.loading.baseline_backend(MODEL)
                 start = time.perf_counter()
                 if phase == "gate":
                     gate = run_sequential(baseline, variant, BENCHMARK, bench, tasks, where, bound)

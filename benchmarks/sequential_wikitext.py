@@ -82,13 +82,13 @@ def main() -> int:
     rows = []
     try:
         start = time.perf_counter()
-        base = evaluator.baseline(session.baseline_backend(MODEL))
+        base = evaluator.baseline(session.loading.baseline_backend(MODEL))
         print(f"baseline: {len(base.chunk_nll)} chunks, PPL {base.ppl:.4f} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
         for name in opts.variants.split(","):
             shipped = thresholds.for_pair(MODEL, name)
             bounds = {m: shipped[m].value for m in METRICS}
-            variant = session.variant_backend(pairs[name])
+            variant = session.loading.variant_backend(pairs[name])
             start = time.perf_counter()
             gate = compare_sequential(evaluator, base, variant, bounds, opts.batch)
             gate_seconds = time.perf_counter() - start

@@ -32,7 +32,7 @@ from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair, Registry
 from quantgate.schema_base import did_you_mean
 from quantgate.sources import fetch, gguf_shards, hub_commit
-from quantgate.tensor_types import NO_OVERRIDES, TensorTypes
+from quantgate.tensor_types import NO_OVERRIDES, UNQUANTIZED_TYPES, TensorTypes
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,8 @@ class ArtifactStore:
         return path
 
 
-#: llama.cpp file types that store weights at full or half precision
-_UNQUANTIZED = frozenset({"F32", "F16", "BF16"})
-
-
 def _is_quantized(info: GGUFInfo) -> bool:
-    return info.file_type is not None and info.file_type not in _UNQUANTIZED
+    return info.file_type is not None and info.file_type not in UNQUANTIZED_TYPES
 
 
 #: bump when what inspect_gguf reports changes, so memoized facts are not reused
@@ -238,22 +234,3 @@ def _describe(source: Any) -> str:
     if source.path is not None:
         return f"file {source.path}"
     return f"model {source.from_model}"
-
-
-def source_type_match(pair: Pair, baseline: Artifact) -> str | None:
-    """A warning when a llama_quantize variant has the type its baseline was dequantized from:
-    it re-creates nearly the source's weights, so it looks more lossless than a variant of
-    higher precision would (seen on a model shipped as Q4_K_M: its re-made Q4_K_M lost less
-    PPL than its Q8_0). None otherwise."""
-    prov = baseline.notes.get("provenance") or {}
-    source_type = prov.get("source_type")
-    comp = pair.compression
-    if comp.method != "llama_quantize" or comp.base is not None or source_type is None:
-        return None
-    if comp.quant_type != source_type or source_type in _UNQUANTIZED:
-        return None
-    return (
-        f"{pair.id}: {comp.quant_type} is the type the baseline was converted from "
-        f"({prov.get('conversion', source_type)}): it re-creates nearly the source's weights and "
-        "reads as more lossless than it is; compare against the original weights to judge it"
-    )

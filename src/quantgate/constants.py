@@ -64,6 +64,9 @@ class Metric:
     description: str
     #: whether the gate measures a confidence interval for it (needed by modes ci and strict)
     has_interval: bool = False
+    #: whether mode sequential can judge it over the evaluation text's chunks: a mean over
+    #: chunks of a per-chunk value (the NLL difference, or the chunk's mean KLD)
+    sequential_over_chunks: bool = False
 
 
 # Every key a thresholds/ file may set. A misspelt key is an error, never silently ignored.
@@ -71,13 +74,15 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
         Metric("ppl_increase_pct", "perplexity", Direction.MAX, "%",
-               "PPL rise over the baseline: (PPL_c / PPL_b - 1) * 100", has_interval=True),
+               "PPL rise over the baseline: (PPL_c / PPL_b - 1) * 100", has_interval=True,
+               sequential_over_chunks=True),
         Metric("ln_ppl_ratio", "perplexity", Direction.MAX, "nats",
                "ln(PPL_c / PPL_b): the mean per-token NLL increase (the same rule as "
                "ppl_increase_pct in other units: a pair may gate one of the two)",
-               has_interval=True),
+               has_interval=True, sequential_over_chunks=True),
         Metric("kld_mean", "kld", Direction.MAX, "nats",
-               "mean KL(P_baseline || P_compressed) over the scored tokens", has_interval=True),
+               "mean KL(P_baseline || P_compressed) over the scored tokens", has_interval=True,
+               sequential_over_chunks=True),
         Metric("kld_p99", "kld", Direction.MAX, "nats",
                "99th percentile of the per-token KL divergence", has_interval=True),
         Metric("top1_agreement_pct", "kld", Direction.MIN, "%",
@@ -105,9 +110,18 @@ METRICS: dict[str, Metric] = {
 GATES: tuple[str, ...] = ("perplexity", "kld", "throughput", "footprint", "retention")
 # The gates a canary (`expect: fail`) must fail unless its entry lists others.
 QUALITY_GATES: tuple[str, ...] = ("perplexity", "kld")
-#: the chunk metrics gate mode sequential can judge: each is a mean over chunks of a per-chunk
-#: value (the NLL difference, or the chunk's mean KLD) (quantgate.quality.compare_sequential)
-SEQUENTIAL_CHUNK_METRICS: tuple[str, ...] = ("ppl_increase_pct", "ln_ppl_ratio", "kld_mean")
+
+
+def gate_metrics(gate: str) -> tuple[str, ...]:
+    """The catalogue's metrics of one gate, in catalogue order (its measurer's responsibility:
+    quantgate.measurement)."""
+    return tuple(m.name for m in METRICS.values() if m.gate == gate)
+
+
+#: the chunk metrics gate mode sequential can judge (quantgate.quality.compare_sequential)
+SEQUENTIAL_CHUNK_METRICS: tuple[str, ...] = tuple(
+    m.name for m in METRICS.values() if m.sequential_over_chunks
+)
 
 #: Benchmark retention D_i = (1 - B_compressed / B_baseline) * 100 is gated per benchmark as
 #: D_<benchmark name> (and D_overall, the mean), in %, as an upper bound. Higher-is-better
@@ -133,25 +147,34 @@ ANSWERS_CHANGED_PREFIX = "answers_changed_"
 class _Family:
     description: str
     unit: str = "%"
+    #: what a benchmark needs for the family to be measured on it (for the error that names
+    #: a bound a pair's test cannot measure)
+    needs: str = "this benchmark"
 
 
 #: per-benchmark metric families (all in the retention gate, all upper bounds, all with a
 #: paired interval): prefix -> description of <benchmark>
 PER_BENCHMARK: dict[str, _Family] = {
     RETENTION_PREFIX: _Family("score lost on {}: (1 - B_compressed / B_baseline) * 100"),
-    FLIPS_PREFIX: _Family("items of {} whose correctness changed (either way), in % of the items"),
+    FLIPS_PREFIX: _Family(
+        "items of {} whose correctness changed (either way), in % of the items",
+        needs="flips need a correct/wrong metric",
+    ),
     GOLD_PREFIX: _Family(
         "gold-choice probability lost on {}: (1 - mean p_c(gold) / mean p_b(gold)) * 100, p "
-        "the softmax of the choices' log-likelihoods"
+        "the softmax of the choices' log-likelihoods",
+        needs="Dgold needs a correct/wrong multiple-choice metric with one gold answer",
     ),
     CHOICE_KLD_PREFIX: _Family(
         "mean KL(P_baseline || P_compressed) between the answer distributions over the choices "
         "of {}'s items",
         "nats",
+        needs="choice_kld needs multiple-choice items",
     ),
     ANSWERS_CHANGED_PREFIX: _Family(
         "items of {} (a generation task) whose answer after the metric's filter differs from "
-        "the baseline's, in % of the items"
+        "the baseline's, in % of the items",
+        needs="answers_changed needs a generation task",
     ),
 }
 

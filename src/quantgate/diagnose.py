@@ -35,11 +35,11 @@ from quantgate import progress
 from quantgate.artifacts import Artifact
 from quantgate.cache import cache_key, cache_root, locked, read_result, write_result
 from quantgate.errors import ConfigError, EvaluationError, QuantgateError
+from quantgate.evaluation.loading import Loading
 from quantgate.gguf_file import TensorInfo, read_tensors
 from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
 from quantgate.quantize import llama_cpp_version, llama_quantize
 from quantgate.registry import Pair
-from quantgate.session import GateSession
 from quantgate.stats import Interval
 from quantgate.tensor_types import UNQUANTIZED_TYPES, TensorTypes
 from quantgate.validation import Configuration, load_configuration
@@ -305,22 +305,22 @@ def plot_png(d: Diagnosis) -> bytes:
 
 
 class Diagnoser:
-    """Builds and scores the probes of one GGUF pair through a GateSession's artifacts and
-    backends (children, as the gate loads them)."""
+    """Builds and scores the probes of one GGUF pair through the gate's loading: its artifacts
+    and backends (children, as the gate loads them)."""
 
-    def __init__(self, session: GateSession, pair: Pair, n_chunks: int) -> None:
+    def __init__(self, loading: Loading, pair: Pair, n_chunks: int) -> None:
         if pair.model.backend != "llama_cpp":
             raise ConfigError(
                 f"{pair.model_key}-{pair.compression_name}: diagnose probes GGUF files "
                 f"(llama.cpp's per-tensor types); this entry's backend is {pair.model.backend}"
             )
-        self.session, self.pair = session, pair
-        ppl = session.registry.evaluation_for(pair.model_key).perplexity
+        self.loading, self.pair = loading, pair
+        ppl = loading.registry.evaluation_for(pair.model_key).perplexity
         self.evaluator = QualityEvaluator(
-            ppl.model_copy(update={"max_chunks": n_chunks}), session.registry.resolve(ppl.text)
+            ppl.model_copy(update={"max_chunks": n_chunks}), loading.registry.resolve(ppl.text)
         )
-        self.baseline = session.artifacts.baseline(pair.model_key)
-        self.variant = session.artifacts.variant(pair)
+        self.baseline = loading.artifacts.baseline(pair.model_key)
+        self.variant = loading.artifacts.variant(pair)
         self.base_tensors = read_tensors(self.baseline.path)
         self.variant_tensors = read_tensors(self.variant.path)
         self._check_unquantized()
@@ -389,10 +389,10 @@ class Diagnoser:
         return result
 
     def base_scores(self) -> BaselineScores:
-        return self.evaluator.baseline(self.session.backend(self.baseline, self.pair.model_key))
+        return self.evaluator.baseline(self.loading.backend(self.baseline, self.pair.model_key))
 
     def score(self, artifact: Artifact) -> QualityResult:
-        backend = self.session.backend(artifact, self.pair.model_key)
+        backend = self.loading.backend(artifact, self.pair.model_key)
         return self.evaluator.compare(self.base_scores(), backend)
 
     def run(self, blocks: str | None = None) -> Diagnosis:
@@ -450,12 +450,12 @@ def check_types(label: str, path: Path, types: dict[str, str]) -> dict[str, Tens
 
 def _open(
     registry_path: Path, thresholds_dir: Path, model: str, compression: str, n_threads: int | None
-) -> tuple[GateSession, Pair]:
+) -> tuple[Loading, Pair]:
     config = load_configuration(
         registry_path, thresholds_dir, [model], [compression], registry_path.parent.parent
     )
     (pair,) = config.registry.pairs([model], [compression])
-    return GateSession(config.registry, config.thresholds, n_threads=n_threads), pair
+    return Loading(config.registry, n_threads=n_threads), pair
 
 
 def write(d: Diagnosis, out: Path) -> dict[str, Path]:
@@ -494,20 +494,20 @@ def diagnose_failed(
     )
     if not failed:
         return []
-    session = GateSession(config.registry, config.thresholds, n_threads=n_threads)
+    loading = Loading(config.registry, n_threads=n_threads)
     done = []
     try:
         for model, compression in failed:
             (pair,) = config.registry.pairs([model], [compression])
             try:
-                d = Diagnoser(session, pair, n_chunks).run()
+                d = Diagnoser(loading, pair, n_chunks).run()
             except QuantgateError as exc:
                 progress.say(f"{model}-{compression}: not diagnosed: {exc}")
                 continue
             write(d, out)
             done.append(d)
     finally:
-        session.close()
+        loading.close()
     return done
 
 
@@ -533,17 +533,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunks < 1:
         parser.error("--chunks must be at least 1")
     try:
-        session, pair = _open(
+        loading, pair = _open(
             args.registry, args.thresholds, args.model, args.compression, args.threads
         )
         try:
-            diagnoser = Diagnoser(session, pair, args.chunks)
+            diagnoser = Diagnoser(loading, pair, args.chunks)
             d = diagnoser.run(args.blocks)
             files = write(d, args.out)
             print(table(d))
             print("wrote " + ", ".join(str(p) for p in files.values()))
         finally:
-            session.close()
+            loading.close()
     except QuantgateError as exc:
         print(f"quantgate diagnose: {exc}", file=sys.stderr)
         return 2

@@ -162,3 +162,35 @@ def enforce(pair_id: str, gate: str, outcomes: list[Outcome]) -> None:
             f"{pair_id}: {gate} gate failed on {len(failed)} metric(s):\n"
             + "\n".join(o.line() for o in failed)
         )
+
+
+def power_check(pair_id: str, o: Outcome) -> str | None:
+    """The power rule, from the measured interval (the paired variance this sample shows):
+
+    * a loss bound whose gate cannot see a loss of twice the bound (its minimum detectable
+      loss, at 80 % power, lies beyond 2x the threshold) is underpowered: returns the warning
+      (the judge records it, or with ``--underpowered=error`` raises it; the summary row says
+      so and the terminal summary lists every such gate in one block);
+    * mode strict fails when the upper bound exceeds the threshold, so with a half-width at or
+      above the threshold even an identical model fails: an error, never a verdict.
+
+    Raises:
+        EvaluationError: the strict case above.
+    """
+    if o.threshold is None or o.interval is None:
+        return None
+    where = f"{o.threshold.origin}, mode {o.threshold.mode}"
+    if o.threshold.mode == "strict" and o.interval.half_width >= o.threshold.value > 0:
+        raise EvaluationError(
+            f"{pair_id} {o.metric}: the sample gives a 95% CI half-width of "
+            f"{o.interval.half_width:.3g}, not below the threshold {o.threshold.value:g} "
+            f"({where}): in strict mode even an identical model would fail; raise the "
+            "benchmark's limit or use mode ci"
+        )
+    if not o.underpowered:
+        return None
+    return (
+        f"{pair_id} {o.metric}: underpowered: the smallest loss this sample detects (80 % power) "
+        f"is {o.minimum_detectable:.3g}, beyond twice the threshold {o.threshold.value:g} "
+        f"({where}); raise the benchmark's limit, gate a graded metric, or raise the threshold"
+    )

@@ -1,4 +1,4 @@
-"""What an evaluator measured for one pair's gate, as one object that ``GateSession.check``
+"""What an evaluator measured for one pair's gate, as one object that ``quantgate.judge``
 judges and ``quantgate.recorder`` records: the values, their intervals and baselines, a
 sequential gate's early decisions, more fields for the summary rows, informational JUnit
 properties, and which metrics the test is responsible for.
@@ -19,6 +19,7 @@ from quantgate.constants import (
     OVERALL,
     PER_BENCHMARK,
     RETENTION_PREFIX,
+    gate_metrics,
 )
 from quantgate.stats import Interval, overall_interval, proportion_interval
 
@@ -26,16 +27,6 @@ if TYPE_CHECKING:  # the evaluators' result types: no lm-eval or backend import 
     from quantgate.quality import QualityResult
     from quantgate.retention import Comparison
     from quantgate.sequential import SequentialVerdict
-
-KLD_METRICS = ("kld_mean", "kld_p99", "top1_agreement_pct")
-PERPLEXITY_METRICS = ("ppl_increase_pct", "ln_ppl_ratio")
-FOOTPRINT_METRICS = (
-    "size_ratio",
-    "peak_rss_mib",
-    "peak_vram_mib",
-    "weight_sparsity_pct",
-    "weight_2of4_pct",
-)
 
 
 @dataclass
@@ -59,16 +50,20 @@ class Measurement:
     #: why a metric cannot be measured for this pair whatever the machine (a baseline that
     #: scored 0): measured and reported where it has no bound, an error where it has one
     undefined: dict[str, str] = field(default_factory=dict)
+    #: where the pair's models came from, for every summary row (baseline_provenance,
+    #: source_type_match, what the compression method adds): set by the measurer that loaded
+    #: them (quantgate.evaluation.loading.Loading.provenance)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def perplexity(result: QualityResult) -> Measurement:
     """PPL increase and ln PPL ratio over the text's chunks (llama-perplexity's protocol)."""
     m = Measurement(
         "perplexity",
-        {k: result.metrics[k] for k in PERPLEXITY_METRICS},
+        _catalogued(result.metrics, "perplexity"),
         intervals=result.intervals,
         extra={"ppl_increase_pct": {"ppl": result.ppl, "ppl_baseline": result.ppl_baseline}},
-        responsible=PERPLEXITY_METRICS,
+        responsible=gate_metrics("perplexity"),
     )
     _sequential_chunks(m, result)
     return m
@@ -78,12 +73,19 @@ def kld(result: QualityResult) -> Measurement:
     """Mean and 99th-percentile KLD against the baseline's log-probs, and top-1 agreement."""
     m = Measurement(
         "kld",
-        {k: result.metrics[k] for k in KLD_METRICS},
+        _catalogued(result.metrics, "kld"),
         intervals=result.intervals,
-        responsible=KLD_METRICS,
+        responsible=gate_metrics("kld"),
     )
     _sequential_chunks(m, result)
     return m
+
+
+def _catalogued(values: dict[str, float], gate: str) -> dict[str, float]:
+    """The catalogue's metrics of ``gate`` among ``values`` (what its evaluator computed). A
+    catalogued metric the evaluator does not compute is absent: a bound on it is then the
+    judge's "cannot measure" error, never a pass (docs/gates.md, "Adding a gate metric")."""
+    return {k: values[k] for k in gate_metrics(gate) if k in values}
 
 
 def _sequential_chunks(m: Measurement, result: QualityResult) -> None:
@@ -239,7 +241,7 @@ def footprint(facts: dict[str, Any]) -> Measurement:
             ("bits_per_weight", f"{facts['bits_per_weight']:.3f}"),
             ("baseline_bits_per_weight", f"{facts['baseline_bits_per_weight']:.3f}"),
         ],
-        responsible=FOOTPRINT_METRICS,
+        responsible=gate_metrics("footprint"),
         # a GPU entry run where no GPU answers: reported, never a pass
         not_measured_here={"peak_vram_mib": "no GPU memory was measured in this process"},
     )

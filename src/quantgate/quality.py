@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from quantgate import progress
-from quantgate.backends.base import Backend, result_settings
+from quantgate.backends.base import ScoredModel, result_settings
 from quantgate.cache import (
     build_once,
     cache_key,
@@ -47,7 +48,7 @@ from quantgate.perplexity import (
 )
 from quantgate.registry import PerplexitySettings
 from quantgate.row_threads import row_map
-from quantgate.sequential import SequentialVerdict, item_order, mean_look
+from quantgate.sequential import SequentialVerdict, drive, mean_look
 from quantgate.stats import (
     Interval,
     chunk_percentile_interval,
@@ -152,7 +153,7 @@ class QualityEvaluator:
         self.text = read_text(text_path)
         self.text_sha = hashlib.sha256(self.text.encode()).hexdigest()
 
-    def _chunks(self, backend: Backend) -> list[list[int]]:
+    def _chunks(self, backend: ScoredModel) -> list[list[int]]:
         tokens = backend.tokenize(self.text, add_special=True)
         try:
             return make_chunks(
@@ -161,7 +162,7 @@ class QualityEvaluator:
         except DataError as exc:
             raise DataError(f"{self.text_path}: {exc}") from None
 
-    def full_logprobs(self, backend: Backend) -> np.ndarray:
+    def full_logprobs(self, backend: ScoredModel) -> np.ndarray:
         """Every scored token's log-probabilities over the whole vocabulary, chunk after chunk
         (``[n_scored, n_vocab]``): what the bounded KLD baseline is measured against."""
         first = first_scored(self.settings.n_ctx)
@@ -173,7 +174,7 @@ class QualityEvaluator:
             ]
         )
 
-    def _settings_key(self, backend: Backend) -> dict[str, object]:
+    def _settings_key(self, backend: ScoredModel) -> dict[str, object]:
         return {
             "text": self.text_sha,
             "n_ctx": self.settings.n_ctx,
@@ -184,7 +185,7 @@ class QualityEvaluator:
             "method": METHOD_VERSION,
         }
 
-    def baseline(self, backend: Backend) -> BaselineScores:
+    def baseline(self, backend: ScoredModel) -> BaselineScores:
         """Score the baseline once; later calls (and later runs) read the cache."""
         label = backend.artifact.label
         key = cache_key(artifact=backend.artifact.sha256, **self._settings_key(backend))
@@ -237,7 +238,7 @@ class QualityEvaluator:
         )
 
     def compare(
-        self, base: BaselineScores, backend: Backend, chunk_ids: list[int] | None = None
+        self, base: BaselineScores, backend: ScoredModel, chunk_ids: list[int] | None = None
     ) -> QualityResult:
         """PPL, KLD and top-1 agreement of ``backend``'s model against ``base`` (cached), over
         every chunk or over ``chunk_ids`` only (one batch of a sequential gate, its own cache
@@ -263,7 +264,7 @@ class QualityEvaluator:
         return result
 
     def _compare(
-        self, base: BaselineScores, backend: Backend, chunk_ids: list[int] | None
+        self, base: BaselineScores, backend: ScoredModel, chunk_ids: list[int] | None
     ) -> QualityResult:
         label = backend.artifact.label
         chunks = self._chunks(backend)
@@ -376,7 +377,7 @@ def sequential_looks(
 def compare_sequential(
     evaluator: QualityEvaluator,
     base: BaselineScores,
-    backend: Backend,
+    backend: ScoredModel,
     bounds: dict[str, float],
     batch: int,
 ) -> QualityResult:
@@ -391,24 +392,23 @@ def compare_sequential(
             f"mode sequential over chunks: {sorted(unknown)} not among {SEQUENTIAL_CHUNK_METRICS}"
         )
     n = len(base.chunk_nll)
-    order = item_order(n)
     parts: list[QualityResult] = []
-    stops: dict[str, SequentialVerdict] = {}
     label = backend.artifact.label
-    for start in range(0, n, batch):
-        parts.append(evaluator.compare(base, backend, order[start : start + batch]))
-        so_far = joined(parts)
-        open_bounds = {k: v for k, v in bounds.items() if k not in stops}
-        for name, state in sequential_looks(so_far, n, open_bounds).items():
-            progress.say(
-                f"{label}: {name} sequential, {state.n_used}/{n} chunks: {state.estimate:.4g}, "
-                f"95 % sequence [{state.low:.4g}, {state.high:.4g}] vs {bounds[name]:g}: "
-                f"{state.decision}"
-            )
-            if state.decision != "continue":
-                stops[name] = state
-        if len(stops) == len(bounds):
-            break
+
+    def score_batch(chunk_ids: list[int]) -> None:
+        parts.append(evaluator.compare(base, backend, chunk_ids))
+
+    def look_open(names: Collection[str]) -> dict[str, SequentialVerdict]:
+        return sequential_looks(joined(parts), n, {k: bounds[k] for k in names})
+
+    def say(name: str, state: SequentialVerdict) -> None:
+        progress.say(
+            f"{label}: {name} sequential, {state.n_used}/{n} chunks: {state.estimate:.4g}, "
+            f"95 % sequence [{state.low:.4g}, {state.high:.4g}] vs {bounds[name]:g}: "
+            f"{state.decision}"
+        )
+
+    stops = drive(n, batch, score_batch, look_open, list(bounds), say)
     return replace(joined(parts), sequential=stops)
 
 

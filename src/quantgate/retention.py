@@ -7,7 +7,7 @@ keyed by everything that changes them, so the baseline runs once and a re-run on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from quantgate import progress
-from quantgate.backends.base import Backend, result_settings
+from quantgate.backends.base import ScoredModel, result_settings
 from quantgate.cache import cache_key, cache_root, locked, read_result, write_result
 from quantgate.constants import CHOICE_KLD_PREFIX, GOLD_PREFIX
 from quantgate.errors import ConfigError, EvaluationError
 from quantgate.registry import Benchmark
 from quantgate.schema_base import did_you_mean
-from quantgate.sequential import SequentialVerdict, item_order, look
+from quantgate.sequential import SequentialVerdict, drive, look
 from quantgate.stats import (
     Flips,
     Interval,
@@ -339,38 +339,9 @@ def chosen_items(
     }
 
 
-def paired_batches(
-    baseline: Backend,
-    compressed: Backend,
-    name: str,
-    bench: Benchmark,
-    tasks: TaskIndex,
-    where: str,
-) -> Iterator[tuple[int, list[tuple[dict[str, Any], dict[str, Any]]]]]:
-    """Both models' items of one benchmark in the seeded random order of mode sequential,
-    ``sequential_batch`` at a time: (the population size, the batch's (baseline, compressed)
-    item pairs in that order). Each batch is scored through lm-eval's ``samples`` and cached
-    like any result, so a rerun, a later night or a full run reads what was scored.
-
-    Raises:
-        ConfigError: a metric whose score is not the mean of per-item values in [0, 1].
-    """
-    n = population_size(bench, tasks, where)
-    order = item_order(n)
-    what = f"{bench.task} {bench.metric}"
-    for start in range(0, n, bench.sequential_batch):
-        batch = order[start : start + bench.sequential_batch]
-        base = run_benchmark(baseline, name, bench, tasks, where, samples=batch)
-        comp = run_benchmark(compressed, name, bench, tasks, where, samples=batch)
-        for result in (base, comp):
-            _check_item_mean(result, where)
-        rank = {doc: i for i, doc in enumerate(batch)}
-        yield n, sorted(paired_items(base, comp, what), key=lambda bc: rank[bc[0]["doc_id"]])
-
-
 def run_sequential(
-    baseline: Backend,
-    compressed: Backend,
+    baseline: ScoredModel,
+    compressed: ScoredModel,
     name: str,
     bench: Benchmark,
     tasks: TaskIndex,
@@ -378,28 +349,40 @@ def run_sequential(
     threshold: float,
 ) -> Comparison:
     """D_<name> in mode sequential: both models score the benchmark's items in one seeded
-    random order, a batch at a time (``paired_batches``), until the confidence sequence
-    decides or the items run out.
+    random order, ``sequential_batch`` at a time (quantgate.sequential.drive), until the
+    confidence sequence decides or the items run out. Each batch is scored through lm-eval's
+    ``samples`` and cached like any result, so a rerun, a later night or a full run reads what
+    was scored.
 
     Raises:
         ConfigError: a metric whose score is not the mean of per-item values in [0, 1].
     """
+    n = population_size(bench, tasks, where)
+    what = f"{bench.task} {bench.metric}"
     used: list[tuple[dict[str, Any], dict[str, Any]]] = []
-    state: SequentialVerdict | None = None
-    for n, pairs in paired_batches(baseline, compressed, name, bench, tasks, where):
-        used += pairs
+
+    def score_batch(batch: list[int]) -> None:
+        base = run_benchmark(baseline, name, bench, tasks, where, samples=batch)
+        comp = run_benchmark(compressed, name, bench, tasks, where, samples=batch)
+        for result in (base, comp):
+            _check_item_mean(result, where)
+        rank = {doc: i for i, doc in enumerate(batch)}
+        used.extend(sorted(paired_items(base, comp, what), key=lambda bc: rank[bc[0]["doc_id"]]))
+
+    def look_open(open_bounds: Collection[str]) -> dict[str, SequentialVerdict]:
         b = np.array([float(bi[bench.metric]) for bi, _ in used])
         c = np.array([float(ci[bench.metric]) for _, ci in used])
-        state = look(b, c, n, threshold)
+        return {name: look(b, c, n, threshold)}
+
+    def say(_: str, state: SequentialVerdict) -> None:
         progress.say(
             f"{compressed.artifact.label}: {name} sequential, {state.n_used}/{n} items: D "
             f"{state.estimate:.3g} %, 95 % sequence [{state.low:.3g}, {state.high:.3g}] vs "
             f"{threshold:g}: {state.decision}"
         )
-        if state.decision != "continue":
-            break
-    assert state is not None  # n > 0: population_size raised otherwise
-    return joined_comparison(name, bench, used, state)
+
+    stops = drive(n, bench.sequential_batch, score_batch, look_open, [name], say)
+    return joined_comparison(name, bench, used, stops[name])
 
 
 def joined_comparison(
@@ -409,7 +392,7 @@ def joined_comparison(
     state: SequentialVerdict | None = None,
 ) -> Comparison:
     """The comparison over the item pairs a sequential gate used (a mean metric: checked by
-    ``paired_batches``); ``state``: where it stopped."""
+    ``run_sequential``); ``state``: where it stopped."""
     base, comp = (_joined(name, bench, [pair[k] for pair in used]) for k in (0, 1))
     return Comparison(name, base.score, comp, base, sequential=state)
 
@@ -438,7 +421,7 @@ def _check_item_mean(result: BenchmarkResult, where: str) -> None:
 
 
 def run_benchmark(
-    backend: Backend,
+    backend: ScoredModel,
     name: str,
     bench: Benchmark,
     tasks: TaskIndex,
@@ -491,7 +474,7 @@ def run_benchmark(
 
 
 def _score(
-    backend: Backend,
+    backend: ScoredModel,
     name: str,
     bench: Benchmark,
     source: Any,

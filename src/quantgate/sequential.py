@@ -29,6 +29,7 @@ The probability that it ever stops on the wrong side of a D equal to its thresho
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +216,36 @@ def sequential_retention(
         if state.decision != "continue":
             return state
     raise AssertionError("unreachable: the last look is at n")  # pragma: no cover
+
+
+def drive(
+    n_population: int,
+    batch: int,
+    score_batch: Callable[[list[int]], None],
+    look_open: Callable[[Collection[str]], dict[str, SequentialVerdict]],
+    bounds: Collection[str],
+    say: Callable[[str, SequentialVerdict], None],
+) -> dict[str, SequentialVerdict]:
+    """The one loop of every sequential gate (a benchmark's items, the evaluation text's
+    chunks): the population in its seeded order (``item_order``), ``batch`` at a time.
+    ``score_batch(ids)`` scores one batch (the caller keeps what it scored, each batch cached
+    as it goes); ``look_open(names)`` judges each bound still open on everything scored so
+    far; ``say`` prints a look's progress line. A bound keeps the verdict of its first deciding
+    look, and the loop stops once every bound has one: at the latest at the last item, where
+    the look is "exhausted" (the fixed-sample verdict). Returns each bound's stop."""
+    if n_population < 1 or batch < 1:
+        raise ValueError(f"a sequential gate over {n_population} items in batches of {batch}")
+    order = item_order(n_population)
+    stops: dict[str, SequentialVerdict] = {}
+    for start in range(0, n_population, batch):
+        score_batch(order[start : start + batch])
+        for name, state in look_open([b for b in bounds if b not in stops]).items():
+            say(name, state)
+            if state.decision != "continue":
+                stops[name] = state
+        if len(stops) == len(bounds):
+            break
+    return stops
 
 
 # -- unbounded per-chunk means (PPL increase, mean KLD) ----------------------------------------

@@ -51,7 +51,7 @@ def test_q8_0_passes_retention_in_ci_mode_on_every_subset(session, seed):
     pair = _pair(session, "Q8_0")
     thresholds = session.thresholds.for_pair("smollm2", "Q8_0")
     for bench in pair.model.benchmarks:
-        base, comp = session.retention(pair, bench).paired_scores()  # type: ignore[misc]
+        base, comp = session.retention.comparison(pair, bench).paired_scores()  # type: ignore[misc]
         idx = _subset(len(base), seed)
         iv = retention_interval(np.take(base, idx), np.take(comp, idx))
         name = f"D_{bench}"
@@ -64,7 +64,7 @@ def test_q8_0_passes_retention_in_ci_mode_on_every_subset(session, seed):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize(("compression", "passes"), [("Q8_0", True), ("Q2_K", False)])
 def test_perplexity_and_kld_in_ci_mode_on_every_chunk_subset(session, seed, compression, passes):
-    quality = session.quality(_pair(session, compression))
+    quality = session.perplexity.result(_pair(session, compression))
     idx = _subset(len(quality.chunk_nll), seed)
     ppl = chunk_ratio_interval(
         np.take(quality.chunk_nll_baseline, idx), np.take(quality.chunk_nll, idx)
@@ -84,11 +84,6 @@ def test_perplexity_and_kld_in_ci_mode_on_every_chunk_subset(session, seed, comp
 def test_the_baseline_against_itself_is_exactly_zero(session):
     """Same weights, same settings: KLD exactly 0 and every argmax the same (the bounded
     baseline's top-k, tail mass and tail sample, read back from the variant's float32 rows)."""
-    quality = session._compare(
-        "smollm2",
-        session.artifacts.baseline("smollm2"),
-        session.settings("smollm2"),
-        lambda: session.baseline_backend("smollm2"),
-    )
+    quality = session.perplexity.compare("smollm2", session.artifacts.baseline("smollm2"))
     assert quality.kld_mean == 0.0 and quality.kld_p99 == 0.0
     assert quality.top1_agreement_pct == 100.0 and quality.ppl == quality.ppl_baseline

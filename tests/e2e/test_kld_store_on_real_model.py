@@ -24,7 +24,7 @@ pytestmark = pytest.mark.real_model
 def test_the_bounded_store_matches_the_full_vocabulary_kld(smollm2_artifacts):
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), os.cpu_count())
-    settings = session.settings("smollm2")
+    settings = session.loading.settings("smollm2")
     session.close()
     ppl = registry.evaluation_for("smollm2").perplexity
     evaluator = QualityEvaluator(ppl, registry.resolve(ppl.text))

@@ -96,9 +96,9 @@ def test_q8_0_passes_and_the_canary_fails_before_the_chunks_run_out(
 def test_batches_joined_over_every_chunk_give_the_fixed_sample_numbers(smollm2_artifacts):
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), os.cpu_count())
-    evaluator = session.evaluator("smollm2")
-    base = evaluator.baseline(session.baseline_backend("smollm2"))
-    variant = LlamaCppBackend(smollm2_artifacts[1], session.settings("smollm2"))
+    evaluator = session.perplexity.evaluator("smollm2")
+    base = evaluator.baseline(session.loading.baseline_backend("smollm2"))
+    variant = LlamaCppBackend(smollm2_artifacts[1], session.loading.settings("smollm2"))
     try:
         full = evaluator.compare(base, variant)
         order = item_order(full.n_chunks)

@@ -20,14 +20,16 @@ def test_a_group_s_fraction_scores_each_subtask_s_subset(tmp_path, monkeypatch):
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     session = GateSession(registry, Thresholds(REPO / "thresholds", registry), os.cpu_count())
     bench = Benchmark(task="agieval_en_smoke", metric="acc_norm", fraction=0.1, subset_seed=3)
-    tasks = session.task_index()
+    tasks = session.retention.task_index()
     chosen = chosen_items(bench, tasks, "t")
     assert {k: len(v) for k, v in chosen.items()} == {
         "agieval_aqua_rat_smoke": 4,
         "agieval_lsat_ar_smoke": 4,
         "agieval_sat_math_smoke": 4,
     }
-    result = run_benchmark(session.baseline_backend("smollm2"), "agieval_en", bench, tasks, "t")
+    result = run_benchmark(
+        session.loading.baseline_backend("smollm2"), "agieval_en", bench, tasks, "t"
+    )
     session.close()
     assert result.n_items == 12
     assert sorted(it["doc_id"] for it in result.items) == sorted(

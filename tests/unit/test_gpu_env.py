@@ -211,7 +211,7 @@ def test_a_quantized_checkpoint_without_its_library_is_one_line(tmp_path, monkey
 
 
 def test_a_one_per_process_backend_times_its_baseline_once_then_the_variant_alone(monkeypatch):
-    from quantgate import session as session_module
+    from quantgate.evaluation import throughput_measurer
     from quantgate.session import GateSession
     from quantgate.thresholds import Thresholds
     from quantgate.throughput import Workload
@@ -225,23 +225,22 @@ def test_a_one_per_process_backend_times_its_baseline_once_then_the_variant_alon
         process_prompt=lambda tokens: timed.append("variant"),
         decode_one_by_one=lambda tokens: timed.append("variant"),
     )
-    monkeypatch.setattr(session_module, "backend_class", lambda name: OneEngine)
+    monkeypatch.setattr(throughput_measurer, "backend_class", lambda name: OneEngine)
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     gs = GateSession(registry, Thresholds(REPO / "thresholds", registry))
-    monkeypatch.setattr(gs, "variant_backend", lambda pair: variant)
-    monkeypatch.setattr(gs, "_use_engines_once", lambda pair: None)  # tested below
+    monkeypatch.setattr(gs.loading, "variant_backend", lambda pair: variant)
     monkeypatch.setattr(
-        gs,
+        gs.throughput,
         "baseline_workload",
         lambda model, kind: Workload(kind, 64, lambda: timed.append("baseline")),
     )
     pair = registry.pairs(["smollm2_hf"])[0]
     disabled = SimpleNamespace(disabled=True)
-    first = gs.tokens_per_second(pair, "pp", disabled)
+    first = gs.throughput.rates(pair, "pp", disabled)
     rounds = pair.evaluation.throughput.warmup_rounds + pair.evaluation.throughput.rounds
     assert timed == ["baseline"] * rounds + ["variant"] * rounds  # not interleaved
     timed.clear()
-    second = gs.tokens_per_second(pair, "pp", disabled)
+    second = gs.throughput.rates(pair, "pp", disabled)
     assert timed == ["variant"] * rounds and second.baseline == first.baseline
 
 
@@ -260,17 +259,25 @@ def test_a_one_per_process_backend_does_each_engines_work_while_it_is_loaded(mon
     monkeypatch.setattr(session_module, "backend_class", lambda name: OneEngine)
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     gs = GateSession(registry, Thresholds(REPO / "thresholds", registry))
-    monkeypatch.setattr(gs, "_lazy_baseline", lambda model: "baseline")
-    monkeypatch.setattr(gs, "_lazy_variant", lambda pair: pair.compression_name)
+    monkeypatch.setattr(gs.loading, "lazy_baseline", lambda model: "baseline")
+    monkeypatch.setattr(gs.loading, "lazy_variant", lambda pair: pair.compression_name)
     monkeypatch.setattr(
-        gs, "_benchmark", lambda backend, model, name: done.append((backend, f"score {name}"))
+        gs.retention,
+        "benchmark",
+        lambda backend, model, name: done.append((backend, f"score {name}")),
     )
     monkeypatch.setattr(
-        gs, "_baseline_rate", lambda model, kind: done.append(("baseline", f"time {kind}"))
+        gs.throughput,
+        "baseline_rate",
+        lambda model, kind: done.append(("baseline", f"time {kind}")),
     )
-    monkeypatch.setattr(gs, "baseline_memory", lambda model: done.append(("baseline", "memory")))
     monkeypatch.setattr(
-        gs, "_probe_memory", lambda artifact, model: done.append((artifact.label, "memory"))
+        gs.footprint, "baseline_memory", lambda model: done.append(("baseline", "memory"))
+    )
+    monkeypatch.setattr(
+        gs.footprint,
+        "probe_memory",
+        lambda artifact, model: done.append((artifact.label, "memory")),
     )
     monkeypatch.setattr(gs.artifacts, "variant", lambda pair: SimpleNamespace(label=pair.id))
     first = registry.pairs(["smollm2_vllm"])[0]

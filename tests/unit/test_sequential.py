@@ -109,3 +109,52 @@ def test_bad_input_is_an_error():
         sequential_retention(np.ones(3), np.ones(4), THRESHOLD)
     with pytest.raises(ValueError, match="of a population of 2"):
         log_capitals(np.ones(3), 2, 0.5, 0.05)
+
+
+def test_the_driver_scores_in_the_seeded_order_and_keeps_each_bounds_first_stop():
+    """quantgate.sequential.drive, the loop both sequential gates (items, chunks) run: batches
+    in item_order's order, a look after each for the bounds still open, a bound's first
+    deciding verdict kept, and no batch scored once every bound has one."""
+    from quantgate.sequential import SequentialVerdict, drive, item_order
+
+    scored: list[list[int]] = []
+    looked: list[list[str]] = []
+    # "a" decides after the second batch, "b" only at the last item (exhausted)
+    decide = {"a": 2, "b": 4}
+
+    def look_open(names):
+        looked.append(sorted(names))
+        t = len(scored)
+        return {
+            n: SequentialVerdict(
+                "exhausted" if t == 4 else "pass" if t >= decide[n] else "continue",
+                t * 3,
+                10,
+                0.0,
+                1.0,
+                0.5,
+            )
+            for n in names
+        }
+
+    said: list[str] = []
+    stops = drive(10, 3, scored.append, look_open, ["a", "b"], lambda n, s: said.append(n))
+    assert [i for b in scored for i in b] == item_order(10)  # every item once, in order
+    assert [len(b) for b in scored] == [3, 3, 3, 1]
+    assert looked == [["a", "b"], ["a", "b"], ["b"], ["b"]]  # "a" is not looked at again
+    assert stops["a"].decision == "pass" and stops["a"].n_used == 6
+    assert stops["b"].decision == "exhausted"
+    assert said == ["a", "b", "a", "b", "b", "b"]
+
+    scored.clear()
+    early = drive(
+        10,
+        3,
+        scored.append,
+        lambda names: {n: look_open([n])[n] for n in names},
+        ["a"],
+        lambda *_: None,
+    )
+    assert len(scored) == 2 and early["a"].n_used == 6  # nothing scored after the last stop
+    with pytest.raises(ValueError, match="batches of 0"):
+        drive(10, 0, scored.append, look_open, ["a"], lambda *_: None)

@@ -208,12 +208,9 @@ def test_bad_modes_are_one_line_errors(tmp_path, text, message):
 
 def _power(mode, half_width, limit=10.0, action="warn"):
     from quantgate.gates import Outcome
-    from quantgate.registry import load_registry
-    from quantgate.session import _power_check
+    from quantgate.judge import Judge
     from quantgate.stats import Interval
-    from support.helpers import REPO
 
-    pair = load_registry(REPO / "fixtures" / "models.yaml").pairs(["smollm2"], ["Q8_0"])[0]
     outcome = Outcome(
         "D_hellaswag",
         1.0,
@@ -221,7 +218,7 @@ def _power(mode, half_width, limit=10.0, action="warn"):
         interval=Interval(1.0, 1.0 - half_width, 1.0 + half_width),
     )
     recorded = []
-    _power_check(pair, outcome, lambda k, v: recorded.append(k), action)
+    Judge(None, action).check_power("smollm2-Q8_0", [outcome], lambda k, v: recorded.append(k))
     return recorded
 
 

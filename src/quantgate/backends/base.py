@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -40,6 +40,24 @@ def backend_placement(backend_name: str, settings: BackendSettings) -> str:
     if backend_name != "llama_cpp":
         return "default"
     return llama_placement.current(bool(getattr(settings, "allow_amx", False)))
+
+
+class ScoredModel(Protocol):
+    """What the evaluators (quantgate.quality, quantgate.retention) use of a model: what their
+    caches key on, and the scoring calls they make only when a cache misses. A ``Backend`` is
+    one; so is quantgate.evaluation.loading.LazyBackend, which loads on the first call."""
+
+    artifact: Artifact
+    settings: BackendSettings
+    name: str
+
+    @property
+    def n_vocab(self) -> int: ...
+    @property
+    def bos_token_id(self) -> int | None: ...
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+    def logits(self, tokens: Sequence[int], start: int = 0) -> np.ndarray: ...
+    def lm_eval_model(self) -> Any: ...
 
 
 class Backend(ABC):

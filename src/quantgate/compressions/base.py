@@ -127,3 +127,17 @@ class Compression(StrictModel):
 
     #: whether the build step reads an input (prebuilt does not: its file is the variant)
     takes_input: ClassVar[bool] = True
+    #: the entry's keys that hold a path relative to the registry file, dotted for a nested
+    #: block ("imatrix.calibration"): a copy of the registry written elsewhere resolves them
+    #: (quantgate.registry.with_absolute_paths)
+    relative_paths: ClassVar[tuple[str, ...]] = ()
+
+    def provenance(self, variant: BuildInput) -> dict[str, Any]:
+        """Where the built ``variant`` came from, beyond its baseline's provenance, for the
+        summary rows (prebuilt: the commit its Hub source resolved to). Empty by default."""
+        return {}
+
+    def remade_source_warning(self, pair: BuildPair, baseline: BuildInput) -> str | None:
+        """A warning when this variant re-creates the weights the baseline was converted from
+        and so reads as more lossless than it is (llama_quantize), else None."""
+        return None

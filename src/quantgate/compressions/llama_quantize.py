@@ -49,6 +49,7 @@ class LlamaQuantize(Compression):
     token_embedding_type: str | None = None
 
     formats: ClassVar[tuple[str, ...]] = ("gguf",)
+    relative_paths: ClassVar[tuple[str, ...]] = ("imatrix.calibration",)
 
     @field_validator("quant_type")
     @classmethod
@@ -111,6 +112,24 @@ class LlamaQuantize(Compression):
         matrix, note = self._imatrix(store, pair, src)
         path = store.requantized(pair.id, src, self.quant_type, matrix, overrides)
         return store.checked(pair.id, path, {**notes, "imatrix": note})
+
+    def remade_source_warning(self, pair: BuildPair, baseline: BuildInput) -> str | None:
+        """Warns when the variant has the type its baseline was dequantized from: it re-creates
+        nearly the source's weights, so it looks more lossless than a variant of higher
+        precision would (seen on a model shipped as Q4_K_M: its re-made Q4_K_M lost less PPL
+        than its Q8_0). A chained variant (``base:``) starts from other weights: no warning."""
+        prov = baseline.notes.get("provenance") or {}
+        source_type = prov.get("source_type")
+        if self.base is not None or source_type is None:
+            return None
+        if self.quant_type != source_type or source_type in UNQUANTIZED_TYPES:
+            return None
+        return (
+            f"{pair.id}: {self.quant_type} is the type the baseline was converted from "
+            f"({prov.get('conversion', source_type)}): it re-creates nearly the source's weights "
+            "and reads as more lossless than it is; compare against the original weights to "
+            "judge it"
+        )
 
     def _imatrix(
         self, store: BuildStore, pair: BuildPair, src: BuildInput

@@ -34,6 +34,7 @@ class LlmCompressor(Compression):
     calibration_chunks: int = Field(2, ge=1)
 
     formats: ClassVar[tuple[str, ...]] = ("hf",)
+    relative_paths: ClassVar[tuple[str, ...]] = ("calibration",)
 
     @model_validator(mode="after")
     def _modifiers_known(self) -> LlmCompressor:

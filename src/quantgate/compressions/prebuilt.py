@@ -3,7 +3,7 @@ FP8 checkpoint), fetched and checked like a model file."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import model_validator
 
@@ -28,3 +28,7 @@ class Prebuilt(Compression):
         from quantgate.sources import fetch
 
         return store.checked(pair.id, fetch(self.source, store.registry.path, self.where(pair)))
+
+    def provenance(self, variant: BuildInput) -> dict[str, Any]:
+        commit = variant.notes.get("hub_commit")
+        return {"variant_hub_commit": commit} if commit else {}

@@ -28,6 +28,7 @@ class PruneBlocks(Compression):
     protect: list[int] | None = None
 
     formats: ClassVar[tuple[str, ...]] = ("gguf", "hf")
+    relative_paths: ClassVar[tuple[str, ...]] = ("calibration",)
 
     def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
         """Drop the least influential blocks of ``src``; the chosen blocks and every block's
