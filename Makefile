@@ -71,9 +71,9 @@ vllm-test: vllm-env
 	$(VLLM_TIER)
 
 ## llama.cpp's tools (llama-imatrix, llama-quantize, llama-perplexity, llama-bench), built once
-## into the cache from the installed llama-cpp-python's sdist (quantgate.llama_tools).
+## into the cache from the installed llama-cpp-python's sdist (quantgate.artifacts.llama_tools).
 tools: $(STAMP)
-	$(BIN)/python -m quantgate.llama_tools
+	$(BIN)/python -m quantgate.artifacts.llama_tools
 
 ## The smoke gate on the embedded default (SmolLM2-135M and its variants); writes reports/.
 smoke: $(STAMP)
@@ -85,7 +85,7 @@ smoke: $(STAMP)
 ## run one at a time (the timed tier). Beside them, at the lowest priority (nice 19: a core
 ## only when the timed tier leaves one idle, as it does a fifth of its time), run the tiers
 ## without a model (pytest-xdist, -n auto) and, at the same time, the model tests marked
-## `untimed` on the last core alone: one thread each (quantgate.machine.available_cores),
+## `untimed` on the last core alone: one thread each (quantgate.night.machine.available_cores),
 ## which runs in whatever moments that core is idle, where two threads would wait on each
 ## other at every barrier. Their output is kept in reports/tests/*.log and printed after the
 ## timed tier's. Then the vllm tier (tests/vllm_cpu, in .venv-vllm: it times throughput too,

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from junitparser import JUnitXml
 
-from quantgate.constants import OVERALL, RETENTION_PREFIX
-from quantgate.registry import Benchmark, load_registry
+from quantgate.configuration.constants import OVERALL, RETENTION_PREFIX
+from quantgate.configuration.registry import Benchmark, load_registry
+from quantgate.configuration.tasks import TaskIndex
+from quantgate.evaluation.retention import chosen_items, task_sizes
 from quantgate.report.rows import bracket_of, named_by
-from quantgate.retention import chosen_items, task_sizes
-from quantgate.tasks import TaskIndex
 
 REPO = Path(__file__).resolve().parents[1]
 #: the row of tests that belong to no pair (noise floors, baselines)

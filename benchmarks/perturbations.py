@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from quantgate.cache import results_free_cache
-from quantgate.registry import with_absolute_paths
+from quantgate.artifacts.cache import results_free_cache
+from quantgate.configuration.registry import with_absolute_paths
 from quantgate.report.rows import junit_outcomes
 
 REPO = Path(__file__).resolve().parents[1]

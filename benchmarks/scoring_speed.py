@@ -7,7 +7,7 @@ Three rows, each a ratio measured back to back:
 * log-likelihood tokens/s (HellaSwag items, as lm-eval asks for them) against llama-bench's
   prompt processing on the same file, same batch size, flash attention on (llama.cpp's
   default on CPU, which the scoring context keeps): target >= 0.9;
-* items/s against the scoring quantgate did before (quantgate.backends.llama_reference):
+* items/s against the scoring quantgate did before (benchmarks/llama_reference.py):
   target >= 2;
 * PPL + KLD wall time (baseline log-probs, then a variant against them) against
   llama-perplexity's (``--kl-divergence-base``, then ``--kl-divergence``): target <= 1.0.
@@ -29,15 +29,15 @@ from statistics import median
 
 from compare_llama_bench import llama_bench
 from compare_llama_perplexity import llama_perplexity
+from llama_reference import ReferenceScorer
 from lm_eval.tasks.hellaswag.utils import preprocess
 
-from quantgate.backends.llama_reference import ReferenceScorer
-from quantgate.llama_tools import tool
-from quantgate.lm_eval_model import LlamaCppLM
-from quantgate.quality import QualityEvaluator
-from quantgate.registry import load_registry
+from quantgate.artifacts.llama_tools import tool
+from quantgate.backends.lm_eval_model import LlamaCppLM
+from quantgate.configuration.registry import load_registry
+from quantgate.configuration.thresholds import Thresholds
+from quantgate.evaluation.quality import QualityEvaluator
 from quantgate.session import GateSession
-from quantgate.thresholds import Thresholds
 
 REPO = Path(__file__).resolve().parents[1]
 HELLASWAG = REPO / "fixtures" / "data" / "hellaswag" / "hellaswag_val_first100.jsonl"

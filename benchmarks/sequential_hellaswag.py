@@ -8,8 +8,8 @@ and the Q2_K canary, each gated on D_hellaswag in mode sequential against the fu
 For each variant, in one run:
 
 1. **the gate**, as ``D_hellaswag: {value: T, mode: sequential}`` runs it
-   (quantgate.retention.run_sequential: the seeded order, a batch at a time): where it stops,
-   its decision and its 95 % confidence sequence at the stop;
+   (quantgate.evaluation.retention.run_sequential: the seeded order, a batch at a time): where it
+   stops, its decision and its 95 % confidence sequence at the stop;
 2. **the full evaluation**: every batch of the same order to the last item (the batches the
    gate scored are read from the cache, so nothing is scored twice), then mode ci's verdict on
    all 10,042 items (the paired bootstrap 95 % interval of D against the bound);
@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-from quantgate.gates import Outcome, Threshold
-from quantgate.registry import load_registry
-from quantgate.retention import joined_comparison, paired_batches, run_sequential
-from quantgate.sequential import sequential_retention
+from quantgate.configuration.registry import load_registry
+from quantgate.configuration.thresholds import Thresholds
+from quantgate.evaluation.retention import joined_comparison, paired_batches, run_sequential
 from quantgate.session import GateSession
-from quantgate.thresholds import Thresholds
+from quantgate.verdicts.gates import Outcome, Threshold
+from quantgate.verdicts.sequential import sequential_retention
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL, BENCHMARK, TASK = "smollm2", "hellaswag", "hellaswag_full"

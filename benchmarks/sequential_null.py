@@ -1,7 +1,7 @@
 """The sequential gate's error rate and its savings, by simulation (numpy, no model): 1,000
 random orders of a HellaSwag-sized item set (10,042 items) whose retention loss D is exactly
 the 5 % threshold, looked at after every batch. The betting confidence sequence
-(quantgate.sequential) should stop on the fail side at most α/2 = 2.5 % of the time; naive
+(quantgate.verdicts.sequential) should stop on the fail side at most α/2 = 2.5 % of the time; naive
 peeking at the fixed-sample 95 % interval after each batch, at the same schedule, is shown
 for contrast. Then the items a clear case needs before it stops. Last, the asymptotic
 sequence mode sequential uses over chunks (PPL increase, mean KLD), at a WikiText-2-sized
@@ -19,7 +19,7 @@ import sys
 import numpy as np
 from scipy.stats import norm
 
-from quantgate.sequential import first_mean_decisions, log_capitals, sequential_retention
+from quantgate.verdicts.sequential import first_mean_decisions, log_capitals, sequential_retention
 
 N, THRESHOLD, ALPHA = 10_042, 5.0, 0.05
 #: the interval's resolution does not change where the gate stops: a coarse one is faster

@@ -9,9 +9,9 @@ canary, PPL increase and mean KLD each gated in mode sequential against the full
 For each variant, in one run:
 
 1. **the gate**, as ``ppl_increase_pct`` and ``kld_mean`` at their shipped bounds
-   (thresholds/smollm2.yaml) in mode sequential run it (quantgate.quality.compare_sequential:
-   the seeded order, a batch of chunks at a time): where each stops, its decision and its
-   95 % confidence sequence at the stop;
+   (thresholds/smollm2.yaml) in mode sequential run it
+   (quantgate.evaluation.quality.compare_sequential: the seeded order, a batch of chunks at a time):
+   where each stops, its decision and its 95 % confidence sequence at the stop;
 2. **the full evaluation**: every batch of the same order to the last chunk (the gate's
    batches are read from the cache), then mode ci's verdict on all chunks (the bootstrap 95 %
    interval over chunks against the bound);
@@ -40,12 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
-from quantgate.gates import Outcome, Threshold
-from quantgate.quality import QualityEvaluator, compare_sequential, joined, sequential_looks
-from quantgate.registry import load_registry
-from quantgate.sequential import first_mean_decisions, item_order
+from quantgate.configuration.registry import load_registry
+from quantgate.configuration.thresholds import Thresholds
+from quantgate.evaluation.quality import (
+    QualityEvaluator,
+    compare_sequential,
+    joined,
+    sequential_looks,
+)
 from quantgate.session import GateSession
-from quantgate.thresholds import Thresholds
+from quantgate.verdicts.gates import Outcome, Threshold
+from quantgate.verdicts.sequential import first_mean_decisions, item_order
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = "smollm2"

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from quantgate.cache import results_free_cache
+from quantgate.artifacts.cache import results_free_cache
 from quantgate.report.rows import junit_outcomes
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,13 +13,13 @@ import json
 import pytest
 
 from quantgate.report.rows import ROW_PROPERTY, noise_floor_row
-from quantgate.stats import proportion_interval
+from quantgate.verdicts.stats import proportion_interval
 
 
 @pytest.mark.noise_floor
 def test_noise_floor(model_key, quantgate, record_property):
     quality, comparisons = quantgate.noise_floor(model_key)
-    settings = quantgate.noise_settings(model_key)
+    settings = quantgate.loading.noise_settings(model_key)
     noise = f"kv {settings.kv_cache_type}, n_batch {settings.n_batch}"
     m, iv = quality.metrics, quality.intervals
     rows = [

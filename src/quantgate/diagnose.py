@@ -13,8 +13,8 @@ the probes' sum is checked against the whole variant's KLD (``additivity``: near
 groups' errors add, as they do at low loss).
 
 Each probe is a GGUF file written by llama.cpp's quantizer from the baseline with one exact-name
-override per re-typed tensor (quantgate.tensor_types), so no layer-position rule of a base type
-moves another tensor; it is read back and must hold exactly the types asked. Its score is
+override per re-typed tensor (quantgate.artifacts.tensor_types), so no layer-position rule of a base
+type moves another tensor; it is read back and must hold exactly the types asked. Its score is
 cached (keyed by the baseline's scores, the types and llama.cpp's version), the file deleted
 once scored: a second diagnosis, or one interrupted and run again, reads the scores.
 ``pytest --diagnose`` runs this for every GGUF pair that failed a perplexity or KLD gate.
@@ -32,17 +32,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from quantgate import progress
-from quantgate.artifacts import Artifact
-from quantgate.cache import cache_key, cache_root, locked, read_result, write_result
+from quantgate.artifacts.cache import cache_key, cache_root, locked, read_result, write_result
+from quantgate.artifacts.gguf_file import TensorInfo, read_tensors
+from quantgate.artifacts.llama_quantizer import llama_cpp_version, llama_quantize
+from quantgate.artifacts.store import Artifact
+from quantgate.artifacts.tensor_types import UNQUANTIZED_TYPES, TensorTypes
+from quantgate.configuration.registry import Pair
+from quantgate.configuration.validation import Configuration, load_configuration
 from quantgate.errors import ConfigError, EvaluationError, QuantgateError
 from quantgate.evaluation.loading import Loading
-from quantgate.gguf_file import TensorInfo, read_tensors
-from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult
-from quantgate.quantize import llama_cpp_version, llama_quantize
-from quantgate.registry import Pair
-from quantgate.stats import Interval
-from quantgate.tensor_types import UNQUANTIZED_TYPES, TensorTypes
-from quantgate.validation import Configuration, load_configuration
+from quantgate.evaluation.quality import BaselineScores, QualityEvaluator, QualityResult
+from quantgate.verdicts.stats import Interval
 
 #: the groups that are not a transformer block: what llama.cpp's quantizer sets with their own
 #: options (--output-tensor-type, --token-embedding-type)

@@ -11,16 +11,19 @@ from pathlib import Path
 import pytest
 from _pytest import junitxml
 
-from quantgate import llama_placement, progress
-from quantgate.cache import write_text_atomic
+from quantgate import progress
+from quantgate.artifacts.cache import write_text_atomic
+from quantgate.backends import llama_placement
+from quantgate.configuration.registry import ModelEntry, Pair, Registry
+from quantgate.configuration.thresholds import Thresholds
+from quantgate.configuration.validation import (
+    Configuration,
+    check_selected_benchmarks,
+    load_configuration,
+)
 from quantgate.errors import QuantgateError
-from quantgate.machine import describe, machine_record
-from quantgate.quiet import MachineLock
-from quantgate.registry import ModelEntry, Pair, Registry
-from quantgate.report.collector import SummaryCollector
-from quantgate.report.render import load_previous
-from quantgate.session import GateSession
-from quantgate.shards import (
+from quantgate.night.machine import describe, machine_record
+from quantgate.night.shards import (
     BASELINES_SUFFIX,
     NOISE_FLOOR_SUFFIX,
     SHARD_FILE,
@@ -30,15 +33,17 @@ from quantgate.shards import (
     plan_table,
     split,
 )
-from quantgate.thresholds import Thresholds
-from quantgate.validation import Configuration, check_selected_benchmarks, load_configuration
+from quantgate.quiet import MachineLock
+from quantgate.report.collector import SummaryCollector
+from quantgate.report.render import load_previous
+from quantgate.session import GateSession
 
 _CONFIGURATION = pytest.StashKey[Configuration]()
 #: --shard-timings: an earlier summary's wall seconds per pair (empty without one)
 _TIMINGS = pytest.StashKey[dict[str, float]]()
 _REGISTRY = pytest.StashKey[Registry]()
 _THRESHOLDS = pytest.StashKey[Thresholds]()
-#: where this run's verdicts are made (quantgate.machine), on the controller
+#: where this run's verdicts are made (quantgate.night.machine), on the controller
 _MACHINE = pytest.StashKey[dict]()
 
 
@@ -123,7 +128,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="K/N",
         help="run the K-th of N pair-granular parts of the selection (one per machine of a "
-        "night; python -m quantgate.merge joins their reports). Default: everything",
+        "night; python -m quantgate.night.merge joins their reports). Default: everything",
     )
     group.addoption(
         "--shard-timings",
@@ -193,7 +198,7 @@ def _rooted(config: pytest.Config, value: str) -> Path:
 def _own_gpus(config: pytest.Config) -> None:
     """Under pytest-xdist each worker owns its GPUs: CUDA_VISIBLE_DEVICES is set from the
     worker id here, before any test imports torch, vLLM or llama.cpp (they read it once)."""
-    from quantgate import hardware
+    from quantgate.night import hardware
 
     worker = config.workerinput["workerid"]  # type: ignore[attr-defined]
     workers = int(config.workerinput.get("workercount", 1))  # type: ignore[attr-defined]
@@ -212,7 +217,7 @@ def _own_gpus(config: pytest.Config) -> None:
 def _open_store(config: pytest.Config) -> None:
     """--store sets QUANTGATE_STORE for this process and every child (xdist workers, the
     quantizer jobs); an unwritable store is one usage error before any test."""
-    from quantgate.store import STORE_ENV, shared_store
+    from quantgate.artifacts.shared_store import STORE_ENV, shared_store
 
     if url := config.getoption("store"):
         os.environ[STORE_ENV] = url
@@ -426,7 +431,7 @@ def _one_engine_pair_at_a_time(items: list[pytest.Item]) -> list[pytest.Item]:
     parameters too (measured: W8A8's throughput after the pruned pair's tests), and each move
     from one such pair to another is an engine start (a minute or more on a CPU). Other
     pairs keep pytest's order. The catalogue answers without importing any backend."""
-    from quantgate.backend_settings import CATALOGUE
+    from quantgate.configuration.backend_settings import CATALOGUE
 
     slots: list[pytest.Item | list[pytest.Item]] = []
     grouped: dict[str, list[pytest.Item]] = {}
@@ -444,10 +449,10 @@ def _one_engine_pair_at_a_time(items: list[pytest.Item]) -> list[pytest.Item]:
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """--dist loadgroup: one model's tests on one worker (quantgate.xdist_groups)."""
+    """--dist loadgroup: one model's tests on one worker (quantgate.night.xdist_groups)."""
     if config.getvalue("dist") != "loadgroup":
         return None
-    from quantgate.xdist_groups import ModelGroupScheduling
+    from quantgate.night.xdist_groups import ModelGroupScheduling
 
     return ModelGroupScheduling(config, log, config.stash[_REGISTRY].models)
 
@@ -495,8 +500,8 @@ def _start_children_early(session: pytest.Session) -> None:
     config = session.config
     if config.getoption("collectonly") or config.getoption("in_process"):
         return
-    from quantgate.backend_settings import CATALOGUE
     from quantgate.backends.child import start_forkserver
+    from quantgate.configuration.backend_settings import CATALOGUE
 
     models = _selected_models(config, session.items)
     if any(CATALOGUE[m.backend].runs_in_child for m in models.values()):
@@ -565,8 +570,8 @@ def _unit_of(item: pytest.Item) -> str | None:
 
 
 class ShardSelector:
-    """--shard K/N: keeps the K-th part of the selected units (quantgate.shards) and writes
-    shard.json, which python -m quantgate.merge reads to name what a missing shard held."""
+    """--shard K/N: keeps the K-th part of the selected units (quantgate.night.shards) and writes
+    shard.json, which python -m quantgate.night.merge reads to name what a missing shard held."""
 
     def __init__(self, k: int, n: int, timings: dict[str, float], reports: Path) -> None:
         self.k, self.n, self.timings, self.reports = k, n, timings, reports
@@ -617,7 +622,7 @@ def _selected_models(config: pytest.Config, items: list[pytest.Item]) -> dict[st
 def _check_hardware(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Before anything downloads or loads: entries needing more GPUs than are present are
     skipped with needed/found; llama.cpp offload asked of a build without it is a usage error."""
-    from quantgate import hardware
+    from quantgate.night import hardware
 
     models = _selected_models(config, items)
     for item in items:

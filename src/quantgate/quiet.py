@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from quantgate.cache import cache_root, waiting, waiting_processes
-from quantgate.machine import available_cores
+from quantgate.artifacts.cache import cache_root, waiting, waiting_processes
+from quantgate.night.machine import available_cores
 
 
 class MachineLock:

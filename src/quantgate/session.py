@@ -1,5 +1,5 @@
 """One pytest session's gate work, wired together: loading (quantgate.evaluation.loading), one
-measurer per gate (quantgate.evaluation), and the judge (quantgate.judge). The plugin's
+measurer per gate (quantgate.evaluation), and the judge (quantgate.verdicts.judge). The plugin's
 ``quantgate`` fixture is a GateSession; a gate test is a measure_* call and ``check``."""
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from quantgate.backends import backend_class
+from quantgate.configuration.registry import Pair, Registry
+from quantgate.configuration.thresholds import Thresholds
 from quantgate.evaluation.footprint_measurer import FootprintMeasurer
 from quantgate.evaluation.loading import Loading, registry_root
 from quantgate.evaluation.perplexity_measurer import PerplexityMeasurer
+from quantgate.evaluation.quality import BaselineScores, QualityResult
+from quantgate.evaluation.retention import BenchmarkResult, Comparison, TaskIndex
 from quantgate.evaluation.retention_measurer import RetentionMeasurer
 from quantgate.evaluation.throughput_measurer import ThroughputMeasurer
-from quantgate.judge import Judge
-from quantgate.measurement import Measurement
-from quantgate.quality import BaselineScores, QualityResult
-from quantgate.recorder import RecordProperty
-from quantgate.registry import Pair, Registry
-from quantgate.retention import BenchmarkResult, Comparison, TaskIndex
-from quantgate.thresholds import Thresholds
+from quantgate.verdicts.judge import Judge
+from quantgate.verdicts.measurement import Measurement
+from quantgate.verdicts.recorder import RecordProperty
 
 
 class GateSession:
@@ -105,7 +105,7 @@ class GateSession:
         record_property: RecordProperty,
         report: Callable[[str], None] = print,
     ) -> None:
-        """The judge's verdicts on ``measured`` (quantgate.judge.Judge.check)."""
+        """The judge's verdicts on ``measured`` (quantgate.verdicts.judge.Judge.check)."""
         self.judge.check(pair, measured, record_property, report)
 
     # -- what the baseline tests check -----------------------------------------------------------

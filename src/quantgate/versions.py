@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from importlib import metadata
 
-from quantgate.backend_settings import CATALOGUE
+from quantgate.configuration.backend_settings import CATALOGUE
 
 
 def distribution_version(name: str) -> str:

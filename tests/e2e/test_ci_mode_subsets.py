@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantgate.gates import judge
-from quantgate.registry import load_registry
+from quantgate.configuration.registry import load_registry
+from quantgate.configuration.thresholds import Thresholds
 from quantgate.session import GateSession
-from quantgate.stats import chunk_ratio_interval, mean_interval, retention_interval
-from quantgate.thresholds import Thresholds
+from quantgate.verdicts.gates import judge
+from quantgate.verdicts.stats import chunk_ratio_interval, mean_interval, retention_interval
 from support.helpers import REPO
 
 pytestmark = pytest.mark.real_model

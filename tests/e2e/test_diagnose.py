@@ -33,8 +33,8 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_the_canary_s_loss_by_block_adds_up_and_its_ranking_holds_at_another_thread_count(
     gate_run, tmp_path
 ):
-    from quantgate.cache import cache_root, results_free_cache
-    from quantgate.machine import available_cores
+    from quantgate.artifacts.cache import cache_root, results_free_cache
+    from quantgate.night.machine import available_cores
 
     run = gate_run(
         "tests/test_perplexity.py", "-m", "smoke", "--model", "smollm2",

@@ -208,7 +208,7 @@ def test_xdist_computes_the_serial_verdicts_from_a_cold_cache(gate_run, registry
     report properties. Four perplexity chunks (of the excerpt's 13), a short throughput
     workload and two variants, one passing and one canary (a worker each): what is compared
     is the two runs, not the numbers."""
-    from quantgate.cache import results_free_cache
+    from quantgate.artifacts.cache import results_free_cache
 
     def small(doc):
         doc["evaluation"]["perplexity"].update(max_chunks=4)
@@ -269,7 +269,7 @@ def test_verdicts_hold_under_another_floating_point_order(gate_run, registry_cop
     still passes PPL, KLD and retention; the Q2_K canary is still caught on each. Four
     perplexity chunks: one thread is slow, and both verdicts are clear there (Q8_0 +0.1-0.4 %
     against 1 %, Q2_K +38 % against 10 %)."""
-    from quantgate.cache import results_free_cache
+    from quantgate.artifacts.cache import results_free_cache
 
     def perturb(doc):
         doc["models"]["smollm2"]["backend_settings"].update(n_batch=64, kv_cache_type="f32")

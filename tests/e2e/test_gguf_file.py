@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from quantgate.artifacts.gguf_file import inspect_gguf
 from quantgate.errors import ArtifactError
-from quantgate.gguf_file import inspect_gguf
 
 pytestmark = pytest.mark.real_model
 
@@ -52,7 +52,7 @@ def test_inspection_is_memoized_by_the_file_identity(smollm2_artifacts, tmp_path
     """Every pytest process (each xdist worker) inspects the files it runs: the facts are kept
     in the cache by path, size and mtime, so a second process reads them, and a file cut
     short under the same name is inspected afresh (and named as truncated)."""
-    from quantgate import artifacts
+    from quantgate.artifacts.store import store as artifacts
 
     monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
     _, q2k = smollm2_artifacts

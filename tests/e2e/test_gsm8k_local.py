@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from quantgate.backend_settings import LlamaCppSettings
 from quantgate.backends.llama_cpp import LlamaCppBackend
+from quantgate.configuration.backend_settings import LlamaCppSettings
+from quantgate.configuration.registry import Benchmark
+from quantgate.configuration.tasks import TaskIndex
 from quantgate.errors import EvaluationError
-from quantgate.registry import Benchmark
-from quantgate.retention import Comparison, run_benchmark
-from quantgate.tasks import TaskIndex
+from quantgate.evaluation.retention import Comparison, run_benchmark
 from support.helpers import REPO
 
 # untimed: generation and exact match only, no timed gate (make test runs it beside the rest)

@@ -28,7 +28,7 @@ def hf_model(smollm2_artifacts):
 def f32_copy(smollm2_artifacts, tmp_path_factory):
     """The baseline's F16 weights stored as F32 (exact): llama.cpp then computes in float32 like
     torch, where with F16 tensors it rounds activations to F16 in its matmuls."""
-    from quantgate.quantize import llama_quantize
+    from quantgate.artifacts.llama_quantizer import llama_quantize
 
     baseline, _ = smollm2_artifacts
     out = tmp_path_factory.mktemp("f32") / "baseline-f32.gguf"
@@ -37,7 +37,7 @@ def f32_copy(smollm2_artifacts, tmp_path_factory):
 
 
 def _ours(path, kv):
-    from quantgate.lm_eval_model import LlamaCppLM
+    from quantgate.backends.lm_eval_model import LlamaCppLM
 
     return LlamaCppLM(model_path=str(path), n_ctx=512, kv_cache_type=kv)
 

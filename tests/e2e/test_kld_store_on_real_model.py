@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from quantgate.backends.llama_cpp import LlamaCppBackend
-from quantgate.kld_top_k import kl_divergence_top_k, top_k_rows
-from quantgate.perplexity import kl_divergence_rows
-from quantgate.quality import QualityEvaluator
-from quantgate.registry import load_registry
+from quantgate.configuration.registry import load_registry
+from quantgate.configuration.thresholds import Thresholds
+from quantgate.evaluation.kld_top_k import kl_divergence_top_k, top_k_rows
+from quantgate.evaluation.perplexity import kl_divergence_rows
+from quantgate.evaluation.quality import QualityEvaluator
 from quantgate.session import GateSession
-from quantgate.thresholds import Thresholds
 from support.helpers import REPO
 
 pytestmark = pytest.mark.real_model

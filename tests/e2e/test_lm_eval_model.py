@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantgate.perplexity import log_softmax
+from quantgate.evaluation.perplexity import log_softmax
 from support.helpers import REPO, Request, hellaswag_requests
 
 pytestmark = pytest.mark.real_model
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.real_model
 
 @pytest.fixture(scope="module")
 def lm(smollm2_artifacts):
-    from quantgate.lm_eval_model import LlamaCppLM
+    from quantgate.backends.lm_eval_model import LlamaCppLM
 
     baseline, _ = smollm2_artifacts
     return LlamaCppLM(model_path=str(baseline.path), n_ctx=512, n_threads=2)
@@ -22,7 +22,7 @@ def lm(smollm2_artifacts):
 def test_registered_with_lm_eval():
     from lm_eval.api.registry import get_model
 
-    from quantgate.lm_eval_model import MODEL_NAME, LlamaCppLM
+    from quantgate.backends.lm_eval_model import MODEL_NAME, LlamaCppLM
 
     assert get_model(MODEL_NAME) is LlamaCppLM
 
@@ -130,8 +130,9 @@ def test_rounds_agree_with_the_previous_scoring_within_a_batch_size_changes_nois
     tokens a decode and at one; the rounds at 512 and at 32). By the triangle inequality the
     two may differ by at most the sum, per request; every item's chosen ending is the same
     unless its top two endings are closer than that."""
-    from quantgate.backends.llama_reference import ReferenceScorer
-    from quantgate.lm_eval_model import LlamaCppLM
+    from benchmarks.llama_reference import ReferenceScorer
+
+    from quantgate.backends.lm_eval_model import LlamaCppLM
 
     baseline, _ = smollm2_artifacts
     requests = [lm._encode_pair(*r.args) for r in hellaswag_requests(12)]
@@ -161,7 +162,7 @@ def test_a_long_request_spans_several_decodes_and_rolling_windows_score_as_one_p
     windows of a text longer than n_ctx sum to the per-window scores of full passes."""
     from lm_eval import utils
 
-    from quantgate.lm_eval_model import LlamaCppLM
+    from quantgate.backends.lm_eval_model import LlamaCppLM
 
     baseline, _ = smollm2_artifacts
     lm = LlamaCppLM(model_path=str(baseline.path), n_ctx=512, n_batch=64, n_threads=2)

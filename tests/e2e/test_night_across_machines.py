@@ -17,8 +17,8 @@ import time
 import pytest
 import yaml
 
-from quantgate.cache import results_free_cache
-from quantgate.store import Store
+from quantgate.artifacts.cache import results_free_cache
+from quantgate.artifacts.shared_store import Store
 from support.helpers import OFFLINE, REPO, gate_command, run_gate, verdict_rows
 
 pytestmark = [pytest.mark.real_model, pytest.mark.child_pytest]
@@ -39,7 +39,7 @@ def _machine(tmp_path, name: str, store: str | None) -> dict[str, str]:
 def night(tmp_path_factory):
     """The shipped registry made small enough to run five times: 4 perplexity chunks, and 8
     items a benchmark for the baselines stage. Returns the selection's arguments."""
-    from quantgate.registry import with_absolute_paths
+    from quantgate.configuration.registry import with_absolute_paths
 
     fixtures = REPO / "fixtures"
     doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)
@@ -126,7 +126,7 @@ def test_shards_on_two_machines_share_one_store_and_merge_to_the_unsharded_rows(
     assert recomputed == sorted(set(parts[0]) - set(done))  # only what the store lacked
     assert BASELINE not in rerun.output
     merged = subprocess.run(
-        [sys.executable, "-m", "quantgate.merge", str(tmp_path / "merged"),
+        [sys.executable, "-m", "quantgate.night.merge", str(tmp_path / "merged"),
          str(tmp_path / "s1"), str(tmp_path / "s2")],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantgate.prune import drop_blocks
+from quantgate.artifacts.block_pruning import drop_blocks
 from support.helpers import short_throughput
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from quantgate.cache import results_free_cache
+from quantgate.artifacts.cache import results_free_cache
 from support.helpers import OFFLINE, REPO, gate_command
 
 pytestmark = pytest.mark.real_model

@@ -65,7 +65,7 @@ def test_lm_eval_cli_gives_the_suite_s_number(gate_run, smollm2_artifacts):
         [
             sys.executable,
             "-m",
-            "quantgate.lm_eval_cli",
+            "quantgate.backends.lm_eval_cli",
             "run",
             "--model",
             "quantgate-llama-cpp",
@@ -105,7 +105,7 @@ def test_pinned_baseline_replaces_the_live_run(gate_run, registry_copy):
     # the paired metrics have no baseline items to pair with: reported, never a pass
     assert "not measured here: choice_kld_truthfulqa_mc2 (--baseline pinned" in run.output
     # a benchmark without a pinned score is an error under --baseline pinned, never a pass:
-    # a usage error before any test runs (quantgate.validation)
+    # a usage error before any test runs (quantgate.configuration.validation)
     run = gate_run(*pinned, "-k", "hellaswag", "--baseline", "pinned")
     assert run.returncode == 4
     assert (

@@ -1,7 +1,7 @@
 """Mode sequential over chunks on the real model: PPL increase and mean KLD judged on the
 text's chunks in one seeded random order, a batch at a time, stopping once the asymptotic
-confidence sequence decides (quantgate.sequential.mean_look). Q8_0 passes and the Q2_K canary
-fails, each before the chunks run out, and Q4_K_M keeps the smoke tier's verdict; a rerun
+confidence sequence decides (quantgate.verdicts.sequential.mean_look). Q8_0 passes and the Q2_K
+canary fails, each before the chunks run out, and Q4_K_M keeps the smoke tier's verdict; a rerun
 reads every batch from the cache; the batches joined over every chunk give the fixed-sample
 numbers."""
 
@@ -13,13 +13,13 @@ import os
 import pytest
 import yaml
 
+from quantgate.artifacts.cache import results_free_cache
 from quantgate.backends.llama_cpp import LlamaCppBackend
-from quantgate.cache import results_free_cache
-from quantgate.quality import joined
-from quantgate.registry import load_registry
-from quantgate.sequential import item_order
+from quantgate.configuration.registry import load_registry
+from quantgate.configuration.thresholds import Thresholds
+from quantgate.evaluation.quality import joined
 from quantgate.session import GateSession
-from quantgate.thresholds import Thresholds
+from quantgate.verdicts.sequential import item_order
 from support.helpers import REPO
 
 PPL = "tests/test_perplexity.py"

@@ -1,5 +1,5 @@
 """Mode sequential on the real model: D_hellaswag judged on items in one seeded random order,
-a batch at a time, stopping once the confidence sequence decides (quantgate.sequential). A
+a batch at a time, stopping once the confidence sequence decides (quantgate.verdicts.sequential). A
 damaged model is failed early on a fraction of the items; Q8_0, undecided on 100 items, gets
 mode ci's fixed-sample verdict; a rerun reads every batch from the cache."""
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from quantgate.cache import results_free_cache
+from quantgate.artifacts.cache import results_free_cache
 from support.damage import damaged_copy
 
 RET = "tests/test_retention.py"

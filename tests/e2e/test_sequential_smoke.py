@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from quantgate.thresholds import accepts_sequential
+from quantgate.configuration.thresholds import accepts_sequential
 from support.helpers import GOLDEN_SMOKE
 
 TESTS = ("tests/test_retention.py", "tests/test_perplexity.py")

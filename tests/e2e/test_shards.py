@@ -1,4 +1,5 @@
-"""Merging the shards' reports into one verdict (python -m quantgate.merge), on the real model."""
+"""Merging the shards' reports into one verdict (python -m quantgate.night.merge), on the real
+model."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from support.helpers import REPO, run_gate, verdict_rows
 
 
 def _merge(out, *folders):
-    cmd = [sys.executable, "-m", "quantgate.merge", str(out), *map(str, folders)]
+    cmd = [sys.executable, "-m", "quantgate.night.merge", str(out), *map(str, folders)]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
 
 

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from quantgate.registry import Benchmark, load_registry
-from quantgate.retention import chosen_items, run_benchmark
+from quantgate.configuration.registry import Benchmark, load_registry
+from quantgate.configuration.thresholds import Thresholds
+from quantgate.evaluation.retention import chosen_items, run_benchmark
 from quantgate.session import GateSession
-from quantgate.thresholds import Thresholds
 from support.helpers import REPO
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.registry import QScoreWeights
+from quantgate.configuration.registry import QScoreWeights
 from quantgate.report.tables import build_tables
 from support.helpers import GOLDEN_SMOKE, golden_view, run_gate
 

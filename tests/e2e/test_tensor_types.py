@@ -1,16 +1,16 @@
-"""A mixed-precision recipe as a registry entry, on the real SmolLM2 (quantgate.tensor_types):
-llama.cpp's quantizer, in process as the gate calls it, changes exactly the tensors the entry
-names, read back from the GGUF; the recipe enters the artifact's key; a pattern that names no
-tensor is one line."""
+"""A mixed-precision recipe as a registry entry, on the real SmolLM2
+(quantgate.artifacts.tensor_types): llama.cpp's quantizer, in process as the gate calls it, changes
+exactly the tensors the entry names, read back from the GGUF; the recipe enters the artifact's key;
+a pattern that names no tensor is one line."""
 
 from __future__ import annotations
 
 import pytest
 from gguf import GGUFReader
 
-from quantgate.artifacts import ArtifactStore
+from quantgate.artifacts.store import ArtifactStore
+from quantgate.configuration.registry import load_registry
 from quantgate.errors import ConfigError
-from quantgate.registry import load_registry
 
 pytestmark = pytest.mark.real_model
 

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from quantgate.backend_settings import LlamaCppSettings, TransformersSettings
-from quantgate.registry import load_registry
+from quantgate.configuration.backend_settings import LlamaCppSettings, TransformersSettings
+from quantgate.configuration.registry import load_registry
 from support.helpers import REPO, hf_family_chunks
 
 
@@ -18,10 +18,10 @@ from support.helpers import REPO, hf_family_chunks
 def test_same_weights_same_ids_agree_across_backends(tmp_path):
     """llama.cpp (F16 GGUF, F32 KV cache) and transformers (the checkpoint made from it) on
     identical token ids: PPL within 0.1 %; tokenizer differences are reported, not hidden."""
-    from quantgate.artifacts import ArtifactStore
+    from quantgate.artifacts.store import ArtifactStore
     from quantgate.backends.llama_cpp import LlamaCppBackend
     from quantgate.backends.transformers import TransformersBackend
-    from quantgate.perplexity import make_chunks, perplexity, scored_logprobs
+    from quantgate.evaluation.perplexity import make_chunks, perplexity, scored_logprobs
 
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     store = ArtifactStore(registry)

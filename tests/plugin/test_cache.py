@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.cache import build_once
+from quantgate.artifacts.cache import build_once
 
 # a hang guard, not a timing: make test runs this tier at nice 19, beside the model tests
 HANG = 600
@@ -44,7 +44,7 @@ def test_two_processes_build_once(tmp_path):
 def _section(kind: str, path: str) -> contextlib.AbstractContextManager[None]:
     """What a worker holds: a cached result's build lock, or the machine lock (shared by an
     ordinary test, exclusive for a timed one: quantgate.quiet)."""
-    from quantgate.cache import locked
+    from quantgate.artifacts.cache import locked
     from quantgate.quiet import MachineLock
 
     if kind == "build":
@@ -77,7 +77,7 @@ def _wait_for(kind: str, path: str) -> None:
 def test_a_process_waiting_on_another_is_counted(tmp_path, monkeypatch, held, awaited):
     """Under xdist a worker that waits lends its cores (quantgate.quiet.evaluation_threads):
     the wait must be visible while it lasts, and end with it."""
-    from quantgate.cache import waiting_processes
+    from quantgate.artifacts.cache import waiting_processes
 
     monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
     target, ready, release = tmp_path / "t", tmp_path / "ready", tmp_path / "release"

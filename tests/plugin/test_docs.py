@@ -28,7 +28,7 @@ OTHER_TOOLS = {
     "llama.cpp's tools": {"--no-repack"},
     "pip": {"--no-cache-dir", "--ignore-installed"},
     "tox": {"--notest"},
-    "lm-eval (through python -m quantgate.lm_eval_cli)": {
+    "lm-eval (through python -m quantgate.backends.lm_eval_cli)": {
         "--include_path",
         "--log_samples",
         "--output_path",

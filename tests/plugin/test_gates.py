@@ -1,4 +1,4 @@
-"""The gate rules (quantgate.gates) stay pure: a fresh interpreter imports them without any
+"""The gate rules (quantgate.verdicts.gates) stay pure: a fresh interpreter imports them without any
 schema or model library."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ def test_the_gate_rules_import_no_schema_and_no_model():
     import sys
 
     code = (
-        "import sys, quantgate.gates; "
+        "import sys, quantgate.verdicts.gates; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pydantic', 'yaml', 'llama_cpp', 'torch', 'lm_eval') "
-        "or m in ('quantgate.registry', 'quantgate.thresholds', 'quantgate.session')))"
+        "or m in ('quantgate.configuration.registry', 'quantgate.configuration.thresholds', "
+        "'quantgate.session')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from quantgate import rss_probe
+from quantgate.backends import rss_probe
 from support.helpers import REPO, collected
 
 
@@ -31,7 +31,7 @@ def test_the_gpu_lock_still_resolves_for_linux_x86_64_cuda():
     if not _index_reachable():
         pytest.skip("pypi.org is unreachable: the lock check needs the package index")
     proc = subprocess.run(
-        [sys.executable, "-m", "quantgate.env_lock", "check"],
+        [sys.executable, "-m", "quantgate.night.env_lock", "check"],
         capture_output=True,
         text=True,
         timeout=1500,

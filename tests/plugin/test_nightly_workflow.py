@@ -33,7 +33,7 @@ def test_the_merge_job_needs_no_model_library(tmp_path):
         "import runpy, sys\n"
         f"for name in {blocked!r}: sys.modules[name] = None  # import raises ImportError\n"
         f"sys.argv = ['merge', {str(tmp_path / 'out')!r}, {str(shard)!r}]\n"
-        "runpy.run_module('quantgate.merge', run_name='__main__')\n"
+        "runpy.run_module('quantgate.night.merge', run_name='__main__')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -14,7 +14,7 @@ def test_ifeval_checker_scores_offline(tmp_path):
     # missing; with the network unreachable a download attempt would raise, not pass quietly
     code = """
 import json, sys
-from quantgate.nltk_data import ensure_punkt_tab
+from quantgate.backends.nltk_data import ensure_punkt_tab
 root = ensure_punkt_tab()
 import nltk
 nltk.download = lambda *a, **k: sys.exit("nltk.download was attempted")

@@ -52,7 +52,8 @@ def _wg_run(gate_run, registry, thresholds):
     ],
 )
 def test_bad_benchmark_entries_are_errors(gate_run, registry_copy, thresholds_copy, bench, message):
-    """Usage errors before any test runs (quantgate.validation), not a failure per test."""
+    """Usage errors before any test runs (quantgate.configuration.validation), not a failure per
+    test."""
 
     def edit(doc):  # added beside the shipped benchmarks, whose thresholds stay valid
         doc["models"]["smollm2"]["benchmarks"]["wg"] = bench

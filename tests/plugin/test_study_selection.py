@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from quantgate.registry import load_registry
+from quantgate.configuration.registry import load_registry
 from support.helpers import OFFLINE, REPO
 
 

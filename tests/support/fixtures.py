@@ -35,7 +35,7 @@ def registry_copy(tmp_path):
     """
 
     def make(edit) -> Path:
-        from quantgate.registry import with_absolute_paths
+        from quantgate.configuration.registry import with_absolute_paths
 
         fixtures = REPO / "fixtures"
         doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)
@@ -86,8 +86,8 @@ def smoke_run(tmp_path_factory) -> GateRun:
 @pytest.fixture(scope="session")
 def smollm2_artifacts():
     """The real embedded default: its baseline and one variant, built (or read) from the cache."""
-    from quantgate.artifacts import ArtifactStore
-    from quantgate.registry import load_registry
+    from quantgate.artifacts.store import ArtifactStore
+    from quantgate.configuration.registry import load_registry
 
     registry = load_registry(REPO / "fixtures" / "models.yaml")
     store = ArtifactStore(registry)

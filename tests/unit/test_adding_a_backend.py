@@ -1,6 +1,6 @@
 """docs/backends.md "Adding a backend", followed: a Backend subclass in its own module (here,
-this one), a settings class, and one entry in quantgate.backend_settings.CATALOGUE. Nothing
-else is edited; the registry then takes ``backend: toy`` with toy's own settings, the format
+this one), a settings class, and one entry in quantgate.configuration.backend_settings.CATALOGUE.
+Nothing else is edited; the registry then takes ``backend: toy`` with toy's own settings, the format
 lists it, cache keys carry its libraries and the gate loads its class."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from quantgate import backend_settings
-from quantgate.backend_settings import BackendSettings, BackendSpec, format_backends
 from quantgate.backends import backend_class
 from quantgate.backends.base import Backend
+from quantgate.configuration import backend_settings
+from quantgate.configuration.backend_settings import BackendSettings, BackendSpec, format_backends
+from quantgate.configuration.registry import load_registry
 from quantgate.errors import ConfigError
-from quantgate.registry import load_registry
 from quantgate.versions import backend_versions, distribution_version
 
 

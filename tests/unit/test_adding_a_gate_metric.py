@@ -1,7 +1,7 @@
 """docs/gates.md "Adding a gate metric", followed: one ``Metric`` entry in
-quantgate.constants.METRICS names the metric, its gate, direction and unit; the gate's evaluator
-computes its value. With the entry alone, thresholds accept the key and a bound on it is an
-error naming it (never a pass); once the evaluator computes it, the judge judges it, records
+quantgate.configuration.constants.METRICS names the metric, its gate, direction and unit; the gate's
+evaluator computes its value. With the entry alone, thresholds accept the key and a bound on it is
+an error naming it (never a pass); once the evaluator computes it, the judge judges it, records
 its summary row and fails the pair on it, and the report shows it. Nothing else is edited."""
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from quantgate import constants, measurement
-from quantgate.constants import Direction, Metric
+from quantgate.configuration import constants
+from quantgate.configuration.constants import Direction, Metric
+from quantgate.configuration.registry import QScoreWeights, load_registry
+from quantgate.configuration.thresholds import Thresholds
 from quantgate.errors import ConfigError, EvaluationError, GateFailure
-from quantgate.judge import Judge
-from quantgate.registry import QScoreWeights, load_registry
 from quantgate.report.rows import ROW_PROPERTY
 from quantgate.report.tables import build_tables
-from quantgate.thresholds import Thresholds
+from quantgate.verdicts import measurement
+from quantgate.verdicts.judge import Judge
 from support.helpers import REPO
 
 KLD_P90 = Metric("kld_p90", "kld", Direction.MAX, "nats", "90th percentile of the per-token KLD")

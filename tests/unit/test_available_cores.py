@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from quantgate.machine import available_cores
+from quantgate.night.machine import available_cores
 
 
 def test_the_affinity_sets_the_cores(monkeypatch):

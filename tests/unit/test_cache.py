@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.cache import build_once, cache_key, cache_root, sha256_file
+from quantgate.artifacts.cache import build_once, cache_key, cache_root, sha256_file
 from quantgate.errors import QuantgateError
 
 
@@ -53,8 +53,8 @@ def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def _key(backend: str) -> str:
-    from quantgate.backend_settings import settings_for
     from quantgate.backends.base import result_settings
+    from quantgate.configuration.backend_settings import settings_for
 
     return cache_key(**result_settings(backend, settings_for(backend)))
 

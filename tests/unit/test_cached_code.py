@@ -40,28 +40,31 @@ BACKENDS = [
 ]
 CACHED = {
     "quality: PPL, KLD, the baseline's top-k log-probs (results/quality, baselines/)": (
-        "quantgate.quality:METHOD_VERSION",
-        ["quality.py", "perplexity.py", "kld_top_k.py", *BACKENDS],
+        "quantgate.evaluation.quality:METHOD_VERSION",
+        ["evaluation/quality.py", "evaluation/perplexity.py", "evaluation/kld_top_k.py", *BACKENDS],
     ),
     "benchmarks: lm-eval scores and per-item records (results/benchmarks)": (
-        "quantgate.retention:METHOD_VERSION",
+        "quantgate.evaluation.retention:METHOD_VERSION",
         [
-            "retention.py",
-            "tasks.py",
-            "subsets.py",
+            "evaluation/retention.py",
+            "configuration/tasks.py",
+            "configuration/subsets.py",
             "backends/llama_cpp_lm.py",
             "backends/vllm.py",
             *BACKENDS,
         ],
     ),
-    "inspected GGUF facts (inspected/)": ("quantgate.artifacts:_INSPECT_VERSION", ["gguf_file.py"]),
+    "inspected GGUF facts (inspected/)": (
+        "quantgate.artifacts.store:_INSPECT_VERSION",
+        ["artifacts/gguf_file.py"],
+    ),
     "llm-compressor checkpoints (artifacts/)": (
-        "quantgate.llm_compressor:JOB_VERSION",
-        ["llm_compressor.py", "llm_compressor_job.py"],
+        "quantgate.artifacts.llm_compressor_runner:JOB_VERSION",
+        ["artifacts/llm_compressor_runner.py", "artifacts/llm_compressor_job.py"],
     ),
     "pruned models and their block scores (artifacts/)": (
-        "quantgate.compressions.prune_blocks:PRUNE_VERSION",
-        ["prune.py", "compressions/prune_blocks.py"],
+        "quantgate.artifacts.compressions.prune_blocks:PRUNE_VERSION",
+        ["artifacts/block_pruning.py", "artifacts/compressions/prune_blocks.py"],
     ),
 }
 
@@ -143,7 +146,7 @@ def test_the_code_behind_a_cached_result_changes_only_with_its_version():
 
 
 def test_a_code_change_is_seen_and_a_reworded_comment_or_docstring_is_not():
-    text = (SOURCE / "perplexity.py").read_text()
+    text = (SOURCE / "evaluation" / "perplexity.py").read_text()
     body = text.split('"""', 2)[2]  # the module less its docstring
     reworded = '"""Another docstring."""\n# a new comment\n' + body.replace(
         "\n    return", "\n    # why it returns\n\n    return", 1

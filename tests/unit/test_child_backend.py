@@ -49,8 +49,8 @@ def test_the_backends_known_to_run_in_a_child_are_the_classes_that_do():
     """The catalogue's runs_in_child and one_per_process answer without importing llama.cpp or
     torch; they must say what the classes say (vLLM's module is left out where vLLM is not
     installed)."""
-    from quantgate.backend_settings import CATALOGUE
     from quantgate.backends import backend_class
+    from quantgate.configuration.backend_settings import CATALOGUE
 
     for name, spec in CATALOGUE.items():
         try:

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from quantgate.artifacts.gguf_file import TensorInfo
 from quantgate.diagnose import (
     Diagnosis,
     Probe,
@@ -16,8 +17,7 @@ from quantgate.diagnose import (
     table,
 )
 from quantgate.errors import ConfigError, EvaluationError
-from quantgate.gguf_file import TensorInfo
-from quantgate.stats import Interval
+from quantgate.verdicts.stats import Interval
 
 
 def _model(types: dict[str, str], n_bytes: int = 100) -> dict[str, TensorInfo]:

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from quantgate.errors import EvaluationError, GateFailure
-from quantgate.gates import Threshold, enforce, judge
+from quantgate.verdicts.gates import Threshold, enforce, judge
 
 
 def th(metric, value):

@@ -1,5 +1,5 @@
-"""quantgate.gguf_file.read_tensors: a GGUF file's tensor table from its header, read the way
-gguf-py's GGUFReader reads it (the reference here)."""
+"""quantgate.artifacts.gguf_file.read_tensors: a GGUF file's tensor table from its header, read the
+way gguf-py's GGUFReader reads it (the reference here)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter, quants
 
+from quantgate.artifacts.gguf_file import TensorInfo, read_tensors
 from quantgate.errors import ArtifactError
-from quantgate.gguf_file import TensorInfo, read_tensors
 
 
 def test_the_tensor_table_is_gguf_py_s(tmp_path):

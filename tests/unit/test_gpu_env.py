@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from quantgate import env_lock, hardware
-from quantgate.registry import load_registry
+from quantgate.configuration.registry import load_registry
+from quantgate.night import env_lock, hardware
 from support.helpers import REPO
 
 
@@ -76,8 +76,8 @@ def test_tox_gpu_env_installs_from_the_lock_and_rebuilds_llama_cpp_with_cuda():
 
 
 def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
-    from quantgate.backend_settings import BackendSettings
     from quantgate.backends import pool as pool_module
+    from quantgate.configuration.backend_settings import BackendSettings
 
     loaded: list[str] = []
 
@@ -105,8 +105,8 @@ def test_a_one_per_process_backend_evicts_the_other_before_loading(monkeypatch):
 
 # -- transformers on CUDA ----------------------------------------------------------------------
 def test_transformers_timing_waits_for_the_gpu_and_benchmarks_batch():
-    from quantgate.backend_settings import TransformersSettings
     from quantgate.backends.transformers import TransformersBackend
+    from quantgate.configuration.backend_settings import TransformersSettings
 
     events: list[str] = []
     fake_torch = SimpleNamespace(
@@ -189,7 +189,7 @@ def test_a_quantized_checkpoint_without_its_library_is_one_line(tmp_path, monkey
     import importlib.util
     import json
 
-    from quantgate.artifacts import Artifact
+    from quantgate.artifacts.store import Artifact
     from quantgate.backends import transformers as tb
     from quantgate.errors import ConfigError
 
@@ -211,10 +211,10 @@ def test_a_quantized_checkpoint_without_its_library_is_one_line(tmp_path, monkey
 
 
 def test_a_one_per_process_backend_times_its_baseline_once_then_the_variant_alone(monkeypatch):
+    from quantgate.configuration.thresholds import Thresholds
     from quantgate.evaluation import throughput_measurer
+    from quantgate.evaluation.throughput import Workload
     from quantgate.session import GateSession
-    from quantgate.thresholds import Thresholds
-    from quantgate.throughput import Workload
 
     class OneEngine:
         one_per_process = True
@@ -249,8 +249,8 @@ def test_a_one_per_process_backend_does_each_engines_work_while_it_is_loaded(mon
     variant's scores and memory, whichever of the pair's gates runs first; the pair's later
     gates ask nothing again (the baseline's tokens/s and memory are memos, its scores cached)."""
     from quantgate import session as session_module
+    from quantgate.configuration.thresholds import Thresholds
     from quantgate.session import GateSession
-    from quantgate.thresholds import Thresholds
 
     class OneEngine:
         one_per_process = True

@@ -27,7 +27,7 @@ from quantgate.errors import ConfigError
     ],
 )  # fmt: skip
 def test_bad_imatrix_entries_are_one_line_errors(registry_copy, entry, message):
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
 
     def edit(doc):
         doc["models"]["smollm2"]["compressions"]["bad"] = entry

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantgate.kld_top_k import (
+from quantgate.evaluation.kld_top_k import (
     bytes_per_token,
     kl_divergence_top_k,
     top1_agrees,
     top_k_rows,
 )
-from quantgate.perplexity import kl_divergence_rows, log_softmax
+from quantgate.evaluation.perplexity import kl_divergence_rows, log_softmax
 
 
 def _pair(seed: int, rows: int = 32, vocab: int = 500, noise: float = 0.5):
@@ -73,7 +73,7 @@ def test_the_tail_sample_follows_the_tail_distribution():
 def test_the_tail_sample_is_the_same_on_any_number_of_cores(monkeypatch, cores):
     # the rows are split over the process's cores: a serial run (2 cores) and an xdist worker
     # (1 core) must store the same sample, or their KLDs differ by the sample's noise
-    from quantgate import row_threads
+    from quantgate.backends import row_threads
 
     base, comp = _pair(3, rows=200, vocab=300)
     monkeypatch.setattr(row_threads, "available_cores", lambda: 2)

@@ -1,13 +1,13 @@
-"""Where llama.cpp's weights go (quantgate.llama_placement), decided from CPU-feature lines and
-llama.cpp's system info line, with and without AMX; the machine record's parsing and line."""
+"""Where llama.cpp's weights go (quantgate.backends.llama_placement), decided from CPU-feature lines
+and llama.cpp's system info line, with and without AMX; the machine record's parsing and line."""
 
 from __future__ import annotations
 
 import pytest
 
-from quantgate import llama_placement as placement
+from quantgate.backends import llama_placement as placement
 from quantgate.errors import ConfigError
-from quantgate.machine import CpuFacts, describe, parse_cpuinfo
+from quantgate.night.machine import CpuFacts, describe, parse_cpuinfo
 
 #: /proc/cpuinfo of three machines this project runs on (abridged: the first processor)
 SAPPHIRE_RAPIDS = (
@@ -83,7 +83,7 @@ def _on(monkeypatch, cpuinfo: str, build: str, seccomp: bool = True) -> None:
 def test_the_tools_run_through_the_launcher_only_where_amx_is_refused(monkeypatch):
     _on(monkeypatch, SAPPHIRE_RAPIDS, AMX_BUILD)
     wrapped = placement.tool_command(["llama-bench", "-m", "x.gguf"])
-    assert wrapped[1:5] == ["-m", "quantgate.llama_placement", "no-amx", "--"]
+    assert wrapped[1:5] == ["-m", "quantgate.backends.llama_placement", "no-amx", "--"]
     assert wrapped[-3:] == ["llama-bench", "-m", "x.gguf"]
     assert placement.tool_command(["llama-bench"], allow_amx=True) == ["llama-bench"]
     _on(monkeypatch, EPYC, AVX2_BUILD)
@@ -95,7 +95,8 @@ def test_the_tools_run_through_the_launcher_only_where_amx_is_refused(monkeypatc
 def test_the_launcher_says_how_to_call_it(capsys):
     assert placement.main(["sideways", "--", "true"]) == 2
     assert (
-        "usage: python -m quantgate.llama_placement {default|no-amx|amx|" in capsys.readouterr().out
+        "usage: python -m quantgate.backends.llama_placement {default|no-amx|amx|"
+        in capsys.readouterr().out
     )
 
 
@@ -129,8 +130,8 @@ def test_what_must_start_unfiltered_starts_just_before_the_refusal(monkeypatch):
 
 
 def test_the_placement_enters_result_keys_only_where_it_is_not_llama_cpps_own(monkeypatch):
-    from quantgate.backend_settings import settings_for
     from quantgate.backends.base import result_settings
+    from quantgate.configuration.backend_settings import settings_for
 
     settings = settings_for("llama_cpp")
     _on(monkeypatch, EPYC, AVX2_BUILD)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantgate import llm_compressor
+from quantgate.artifacts.store import llm_compressor_runner as llm_compressor
 from quantgate.errors import ConfigError
 
 
@@ -28,7 +28,7 @@ def test_env_var_naming_no_file_is_an_error(tmp_path, monkeypatch):
 def test_the_registry_and_the_job_know_the_same_modifiers():
     # the job runs in the quantizer env and cannot import quantgate: the two lists are kept
     # apart on purpose, and must not drift
-    from quantgate.compressions.llm_compressor import LLM_COMPRESSOR_MODIFIERS
-    from quantgate.llm_compressor_job import MODIFIER_MODULES
+    from quantgate.artifacts.compressions.llm_compressor import LLM_COMPRESSOR_MODIFIERS
+    from quantgate.artifacts.llm_compressor_job import MODIFIER_MODULES
 
     assert set(MODIFIER_MODULES) == set(LLM_COMPRESSOR_MODIFIERS)

@@ -1,4 +1,4 @@
-"""Measurements from evaluator results (quantgate.measurement): pure, no model. The real
+"""Measurements from evaluator results (quantgate.verdicts.measurement): pure, no model. The real
 model's are checked number for number by the golden smoke run (test_summary_report)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from quantgate import measurement
 from quantgate.errors import EvaluationError
-from quantgate.retention import BenchmarkResult, Comparison
+from quantgate.evaluation.retention import BenchmarkResult, Comparison
+from quantgate.verdicts import measurement
 
 FACTS = {
     "file_size_bytes": 50,
@@ -118,7 +118,7 @@ def test_d_overall_is_the_mean_of_the_benchmarks_d():
 
 
 def _quality(kld: list[float], dnll: list[float]):
-    from quantgate.quality import QualityResult
+    from quantgate.evaluation.quality import QualityResult
 
     n, per = len(kld), 4
     base_nll = [3.0] * n
@@ -139,7 +139,7 @@ def _quality(kld: list[float], dnll: list[float]):
 
 
 def test_chunk_batches_join_into_one_result_and_sequential_looks_judge_the_chunk_means():
-    from quantgate.quality import joined, sequential_looks
+    from quantgate.evaluation.quality import joined, sequential_looks
 
     a, b = _quality([0.01, 0.02], [0.01, 0.0]), _quality([0.03] * 8, [0.02] * 8)
     both = joined([a, b])
@@ -160,7 +160,7 @@ def test_chunk_batches_join_into_one_result_and_sequential_looks_judge_the_chunk
 def test_a_sequential_quality_result_is_judged_on_its_decisions_and_reports_the_stop():
     from dataclasses import replace
 
-    from quantgate.quality import sequential_looks
+    from quantgate.evaluation.quality import sequential_looks
 
     result = _quality([0.3] * 16, [0.001] * 16)
     looks = sequential_looks(result, 560, {"kld_mean": 0.1, "ppl_increase_pct": 10.0})

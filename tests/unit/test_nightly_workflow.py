@@ -69,7 +69,7 @@ def test_the_night_is_baselines_then_shards_then_one_merge():
     ]
     assert download and upload.startswith(download[0]["pattern"].rstrip("*"))
     merge = _steps(jobs["merge"])["merge"]["run"]
-    assert "python -m quantgate.merge reports/nightly shards/*/nightly" in merge
+    assert "python -m quantgate.night.merge reports/nightly shards/*/nightly" in merge
     # the timings and --compare read the artifact the merge job uploads
     assert _steps(jobs["merge"])["actions/upload-artifact@v4"]["with"]["name"] == "reports-merged"
     for job in ("shards", "merge"):
@@ -102,7 +102,7 @@ def test_gpu_and_tests_envs_find_the_quantizer_env():
 
 
 def test_every_study_family_runs_and_a_timed_out_night_keeps_its_reports():
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
 
     jobs = _workflow()["jobs"]
     families = jobs["baselines"]["strategy"]["matrix"]["model"]

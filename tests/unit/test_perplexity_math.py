@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from quantgate.errors import DataError, EvaluationError
-from quantgate.perplexity import (
+from quantgate.evaluation.perplexity import (
     first_scored,
     kl_divergence_rows,
     kld_stats,

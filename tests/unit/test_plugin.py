@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def test_a_nodes_model_is_read_from_its_bracket():
-    from quantgate.xdist_groups import model_of_nodeid
+    from quantgate.night.xdist_groups import model_of_nodeid
 
     keys = ["smollm2", "smollm2_ifeval", "llama31"]
     assert model_of_nodeid("t.py::test_retention[smollm2_ifeval-Q8_0-ifeval]", keys) == (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from quantgate.artifacts.block_pruning import block_influence, choose_blocks
 from quantgate.errors import ConfigError
-from quantgate.prune import block_influence, choose_blocks
 
 
 def test_block_influence_is_one_minus_mean_cosine():
@@ -35,7 +35,7 @@ def test_choose_blocks_takes_the_least_influential_unprotected():
     ],
 )
 def test_bad_chains_and_pruning_entries_are_one_line_errors(registry_copy, entry, message):
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
 
     def edit(doc):
         doc["models"]["smollm2"]["compressions"]["bad"] = entry
@@ -46,7 +46,7 @@ def test_bad_chains_and_pruning_entries_are_one_line_errors(registry_copy, entry
 
 
 def test_a_base_chain_that_loops_is_an_error(registry_copy):
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
 
     def edit(doc):
         comps = doc["models"]["smollm2"]["compressions"]

@@ -8,8 +8,8 @@ import re
 import pytest
 import yaml
 
+from quantgate.configuration.registry import load_registry
 from quantgate.errors import ConfigError
-from quantgate.registry import load_registry
 from support.helpers import REPO
 
 
@@ -247,7 +247,7 @@ def test_a_new_compression_method_is_one_class_the_registry_then_accepts(tmp_pat
 
     from pydantic import Field
 
-    from quantgate.compressions import Compression, methods_for
+    from quantgate.artifacts.compressions import Compression, methods_for
 
     class Halve(Compression):
         method: Literal["halve_for_test"]
@@ -283,7 +283,7 @@ def test_a_new_backend_setting_is_one_field_the_registry_then_accepts(tmp_path, 
     on that backend's settings class. The registry then takes the key for that backend's entries
     only, and the cache key changes with its value, so a result made under another value is never
     reused."""
-    from quantgate import backend_settings
+    from quantgate.configuration import backend_settings
 
     class WithRopeScale(backend_settings.LlamaCppSettings):
         #: the new setting (llama.cpp's rope_freq_scale)

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from quantgate.configuration.registry import load_registry
 from quantgate.errors import ConfigError
-from quantgate.registry import load_registry
 from support.helpers import REPO
 
 SOURCES = sorted((REPO / "src" / "quantgate").rglob("*.py"))

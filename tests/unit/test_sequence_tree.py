@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from quantgate.backends.sequence_tree import plan_rounds, score_rows
-from quantgate.perplexity import log_softmax
+from quantgate.evaluation.perplexity import log_softmax
 
 
 def _sequences(rounds, requests):

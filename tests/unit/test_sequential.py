@@ -1,4 +1,4 @@
-"""The sequential gate's statistics (quantgate.sequential), on simulated paired items: no
+"""The sequential gate's statistics (quantgate.verdicts.sequential), on simulated paired items: no
 model. What the guarantee promises (Waudby-Smith & Ramdas's betting confidence sequence for
 sampling without replacement): at a loss equal to the threshold, the gate stops on the wrong
 side at most α/2 of the time at any batch schedule, where naive peeking at a fixed-sample
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from quantgate.sequential import log_capitals, paired_terms, sequential_retention
+from quantgate.verdicts.sequential import log_capitals, paired_terms, sequential_retention
 
 THRESHOLD = 5.0
 
@@ -112,10 +112,10 @@ def test_bad_input_is_an_error():
 
 
 def test_the_driver_scores_in_the_seeded_order_and_keeps_each_bounds_first_stop():
-    """quantgate.sequential.drive, the loop both sequential gates (items, chunks) run: batches
-    in item_order's order, a look after each for the bounds still open, a bound's first
+    """quantgate.verdicts.sequential.drive, the loop both sequential gates (items, chunks) run:
+    batches in item_order's order, a look after each for the bounds still open, a bound's first
     deciding verdict kept, and no batch scored once every bound has one."""
-    from quantgate.sequential import SequentialVerdict, drive, item_order
+    from quantgate.verdicts.sequential import SequentialVerdict, drive, item_order
 
     scored: list[list[int]] = []
     looked: list[list[str]] = []

@@ -1,4 +1,4 @@
-"""Mode sequential over chunks (quantgate.sequential.mean_look): the asymptotic confidence
+"""Mode sequential over chunks (quantgate.verdicts.sequential.mean_look): the asymptotic confidence
 sequence of Waudby-Smith et al. (2024) on simulated per-chunk values, no model. A chunk's NLL
 difference or mean KLD has no bound, so this guarantee is asymptotic: these tests measure it at
 the gate's own sample sizes (wiki.test.raw: 592 chunks of 512 tokens, looks every 16) on
@@ -14,7 +14,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.stats import norm
 
-from quantgate.sequential import (
+from quantgate.verdicts.sequential import (
     MIN_CHUNKS,
     best_rho2,
     first_mean_decisions,

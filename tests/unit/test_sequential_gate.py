@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from quantgate.configuration.registry import Benchmark
+from quantgate.configuration.tasks import TaskIndex
+from quantgate.configuration.thresholds import _entry
 from quantgate.errors import ConfigError
-from quantgate.registry import Benchmark
-from quantgate.retention import population_size
-from quantgate.sequential import item_order
-from quantgate.tasks import TaskIndex
-from quantgate.thresholds import _entry
+from quantgate.evaluation.retention import population_size
+from quantgate.verdicts.sequential import item_order
 from support.helpers import REPO
 
 

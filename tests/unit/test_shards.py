@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from quantgate.errors import ConfigError
-from quantgate.shards import expected_cost, parse_shard, split
+from quantgate.night.shards import expected_cost, parse_shard, split
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_the_split_partitions_deterministically_and_balances_by_cost():
 
 
 def test_the_plan_sizes_the_shards_for_a_budget():
-    from quantgate.shards import shards_needed
+    from quantgate.night.shards import shards_needed
 
     timings = {"a": 120.0, "b": 100.0, "c": 90.0}
     assert shards_needed(["a", "b", "c", "d"], timings, 200) == 3  # d costs the median, 100

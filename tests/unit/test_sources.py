@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from quantgate import sources
+from quantgate.artifacts.store import sources
+from quantgate.configuration.registry import HubSource, Source, load_registry
 from quantgate.errors import ArtifactError
-from quantgate.registry import HubSource, Source, load_registry
 from support.helpers import REPO
 
 SPEC = HubSource(
@@ -173,7 +173,7 @@ def test_a_split_gguf_is_measured_and_identified_over_every_shard(tmp_path):
     import numpy as np
     from gguf import GGUFWriter
 
-    from quantgate.artifacts import inspect_split_gguf
+    from quantgate.artifacts.store import inspect_split_gguf
 
     names = [f"m-{i:05d}-of-00002.gguf" for i in (1, 2)]
     for i, name in enumerate(names):
@@ -199,7 +199,7 @@ def test_an_artifact_from_the_hub_cache_records_its_commit(tmp_path, registry):
     import numpy as np
     from gguf import GGUFWriter
 
-    from quantgate.artifacts import ArtifactStore
+    from quantgate.artifacts.store import ArtifactStore
 
     folder = tmp_path / "models--org--m" / "snapshots" / SHA
     folder.mkdir(parents=True)

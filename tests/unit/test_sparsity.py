@@ -1,11 +1,12 @@
-"""Counting zeros and 2:4 groups in loaded weights (quantgate.sparsity), numpy and torch alike."""
+"""Counting zeros and 2:4 groups in loaded weights (quantgate.evaluation.sparsity), numpy and torch
+alike."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from quantgate.sparsity import sparsity_of
+from quantgate.evaluation.sparsity import sparsity_of
 
 
 def test_dense_weights_have_no_zeros_and_no_2of4_groups():

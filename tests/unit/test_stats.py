@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from quantgate.errors import ConfigError, EvaluationError
-from quantgate.gates import Threshold, judge
-from quantgate.stats import (
+from quantgate.verdicts.gates import Threshold, judge
+from quantgate.verdicts.stats import (
     Interval,
     chunk_ratio_interval,
     expected_half_width,
@@ -171,8 +171,8 @@ def test_ci_mode_without_an_interval_is_an_error():
 
 
 def _thresholds(tmp_path, text):
-    from quantgate.registry import load_registry
-    from quantgate.thresholds import Thresholds
+    from quantgate.configuration.registry import load_registry
+    from quantgate.configuration.thresholds import Thresholds
     from support.helpers import REPO, with_retention_bounds
 
     d = tmp_path / "thresholds"
@@ -207,9 +207,9 @@ def test_bad_modes_are_one_line_errors(tmp_path, text, message):
 
 
 def _power(mode, half_width, limit=10.0, action="warn"):
-    from quantgate.gates import Outcome
-    from quantgate.judge import Judge
-    from quantgate.stats import Interval
+    from quantgate.verdicts.gates import Outcome
+    from quantgate.verdicts.judge import Judge
+    from quantgate.verdicts.stats import Interval
 
     outcome = Outcome(
         "D_hellaswag",
@@ -258,7 +258,7 @@ def test_power_check_from_the_measured_interval(recwarn):
 
 
 def test_flip_rate_interval_is_exact():
-    from quantgate.stats import proportion_interval
+    from quantgate.verdicts.stats import proportion_interval
 
     iv = proportion_interval(6, 40)
     # Clopper-Pearson for 6/40 (scipy's binomtest, method exact)
@@ -267,7 +267,7 @@ def test_flip_rate_interval_is_exact():
 
 
 def test_graded_choice_signals():
-    from quantgate.stats import choice_kld, gold_probability
+    from quantgate.verdicts.stats import choice_kld, gold_probability
 
     lls = [-10.0, -11.0, -12.0, -13.0]
     assert gold_probability(lls, 0) == pytest.approx(np.exp(0) / np.exp([0, -1, -2, -3]).sum())
@@ -278,7 +278,7 @@ def test_graded_choice_signals():
 def test_choice_kld_stays_finite_when_a_damaged_model_makes_a_choice_vanish():
     """Endings of a wrecked model can differ by more than exp() holds (~745 nats summed over
     an ending): the divergence is large, never inf (inf would read as a broken evaluation)."""
-    from quantgate.stats import choice_kld
+    from quantgate.verdicts.stats import choice_kld
 
     kld = choice_kld([-10.0, -11.0, -12.0, -13.0], [-10.0, -2000.0, -12.0, -13.0])
     assert math.isfinite(kld) and kld > 400

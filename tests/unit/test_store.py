@@ -1,6 +1,6 @@
-"""The shared store (quantgate.store): a local directory or an S3 API, behind the local cache.
-What a night across machines relies on: an entry is never visible half-written, the first of
-two writers wins on S3, and a cache with a store fetches what another machine built."""
+"""The shared store (quantgate.artifacts.shared_store): a local directory or an S3 API, behind the
+local cache. What a night across machines relies on: an entry is never visible half-written, the
+first of two writers wins on S3, and a cache with a store fetches what another machine built."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from quantgate.cache import build_once, cache_root, read_result, write_result
+from quantgate.artifacts.cache import build_once, cache_root, read_result, write_result
+from quantgate.artifacts.shared_store import MANIFEST_SUFFIX, STORE_ENV, Store
 from quantgate.errors import QuantgateError
-from quantgate.store import MANIFEST_SUFFIX, STORE_ENV, Store
 
 
 def test_a_file_round_trips_and_no_partial_is_ever_listed(store_url, tmp_path):
@@ -97,8 +97,8 @@ def test_an_unwritable_store_is_one_clear_error(tmp_path):
 def test_a_hub_download_is_made_once_for_every_machine(store_url, tmp_path, monkeypatch):
     """The Hub cannot be reached here: the download itself is replaced by a local file (what
     the test checks is around it: the store's key by commit, and the second machine)."""
-    from quantgate import sources
-    from quantgate.registry import HubSource
+    from quantgate.artifacts.store import sources
+    from quantgate.configuration.registry import HubSource
 
     commit = "a" * 40
     weights = tmp_path / "hub" / "model-00001-of-00002.gguf"

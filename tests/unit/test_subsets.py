@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from quantgate.registry import Benchmark
-from quantgate.subsets import subset
+from quantgate.configuration.registry import Benchmark
+from quantgate.configuration.subsets import subset
 
 
 def test_a_fraction_is_a_fixed_seeded_random_subset():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantgate.registry import QScoreWeights
+from quantgate.configuration.registry import QScoreWeights
 from quantgate.report.render import compare_rows
 from quantgate.report.tables import PairSummary, build_tables, q_score
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from quantgate.configuration.registry import Benchmark
+from quantgate.configuration.tasks import TaskIndex
 from quantgate.errors import ConfigError
-from quantgate.registry import Benchmark
-from quantgate.retention import _items, _lacks_answers, _leaf_tasks, _reported
-from quantgate.tasks import TaskIndex
+from quantgate.evaluation.retention import _items, _lacks_answers, _leaf_tasks, _reported
 from support.helpers import REPO
 
 TASKS = REPO / "fixtures" / "tasks"

@@ -1,13 +1,13 @@
-"""Mixed-precision recipes (quantgate.tensor_types): the registry's checks of the per-tensor
-types, what enters the cache key, and llama-quantize's options for the same recipe. The real
-quantizer on the real model: tests/e2e/test_tensor_types.py."""
+"""Mixed-precision recipes (quantgate.artifacts.tensor_types): the registry's checks of the
+per-tensor types, what enters the cache key, and llama-quantize's options for the same recipe. The
+real quantizer on the real model: tests/e2e/test_tensor_types.py."""
 
 from __future__ import annotations
 
 import pytest
 
+from quantgate.artifacts.tensor_types import TensorTypes, ggml_type_id, ggml_type_name
 from quantgate.errors import ConfigError
-from quantgate.tensor_types import TensorTypes, ggml_type_id, ggml_type_name
 
 LLAMA_QUANTIZE = {"method": "llama_quantize", "quant_type": "Q4_K_M"}
 
@@ -29,7 +29,7 @@ LLAMA_QUANTIZE = {"method": "llama_quantize", "quant_type": "Q4_K_M"}
     ],
 )
 def test_bad_overrides_are_one_line_errors_naming_the_entry(registry_copy, overrides, message):
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
 
     def edit(doc):
         doc["models"]["smollm2"]["compressions"]["bad"] = {**LLAMA_QUANTIZE, **overrides}
@@ -41,7 +41,7 @@ def test_bad_overrides_are_one_line_errors_naming_the_entry(registry_copy, overr
 
 
 def test_types_are_read_in_any_case_and_written_as_llama_quantize_reads_them(registry_copy):
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
 
     def edit(doc):
         doc["models"]["smollm2"]["compressions"]["mixed"] = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from quantgate.configuration.registry import load_registry
+from quantgate.configuration.thresholds import Thresholds
 from quantgate.errors import ConfigError
-from quantgate.registry import load_registry
-from quantgate.thresholds import Thresholds
 from support.helpers import REPO, with_retention_bounds
 
 
@@ -185,7 +185,7 @@ def test_shipped_thresholds_are_valid(registry):
 
 
 def test_a_vram_bound_is_gated_on_gpu_pairs_only(registry):
-    from quantgate.backend_settings import settings_for
+    from quantgate.configuration.backend_settings import settings_for
 
     def on_gpu(backend, settings):
         return settings_for(backend, settings).on_gpu

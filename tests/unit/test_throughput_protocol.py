@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from quantgate import throughput
-from quantgate.registry import ThroughputSettings
+from quantgate.configuration.registry import ThroughputSettings
+from quantgate.evaluation import throughput
 
 #: seconds a decode of N tokens takes on the fake backend: per-token cost grows with the
 #: context, as it does on a real one
@@ -82,7 +82,7 @@ def test_bad_lengths_are_refused(n_gen):
 
 
 def test_the_nightly_tier_measures_study_a_tps():
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
     from support.helpers import REPO
 
     registry = load_registry(REPO / "fixtures" / "models.yaml")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.artifacts import Artifact
-from quantgate.backend_settings import VllmSettings
+from quantgate.artifacts.store import Artifact
 from quantgate.backends.vllm import check_build, engine_args, lm_eval_model_args
+from quantgate.configuration.backend_settings import VllmSettings
+from quantgate.configuration.registry import load_registry
 from quantgate.errors import ConfigError
-from quantgate.registry import load_registry
 from support.helpers import REPO
 
 

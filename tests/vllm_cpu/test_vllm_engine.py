@@ -10,10 +10,10 @@ import signal
 
 import pytest
 
-from quantgate.artifacts import ArtifactStore
+from quantgate.artifacts.store import ArtifactStore
 from quantgate.backends.vllm import EngineDied, VllmBackend, engine_args
+from quantgate.configuration.registry import load_registry
 from quantgate.errors import ConfigError
-from quantgate.registry import load_registry
 from support.helpers import REPO, hellaswag_requests
 
 MODEL = "smollm2_vllm"
@@ -47,7 +47,7 @@ def test_every_vllm_entrys_engine_arguments_are_accepted_by_the_installed_vllm(r
     removed argument is a TypeError) and its parser knows each name."""
     from vllm.engine.arg_utils import EngineArgs
 
-    from quantgate.artifacts import Artifact
+    from quantgate.artifacts.store import Artifact
 
     entries = {k: m for k, m in registry.models.items() if m.backend == "vllm"}
     assert MODEL in entries and len(entries) > 3, sorted(entries)
@@ -103,8 +103,8 @@ FLOAT32_AGREEMENT = 1e-3
 def test_loglikelihoods_agree_with_the_transformers_backend(backend, registry):
     """The same checkpoint, the same lm-eval requests (8 HellaSwag items, 32 endings): vLLM's
     prompt logprobs against transformers' full softmax, both in float32."""
-    from quantgate.backend_settings import TransformersSettings
     from quantgate.backends.transformers import TransformersBackend
+    from quantgate.configuration.backend_settings import TransformersSettings
 
     requests = hellaswag_requests(8)
     ours = backend.lm_eval_model().loglikelihood(requests, disable_tqdm=True)

@@ -1,18 +1,18 @@
 """Backends behind one interface, named in the catalogue and imported lazily.
 
 Adding a backend: subclass :class:`quantgate.backends.base.Backend` in its own module, and give
-it a settings class and a catalogue entry in quantgate.backend_settings (docs/backends.md,
-"Adding a backend"); the registry then names it in ``backend:``.
+it a settings class and a catalogue entry in quantgate.configuration.backend_settings
+(docs/backends.md, "Adding a backend"); the registry then names it in ``backend:``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from quantgate.backend_settings import CATALOGUE
 from quantgate.backends.base import Backend
+from quantgate.configuration.backend_settings import CATALOGUE
+from quantgate.configuration.schema_base import did_you_mean
 from quantgate.errors import ConfigError
-from quantgate.schema_base import did_you_mean
 
 
 def backend_class(name: str) -> type[Backend]:

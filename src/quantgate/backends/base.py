@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from quantgate import llama_placement
-from quantgate.artifacts import Artifact
-from quantgate.backend_settings import BackendSettings, flat_settings
+from quantgate.artifacts.store import Artifact
+from quantgate.backends import llama_placement
+from quantgate.configuration.backend_settings import BackendSettings, flat_settings
 from quantgate.versions import backend_versions
 
 #: settings that do not enter cache keys as they are: the thread count (verdicts are shown to
@@ -36,16 +36,17 @@ def result_settings(backend_name: str, settings: BackendSettings) -> dict[str, o
 
 def backend_placement(backend_name: str, settings: BackendSettings) -> str:
     """Where ``backend_name`` puts weights with ``settings`` on this machine: llama.cpp's
-    placement (quantgate.llama_placement), "default" for the others."""
+    placement (quantgate.backends.llama_placement), "default" for the others."""
     if backend_name != "llama_cpp":
         return "default"
     return llama_placement.current(bool(getattr(settings, "allow_amx", False)))
 
 
 class ScoredModel(Protocol):
-    """What the evaluators (quantgate.quality, quantgate.retention) use of a model: what their
-    caches key on, and the scoring calls they make only when a cache misses. A ``Backend`` is
-    one; so is quantgate.evaluation.loading.LazyBackend, which loads on the first call."""
+    """What the evaluators (quantgate.evaluation.quality, quantgate.evaluation.retention) use of a
+    model: what their caches key on, and the scoring calls they make only when a cache misses. A
+    ``Backend`` is one; so is quantgate.evaluation.loading.LazyBackend, which loads on the first
+    call."""
 
     artifact: Artifact
     settings: BackendSettings
@@ -88,7 +89,7 @@ class Backend(ABC):
         self.shared_cores = False
         #: the footprint's peak memory ({"peak_rss_mib", "peak_vram_mib"}), measured as the
         #: model loaded, by a backend whose model lives in processes of its own (vLLM's
-        #: engine); None: quantgate.rss_probe measures it in a fresh process
+        #: engine); None: quantgate.backends.rss_probe measures it in a fresh process
         self.deployed_memory: dict[str, float | None] | None = None
 
     @property
@@ -157,7 +158,7 @@ class Backend(ABC):
     ) -> float | None:
         """Load ``artifact`` as a deployment would and evaluate the first 32 tokens of
         ``prompt``. Returns the deployment's peak RSS in KiB where the model lives in other
-        processes than this one (vLLM's engine), else None: quantgate.rss_probe then reads
+        processes than this one (vLLM's engine), else None: quantgate.backends.rss_probe then reads
         this process's own peak."""
         backend = cls(artifact, settings)
         backend.process_prompt(backend.tokenize(prompt)[:32])
@@ -176,7 +177,8 @@ class Backend(ABC):
 
     def weight_sparsity(self) -> dict[str, float] | None:
         """``{"weight_sparsity_pct", "weight_2of4_pct"}`` of the loaded model's linear layers
-        (quantgate.sparsity), or None where the backend cannot read its weights as tensors."""
+        (quantgate.evaluation.sparsity), or None where the backend cannot read its weights as
+        tensors."""
         return None
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -45,13 +45,12 @@ from typing import Any
 
 import numpy as np
 
-from quantgate import llama_placement
-from quantgate.artifacts import Artifact
-from quantgate.backend_settings import BackendSettings
-from quantgate.backends import backend_class
+from quantgate.artifacts.store import Artifact
+from quantgate.backends import backend_class, llama_placement
 from quantgate.backends.base import Backend, backend_placement
+from quantgate.configuration.backend_settings import BackendSettings
 from quantgate.errors import EvaluationError
-from quantgate.machine import cpu_facts
+from quantgate.night.machine import cpu_facts
 
 CRASH_ENV = "QUANTGATE_CRASH_IN"
 #: modules the forkserver imports once, before it forks any child
@@ -97,7 +96,8 @@ class ChildBackend(Backend):
     """The Backend registered as ``backend_name``, loaded in a child process.
 
     Args:
-        backend_name: the registry's backend name (quantgate.backend_settings.CATALOGUE).
+        backend_name: the registry's backend name
+            (quantgate.configuration.backend_settings.CATALOGUE).
         artifact, settings: what to load and how.
         on_crash: called with the BackendCrash when the child dies (the pool remembers it).
     """
@@ -156,7 +156,7 @@ class ChildBackend(Backend):
 
     @property
     def placement(self) -> str:
-        """Where the child's llama.cpp put the weights (quantgate.llama_placement)."""
+        """Where the child's llama.cpp put the weights (quantgate.backends.llama_placement)."""
         return str(self._facts.get("placement", "default"))
 
     @property

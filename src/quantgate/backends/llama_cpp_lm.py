@@ -2,7 +2,7 @@
 
 lm-eval's own ``gguf`` model is an HTTP client whose prompt log-probs come back shifted by one
 against llama-cpp-python's server; this one scores in process. lm-eval's CLI reaches it as
-``quantgate-llama-cpp`` (quantgate.lm_eval_model, which loads the backend from a path).
+``quantgate-llama-cpp`` (quantgate.backends.lm_eval_model, which loads the backend from a path).
 
 Tokenization follows lm-eval's HF model: no BOS unless the GGUF says the model adds one,
 trailing spaces of a context move to its continuation, the continuation is the tail of the

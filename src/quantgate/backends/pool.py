@@ -6,10 +6,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from quantgate.artifacts import Artifact
-from quantgate.backend_settings import BackendSettings
+from quantgate.artifacts.store import Artifact
 from quantgate.backends import Backend, backend_class
 from quantgate.backends.child import BackendCrash, ChildBackend
+from quantgate.configuration.backend_settings import BackendSettings
 
 
 class BackendPool:

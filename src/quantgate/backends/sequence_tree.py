@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantgate.row_threads import row_map
+from quantgate.backends.row_threads import row_map
 
 #: rows whose log-softmax one thread computes at once: bounds its float32 temporary to
 #: ROW_BLOCK x n_vocab (64 x 262k = 67 MB)
@@ -199,9 +199,9 @@ def score_rows(
     """Sum of log-probs per sequence and whether every pick is the row's argmax, from raw
     logits rows ``[n_rows, n_vocab]`` and picks (row, target, seq).
 
-    Vectorised log-softmax as :func:`quantgate.perplexity.log_softmax` computes it (float32
-    exponentials, a float64 sum), only at the picked entries. The third value is False when a
-    picked row has NaN/inf logits.
+    Vectorised log-softmax as :func:`quantgate.evaluation.perplexity.log_softmax` computes it
+    (float32 exponentials, a float64 sum), only at the picked entries. The third value is False when
+    a picked row has NaN/inf logits.
     """
     rows = np.asarray(logits)
     lse = np.empty(len(rows), dtype=np.float64)

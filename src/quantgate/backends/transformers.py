@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from quantgate.artifacts import Artifact
-from quantgate.backend_settings import BackendSettings
+from quantgate.artifacts.store import Artifact
 from quantgate.backends.base import Backend
+from quantgate.configuration.backend_settings import BackendSettings
 from quantgate.errors import ArtifactError, ConfigError, EvaluationError
-from quantgate.machine import available_cores
+from quantgate.night.machine import available_cores
 
 #: a checkpoint's quantization_config.quant_method -> the package transformers needs to load it
 _CHECKPOINT_LIBRARIES = {
@@ -126,7 +126,7 @@ class TransformersBackend(Backend):
         kw: dict[str, Any] = {"trust_remote_code": settings.trust_remote_code}
         spec = artifact.notes.get("quantization")
         if spec is not None:
-            from quantgate.hf_checkpoint import quantization_config
+            from quantgate.artifacts.hf_checkpoint import quantization_config
 
             kw["quantization_config"] = quantization_config(spec, artifact.label)
         _check_checkpoint_library(artifact)
@@ -179,7 +179,7 @@ class TransformersBackend(Backend):
     def weight_sparsity(self) -> dict[str, float] | None:
         """Over every ``nn.Linear`` but the output head, as loaded (a compressed-tensors
         checkpoint is decompressed; bitsandbytes int8 keeps its zeros at zero)."""
-        from quantgate.sparsity import sparsity_of
+        from quantgate.evaluation.sparsity import sparsity_of
 
         torch = self._torch
         head = self.model.get_output_embeddings()

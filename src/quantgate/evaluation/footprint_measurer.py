@@ -1,20 +1,21 @@
 """The footprint gate's measurer: the variant's size against its baseline's (file bytes, or the
-loaded weights' for a load-time quantization), peak memory loaded alone (quantgate.rss_probe,
-or the engine's own processes for a backend that has them), load time and weight sparsity."""
+loaded weights' for a load-time quantization), peak memory loaded alone
+(quantgate.backends.rss_probe, or the engine's own processes for a backend that has them), load time
+and weight sparsity."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
-from quantgate import measurement
-from quantgate.artifacts import Artifact
+from quantgate.artifacts.store import Artifact
+from quantgate.artifacts.tensor_types import RECIPE_NOTES
 from quantgate.backends import backend_class
+from quantgate.backends.rss_probe import peak_memory
+from quantgate.configuration.registry import Pair
 from quantgate.evaluation.loading import Loading
-from quantgate.measurement import Measurement
-from quantgate.registry import Pair
-from quantgate.rss_probe import peak_memory
-from quantgate.tensor_types import RECIPE_NOTES
+from quantgate.verdicts import measurement
+from quantgate.verdicts.measurement import Measurement
 
 
 class FootprintMeasurer:
@@ -23,10 +24,11 @@ class FootprintMeasurer:
         self._baseline_memory: dict[str, dict[str, float | None]] = {}
 
     def probe_memory(self, artifact: Artifact, model_key: str) -> dict[str, float | None]:
-        """Peak memory of ``artifact`` loaded alone in a fresh process (quantgate.rss_probe).
-        A backend whose model lives in processes of its own (vLLM's engine) measured them as it
-        loaded (Backend.deployed_memory): the session's engine is that fresh process, and a
-        probe would start a second engine (on a GPU, beside the first: no memory left)."""
+        """Peak memory of ``artifact`` loaded alone in a fresh process
+        (quantgate.backends.rss_probe). A backend whose model lives in processes of its own (vLLM's
+        engine) measured them as it loaded (Backend.deployed_memory): the session's engine is that
+        fresh process, and a probe would start a second engine (on a GPU, beside the first: no
+        memory left)."""
         loading = self.loading
         backend = loading.registry.models[model_key].backend
         if backend_class(backend).one_per_process:

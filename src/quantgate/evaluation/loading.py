@@ -10,19 +10,19 @@ from typing import Any
 
 import numpy as np
 
-from quantgate.artifacts import Artifact, ArtifactStore
+from quantgate.artifacts.store import Artifact, ArtifactStore
 from quantgate.backends import Backend
 from quantgate.backends.pool import BackendPool
-from quantgate.machine import available_cores
+from quantgate.configuration.registry import BackendSettings, Pair, Registry
+from quantgate.night.machine import available_cores
 from quantgate.quiet import xdist_workers
-from quantgate.registry import BackendSettings, Pair, Registry
 
 
 class LazyBackend:
     """A model the measurers score, loaded on its first use: what the result caches key on
     (``artifact``, ``settings``, ``name``) is known without loading it, so a cache hit never
-    loads a model. It offers the scoring calls the evaluators make (quantgate.quality,
-    quantgate.retention); ``loaded()`` is the backend itself."""
+    loads a model. It offers the scoring calls the evaluators make (quantgate.evaluation.quality,
+    quantgate.evaluation.retention); ``loaded()`` is the backend itself."""
 
     def __init__(
         self, load: Callable[[], Backend], artifact: Artifact, settings: BackendSettings, name: str
@@ -146,7 +146,7 @@ class Loading:
     def provenance(self, pair: Pair) -> dict[str, Any]:
         """Where the pair's models came from, for every summary row of its gates: the
         baseline's provenance, a warning where the variant re-creates the baseline's source
-        weights, and what the compression method adds (quantgate.compressions.base)."""
+        weights, and what the compression method adds (quantgate.artifacts.compressions.base)."""
         baseline = self.artifacts.baseline(pair.model_key)
         return {
             "baseline_provenance": baseline.notes.get("provenance"),

@@ -1,19 +1,24 @@
 """The perplexity and KLD gates' measurer: the variant's log-probs against the baseline's over
-the evaluation text's chunks (quantgate.quality), cached, or in mode sequential batch by batch
-until the bounds' confidence sequences decide."""
+the evaluation text's chunks (quantgate.evaluation.quality), cached, or in mode sequential batch by
+batch until the bounds' confidence sequences decide."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from quantgate import measurement
-from quantgate.artifacts import Artifact
-from quantgate.constants import SEQUENTIAL_CHUNK_METRICS
+from quantgate.artifacts.store import Artifact
+from quantgate.configuration.constants import SEQUENTIAL_CHUNK_METRICS
+from quantgate.configuration.registry import BackendSettings, Pair
+from quantgate.configuration.thresholds import Thresholds
 from quantgate.evaluation.loading import LazyBackend, Loading
-from quantgate.measurement import Measurement
-from quantgate.quality import BaselineScores, QualityEvaluator, QualityResult, compare_sequential
-from quantgate.registry import BackendSettings, Pair
-from quantgate.thresholds import Thresholds
+from quantgate.evaluation.quality import (
+    BaselineScores,
+    QualityEvaluator,
+    QualityResult,
+    compare_sequential,
+)
+from quantgate.verdicts import measurement
+from quantgate.verdicts.measurement import Measurement
 
 
 class PerplexityMeasurer:

@@ -1,29 +1,29 @@
 """The retention gate's measurer: one benchmark's scores of the baseline and the variant on
-the same items through lm-eval (quantgate.retention), cached, or in mode sequential batch by
-batch until the confidence sequence decides; D_overall over the model's benchmarks."""
+the same items through lm-eval (quantgate.evaluation.retention), cached, or in mode sequential batch
+by batch until the confidence sequence decides; D_overall over the model's benchmarks."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-from quantgate import measurement
 from quantgate.backends.base import ScoredModel
-from quantgate.constants import RETENTION_PREFIX
+from quantgate.configuration.constants import RETENTION_PREFIX
+from quantgate.configuration.registry import Pair
+from quantgate.configuration.thresholds import Thresholds
 from quantgate.errors import ConfigError
 from quantgate.evaluation.loading import Loading
-from quantgate.gates import Threshold
-from quantgate.measurement import Measurement
-from quantgate.recorder import write_items
-from quantgate.registry import Pair
-from quantgate.retention import (
+from quantgate.evaluation.retention import (
     BenchmarkResult,
     Comparison,
     TaskIndex,
     run_benchmark,
     run_sequential,
 )
-from quantgate.thresholds import Thresholds
+from quantgate.verdicts import measurement
+from quantgate.verdicts.gates import Threshold
+from quantgate.verdicts.measurement import Measurement
+from quantgate.verdicts.recorder import write_items
 
 
 class RetentionMeasurer:
@@ -84,7 +84,8 @@ class RetentionMeasurer:
         return self._comparisons[pair.id, name]
 
     def measure(self, pair: Pair, name: str) -> Measurement:
-        """The retention gate's measurement of one benchmark (quantgate.measurement.retention)."""
+        """The retention gate's measurement of one benchmark
+        (quantgate.verdicts.measurement.retention)."""
         m = measurement.retention(self.comparison(pair, name))
         return replace(m, provenance=self.loading.provenance(pair))
 

@@ -1,24 +1,24 @@
 """The throughput gate's measurer: tokens/s of the variant against its baseline on llama-bench's
-pp and tg workloads (quantgate.throughput), the variant's rounds recorded by pytest-benchmark.
-Never cached: speed depends on the machine's load now."""
+pp and tg workloads (quantgate.evaluation.throughput), the variant's rounds recorded by
+pytest-benchmark. Never cached: speed depends on the machine's load now."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from quantgate import measurement
 from quantgate.backends import backend_class
+from quantgate.configuration.registry import Pair, ThroughputSettings
 from quantgate.evaluation.loading import Loading
-from quantgate.measurement import Measurement
-from quantgate.registry import Pair, ThroughputSettings
-from quantgate.throughput import (
+from quantgate.evaluation.throughput import (
     BaselineRounds,
     Workload,
     interleaved_tokens_per_second,
     tokens_per_second,
     workloads,
 )
+from quantgate.verdicts import measurement
+from quantgate.verdicts.measurement import Measurement
 
 
 class Rates(NamedTuple):

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from quantgate.schema_base import did_you_mean
+from quantgate.configuration.schema_base import did_you_mean
 
 
 class QuantizationError(ValueError):

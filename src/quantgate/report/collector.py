@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from quantgate.registry import QScoreWeights
+from quantgate.configuration.registry import QScoreWeights
 from quantgate.report.render import write_reports
 from quantgate.report.rows import ROW_PROPERTY, bracket_of, write_summary
 
@@ -52,7 +52,7 @@ class SummaryCollector:
         self.diagnose = diagnose
         self.weights = weights
         self.previous = previous
-        #: where this run's verdicts are made (quantgate.machine.machine_record)
+        #: where this run's verdicts are made (quantgate.night.machine.machine_record)
         self.machines = {"": machine} if machine else {}
         self.rows: list[dict] = []
         #: wall time of every test of a pair (setup, call, teardown), summed

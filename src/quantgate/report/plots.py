@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 
-from quantgate.constants import CHOICE_KLD_PREFIX, OVERALL
+from quantgate.configuration.constants import CHOICE_KLD_PREFIX, OVERALL
 from quantgate.report.tables import PairSummary, benchmark_names
 
 _PASS, _FAIL, _BASE, _CANARY = "#2b7bba", "#d62728", "#555555", "#f0a030"

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from quantgate.constants import OVERALL, RETENTION_PREFIX
+from quantgate.configuration.constants import OVERALL, RETENTION_PREFIX
+from quantgate.configuration.registry import QScoreWeights
 from quantgate.errors import ConfigError
-from quantgate.machine import describe
-from quantgate.registry import QScoreWeights
+from quantgate.night.machine import describe
 from quantgate.report.plots import PLOTS
 from quantgate.report.tables import (
     Cell,
@@ -222,7 +222,7 @@ def _gate_cells(g: GateLine, markdown: bool) -> list[str]:
 
 
 def _is_lower_bound(g: GateLine) -> bool:
-    from quantgate.constants import Direction, metric
+    from quantgate.configuration.constants import Direction, metric
 
     return metric(g.metric).direction is Direction.MIN
 
@@ -432,7 +432,7 @@ SUBTASK_NOTE = (
 
 def subtask_rows(summaries: list[PairSummary]) -> list[list[str]]:
     """One row per (variant, group benchmark, subtask): the retention rows' subtask
-    breakdown (quantgate.retention.Comparison.subtasks)."""
+    breakdown (quantgate.evaluation.retention.Comparison.subtasks)."""
     out = []
     for s in summaries:
         for metric, row in sorted(s.rows.items()):
@@ -586,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     its end (every finished test's rows are in summary.json already)."""
     import argparse
 
-    from quantgate.registry import load_registry
+    from quantgate.configuration.registry import load_registry
 
     parser = argparse.ArgumentParser(prog="python -m quantgate.report")
     parser.add_argument("folder", type=Path, help="the reports folder holding summary.json")

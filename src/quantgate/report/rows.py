@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from quantgate import __version__
-from quantgate.cache import write_text_atomic
-from quantgate.constants import metric, split_benchmark_metric
-from quantgate.gates import Outcome
-from quantgate.registry import Pair
-from quantgate.shards import NOISE_FLOOR_SUFFIX
-from quantgate.stats import Interval
+from quantgate.artifacts.cache import write_text_atomic
+from quantgate.configuration.constants import metric, split_benchmark_metric
+from quantgate.configuration.registry import Pair
+from quantgate.night.shards import NOISE_FLOOR_SUFFIX
+from quantgate.verdicts.gates import Outcome
+from quantgate.verdicts.stats import Interval
 
 ROW_PROPERTY = "quantgate_row"
 SCHEMA_VERSION = 2
@@ -79,7 +79,7 @@ def write_summary(
     wall_seconds: dict[str, float] | None = None,
     machines: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """summary.json. ``machines``: where the verdicts were made (quantgate.machine), by run:
+    """summary.json. ``machines``: where the verdicts were made (quantgate.night.machine), by run:
     "" for one run, "shard K/N" for each shard of a merged night."""
     rows = sorted(rows, key=lambda r: (r["model"], r["compression"], r["gate"], r["metric"]))
     doc = {

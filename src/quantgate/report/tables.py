@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from quantgate.constants import FLIPS_PREFIX, OVERALL, RETENTION_PREFIX
-from quantgate.registry import QScoreWeights
+from quantgate.configuration.constants import FLIPS_PREFIX, OVERALL, RETENTION_PREFIX
+from quantgate.configuration.registry import QScoreWeights
 
 BASELINE = "baseline"
 
