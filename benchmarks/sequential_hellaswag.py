@@ -36,10 +36,15 @@ import numpy as np
 
 from quantgate.configuration.registry import load_registry
 from quantgate.configuration.thresholds import Thresholds
-from quantgate.evaluation.retention import joined_comparison, paired_batches, run_sequential
+from quantgate.evaluation.retention import (
+    PairedItems,
+    joined_comparison,
+    population_size,
+    run_sequential,
+)
 from quantgate.session import GateSession
 from quantgate.verdicts.gates import Outcome, Threshold
-from quantgate.verdicts.sequential import sequential_retention
+from quantgate.verdicts.sequential import item_order, sequential_retention
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL, BENCHMARK, TASK = "smollm2", "hellaswag", "hellaswag_full"
@@ -112,10 +117,11 @@ def compare(opts, bench, tasks, where, baseline, variant, name, bound, gate) -> 
     """The gate's stop against the full evaluation of the same order (one table row)."""
     state = gate.sequential
     start = time.perf_counter()
-    used = []
-    for _, batch in paired_batches(baseline, variant, BENCHMARK, bench, tasks, where):
-        used += batch
-    full = joined_comparison(BENCHMARK, bench, used)
+    items = PairedItems(baseline, variant, BENCHMARK, bench, tasks, where)
+    order = item_order(population_size(bench, tasks, where))
+    for start in range(0, len(order), bench.sequential_batch):
+        items.score(order[start : start + bench.sequential_batch])
+    full = joined_comparison(BENCHMARK, bench, items.used)
     full_seconds = time.perf_counter() - start
     interval = full.interval()
     threshold = Threshold(f"D_{BENCHMARK}", bound, "--threshold", "ci")
@@ -127,7 +133,7 @@ def compare(opts, bench, tasks, where, baseline, variant, name, bound, gate) -> 
         f"D_{BENCHMARK}", gate.d, gate_threshold, interval=gate_interval, decision=decided
     ).passed
     paired = full.paired_scores()  # per-item scores in the order scored
-    assert paired is not None  # a mean metric: paired_batches checked it
+    assert paired is not None  # a mean metric: PairedItems checked it
     b, c = (np.array(scores) for scores in paired)
     # the gate's own order replayed on the scored items: the same stop (a check of the loop)
     replay = sequential_retention(b, c, bound, batch=opts.batch)

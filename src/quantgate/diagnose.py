@@ -199,7 +199,7 @@ class Diagnosis:
         """The share of the whole variant's KLD the ``k`` most sensitive groups' probes hold."""
         return self.of_whole(sum(p.kld_mean.value for p in self.ranked()[:k]))
 
-    # a section of the model's in summary.md / summary.html (quantgate.report.render.Section)
+    # a section of the model's in summary.md / summary.html (quantgate.report.summary_html.Section)
     def markdown(self) -> str:
         return table(self)
 

@@ -3,7 +3,6 @@ fixture. Only wiring: the work happens in quantgate.session and the modules it u
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,6 @@ import pytest
 from _pytest import junitxml
 
 from quantgate import progress
-from quantgate.artifacts.cache import write_text_atomic
 from quantgate.backends import llama_placement
 from quantgate.configuration.registry import ModelEntry, Pair, Registry
 from quantgate.configuration.thresholds import Thresholds
@@ -23,19 +21,16 @@ from quantgate.configuration.validation import (
 )
 from quantgate.errors import QuantgateError
 from quantgate.night.machine import describe, machine_record
+from quantgate.night.shard_selection import ShardSelector, model_of, unit_of
 from quantgate.night.shards import (
-    BASELINES_SUFFIX,
-    NOISE_FLOOR_SUFFIX,
-    SHARD_FILE,
-    expected_cost,
     load_timings,
     parse_shard,
     plan_table,
-    split,
 )
+from quantgate.plugin_options import add_options
 from quantgate.quiet import MachineLock
+from quantgate.report.changes import load_previous
 from quantgate.report.collector import SummaryCollector
-from quantgate.report.render import load_previous
 from quantgate.session import GateSession
 
 _CONFIGURATION = pytest.StashKey[Configuration]()
@@ -51,143 +46,8 @@ def _names(value: str) -> list[str]:
     return [v for v in (s.strip() for s in value.split(",")) if v]
 
 
-def _positive_int(option: str) -> Callable[[str], int]:
-    """argparse's type for ``option``: a usage error naming it, not argparse's own text."""
-
-    def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise pytest.UsageError(f"{option}: expected a positive integer, got {value!r}")
-        return n
-
-    return parse
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("quantgate", "quantgate: regression gate for compressed LLMs")
-    group.addoption(
-        "--model",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help="run only these model keys from the registry (repeat or comma-separate). Default: all",
-    )
-    group.addoption(
-        "--compression",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="run only these compression names (repeat or comma-separate). Default: all",
-    )
-    group.addoption(
-        "--registry",
-        default="fixtures/models.yaml",
-        metavar="PATH",
-        help="registry of models and compressions, relative to rootdir. Default: %(default)r",
-    )
-    group.addoption(
-        "--thresholds",
-        default="thresholds",
-        metavar="DIR",
-        help="threshold files (default.yaml, <model>.yaml), relative to rootdir. "
-        "Default: %(default)r",
-    )
-    group.addoption(
-        "--reports-dir",
-        default="reports",
-        metavar="DIR",
-        help="where junit.xml, report.html, benchmark.json and summary.json go, "
-        "relative to rootdir. Default: %(default)r",
-    )
-    group.addoption(
-        "--baseline",
-        choices=("live", "pinned"),
-        default="live",
-        help="retention baseline: the baseline model run on the same items (live) or the "
-        "registry's pinned_baseline scores (pinned). Default: %(default)r",
-    )
-    group.addoption(
-        "--compare",
-        default=None,
-        metavar="PATH",
-        help="an earlier summary.json: summary.md/html list every value or verdict that changed",
-    )
-    group.addoption(
-        "--underpowered",
-        choices=("warn", "error"),
-        default="warn",
-        help="a gate whose sample cannot see a loss of twice its threshold (minimum detectable "
-        "loss at 80 %% power, from the measured interval): warn, or fail the test with an "
-        "error. Default: %(default)r",
-    )
-    group.addoption(
-        "--shard",
-        default=None,
-        metavar="K/N",
-        help="run the K-th of N pair-granular parts of the selection (one per machine of a "
-        "night; python -m quantgate.night.merge joins their reports). Default: everything",
-    )
-    group.addoption(
-        "--shard-timings",
-        default=None,
-        metavar="PATH",
-        help="a previous summary.json: --shard balances the parts by its per-pair wall "
-        "times. Default: equal pair counts",
-    )
-    group.addoption(
-        "--quantgate-plan",
-        default=None,
-        nargs="?",
-        const="",
-        metavar="SECONDS",
-        help="print the selected pairs with their expected cost (--shard-timings), and with a "
-        "budget in seconds per machine the shards it needs; use with --collect-only",
-    )
-    group.addoption(
-        "--store",
-        default=None,
-        metavar="URL",
-        help="a shared store behind the local cache (a path, s3://bucket/prefix, gs://...): "
-        "artifacts and scored results are read from it before being computed, and published "
-        "to it after. Default: $QUANTGATE_STORE, else the local cache alone",
-    )
-    group.addoption(
-        "--limit",
-        default=None,
-        type=_positive_int("--limit"),
-        metavar="N",
-        help="score each benchmark on at most the first N items of each task (lm-eval's "
-        "limit; a seeded fraction gives way to it): a quick tier of the full sets, per commit",
-    )
-    group.addoption(
-        "--threads",
-        default=None,
-        type=_positive_int("--threads"),
-        metavar="N",
-        help="threads for every backend, overriding the registry. "
-        "Default: the registry's, else all cores",
-    )
-    group.addoption(
-        "--diagnose",
-        nargs="?",
-        const=4,
-        default=None,
-        type=_positive_int("--diagnose"),
-        metavar="CHUNKS",
-        help="after the run, for every GGUF pair that failed its perplexity or KLD gate: "
-        "each block's own KLD on CHUNKS perplexity chunks (default 4), ranked, in "
-        "summary.html and reports/diagnosis/ (python -m quantgate.diagnose). Default: off",
-    )
-    group.addoption(
-        "--in-process",
-        action="store_true",
-        default=False,
-        help="load llama.cpp models in the pytest process (for a debugger) instead of one "
-        "child process each; a native crash then ends the whole session. Default: children",
-    )
+    add_options(parser)
 
 
 def _rooted(config: pytest.Config, value: str) -> Path:
@@ -533,7 +393,7 @@ def _check_selected(session: pytest.Session) -> None:
     selected: set[tuple[str, str]] = set()
     for item in session.items:
         params = getattr(item, "callspec", None) and item.callspec.params
-        key = _model_of(item)
+        key = model_of(item)
         if not params or key not in registry.models or item.get_closest_marker("skip"):
             continue
         bench = params.get("bench")
@@ -551,72 +411,16 @@ def _print_plan(session: pytest.Session, budget_text: str) -> None:
         budget = float(budget_text) if budget_text else None
     except ValueError:
         raise pytest.UsageError(f"--quantgate-plan {budget_text!r}: expected seconds") from None
-    units = {u for u in map(_unit_of, session.items) if u is not None}
+    units = {u for u in map(unit_of, session.items) if u is not None}
     reporter = config.pluginmanager.getplugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(plan_table(units, config.stash[_TIMINGS], budget))
 
 
-def _unit_of(item: pytest.Item) -> str | None:
-    """The shard unit a gate test belongs to: its pair, or its model's noise floor or
-    baselines."""
-    pair, model = _subject(item)
-    if pair is not None:
-        return pair.id
-    if model is None:
-        return None
-    floor = item.get_closest_marker("noise_floor") is not None
-    return f"{model}{NOISE_FLOOR_SUFFIX if floor else BASELINES_SUFFIX}"
-
-
-class ShardSelector:
-    """--shard K/N: keeps the K-th part of the selected units (quantgate.night.shards) and writes
-    shard.json, which python -m quantgate.night.merge reads to name what a missing shard held."""
-
-    def __init__(self, k: int, n: int, timings: dict[str, float], reports: Path) -> None:
-        self.k, self.n, self.timings, self.reports = k, n, timings, reports
-
-    @pytest.hookimpl(trylast=True)  # after -m, -k and --deselect: split what will run
-    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]):
-        units = {u for u in map(_unit_of, items) if u is not None}
-        parts = split(units, self.n, self.timings)
-        mine = set(parts[self.k - 1])
-        # a test of no unit (a plain test beside the gate) runs in the first shard only
-        keep = [i for i in items if (u := _unit_of(i)) in mine or (u is None and self.k == 1)]
-        dropped = [i for i in items if i not in keep]
-        if dropped:
-            config.hook.pytest_deselected(items=dropped)
-        items[:] = keep
-        manifest = {
-            "shard": self.k,
-            "of": self.n,
-            "parts": parts,
-            "expected_seconds": [expected_cost(p, self.timings, among=units) for p in parts],
-        }
-        self.reports.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.reports / SHARD_FILE, json.dumps(manifest, indent=2) + "\n")
-
-
-def _subject(item: pytest.Item) -> tuple[Pair | None, str | None]:
-    """A gate test's pair and model key; (None, key) for a noise floor; else (None, None)."""
-    params = getattr(item, "callspec", None) and item.callspec.params
-    if not params:
-        return None, None
-    pair, key = params.get("pair"), params.get("model_key")
-    if isinstance(pair, Pair):
-        return pair, pair.model_key
-    return None, key if isinstance(key, str) else None
-
-
-def _model_of(item: pytest.Item) -> str | None:
-    """The model key a collected test runs (its pair's, or the noise floor's model_key)."""
-    return _subject(item)[1]
-
-
 def _selected_models(config: pytest.Config, items: list[pytest.Item]) -> dict[str, ModelEntry]:
     """The registry entries of the models the collected tests run, by key."""
     registry = config.stash[_REGISTRY]
-    return {k: registry.models[k] for k in map(_model_of, items) if k in registry.models}
+    return {k: registry.models[k] for k in map(model_of, items) if k in registry.models}
 
 
 def _check_hardware(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -626,14 +430,14 @@ def _check_hardware(config: pytest.Config, items: list[pytest.Item]) -> None:
 
     models = _selected_models(config, items)
     for item in items:
-        if reason := hardware.vllm_cpu_skip_reason(_model_of(item) or "", models):
+        if reason := hardware.vllm_cpu_skip_reason(model_of(item) or "", models):
             item.add_marker(pytest.mark.skip(reason=reason))
     if not any(hardware.gpus_needed(m) for m in models.values()):
         return
     present = hardware.gpus_present()
     skips = {k: hardware.gpu_skip_reason(k, m, present) for k, m in models.items()}
     for item in items:
-        if reason := skips.get(_model_of(item) or ""):
+        if reason := skips.get(model_of(item) or ""):
             item.add_marker(pytest.mark.skip(reason=reason))
     offloading = sorted(
         k

@@ -11,11 +11,12 @@ from typing import Any
 from quantgate.backends import backend_class
 from quantgate.configuration.registry import Pair, Registry
 from quantgate.configuration.thresholds import Thresholds
+from quantgate.evaluation.comparison import BenchmarkResult, Comparison
 from quantgate.evaluation.footprint_measurer import FootprintMeasurer
 from quantgate.evaluation.loading import Loading, registry_root
 from quantgate.evaluation.perplexity_measurer import PerplexityMeasurer
 from quantgate.evaluation.quality import BaselineScores, QualityResult
-from quantgate.evaluation.retention import BenchmarkResult, Comparison, TaskIndex
+from quantgate.evaluation.retention import TaskIndex
 from quantgate.evaluation.retention_measurer import RetentionMeasurer
 from quantgate.evaluation.throughput_measurer import ThroughputMeasurer
 from quantgate.verdicts.judge import Judge

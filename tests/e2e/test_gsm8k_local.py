@@ -14,7 +14,8 @@ from quantgate.configuration.backend_settings import LlamaCppSettings
 from quantgate.configuration.registry import Benchmark
 from quantgate.configuration.tasks import TaskIndex
 from quantgate.errors import EvaluationError
-from quantgate.evaluation.retention import Comparison, run_benchmark
+from quantgate.evaluation.comparison import Comparison
+from quantgate.evaluation.retention import run_benchmark
 from support.helpers import REPO
 
 # untimed: generation and exact match only, no timed gate (make test runs it beside the rest)

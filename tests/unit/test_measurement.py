@@ -8,7 +8,7 @@ import math
 import pytest
 
 from quantgate.errors import EvaluationError
-from quantgate.evaluation.retention import BenchmarkResult, Comparison
+from quantgate.evaluation.comparison import BenchmarkResult, Comparison
 from quantgate.verdicts import measurement
 
 FACTS = {

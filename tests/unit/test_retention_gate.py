@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from quantgate.errors import EvaluationError
-from quantgate.evaluation.retention import retention_pct
+from quantgate.evaluation.comparison import retention_pct
 
 
 def test_retention_formula_and_zero_baseline():
@@ -17,7 +17,7 @@ def test_retention_formula_and_zero_baseline():
 
 
 def _result(items, score=None):
-    from quantgate.evaluation.retention import BenchmarkResult
+    from quantgate.evaluation.comparison import BenchmarkResult
 
     scores = [it["acc"] for it in items]
     return BenchmarkResult("b", "t", "acc", score or sum(scores) / len(scores), len(items), items)
@@ -28,7 +28,7 @@ def _item(doc_id, acc, lls=(-1.0, -2.0)):
 
 
 def test_items_pair_by_doc_id_not_position():
-    from quantgate.evaluation.retention import Comparison
+    from quantgate.evaluation.comparison import Comparison
 
     base = _result([_item(0, 1.0), _item(1, 0.0), _item(2, 1.0)])
     # the same answers, listed in another order (a cached run against a fresh one)
@@ -40,7 +40,7 @@ def test_items_pair_by_doc_id_not_position():
 
 
 def test_different_item_sets_are_an_error():
-    from quantgate.evaluation.retention import Comparison
+    from quantgate.evaluation.comparison import Comparison
 
     base = _result([_item(0, 1.0), _item(1, 0.0)])
     comp = _result([_item(0, 1.0), _item(5, 0.0)])
@@ -49,7 +49,7 @@ def test_different_item_sets_are_an_error():
 
 
 def test_graded_signals_see_a_loss_that_accuracy_hides():
-    from quantgate.evaluation.retention import Comparison
+    from quantgate.evaluation.comparison import Comparison
 
     # every item still right, but the compressed model is far less sure of the gold answer
     base = _result([_item(i, 1.0, (-1.0, -4.0)) for i in range(20)])

@@ -217,7 +217,7 @@ def test_an_artifact_from_the_hub_cache_records_its_commit(tmp_path, registry):
 
 
 def test_the_report_names_the_hub_commits_a_night_used(registry):
-    from quantgate.report.render import provenance_note
+    from quantgate.report.cells import provenance_note
     from quantgate.report.tables import build_tables
 
     row = {

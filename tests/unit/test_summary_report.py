@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from quantgate.configuration.registry import QScoreWeights
-from quantgate.report.render import compare_rows
+from quantgate.report.changes import compare_rows
 from quantgate.report.tables import PairSummary, build_tables, q_score
 
 
@@ -52,7 +52,7 @@ def test_wall_time_is_credited_to_the_judged_pair_each_test_id_starts_with(tmp_p
 def test_study_b_columns_render_from_the_footprint_rows():
     """Compression ratio, peak memory (VRAM where measured, else RSS), evaluation time and,
     where a pair read its weights, the share of zeros: Study B's table beside the rest."""
-    from quantgate.report.render import render_markdown
+    from quantgate.report.summary_md import render_markdown
 
     def row(compression, metric, value, **extra):
         pair = f"m-{compression}"

@@ -12,14 +12,9 @@ from quantgate.configuration.constants import RETENTION_PREFIX
 from quantgate.configuration.registry import Pair
 from quantgate.configuration.thresholds import Thresholds
 from quantgate.errors import ConfigError
+from quantgate.evaluation.comparison import BenchmarkResult, Comparison
 from quantgate.evaluation.loading import Loading
-from quantgate.evaluation.retention import (
-    BenchmarkResult,
-    Comparison,
-    TaskIndex,
-    run_benchmark,
-    run_sequential,
-)
+from quantgate.evaluation.retention import TaskIndex, run_benchmark, run_sequential
 from quantgate.verdicts import measurement
 from quantgate.verdicts.gates import Threshold
 from quantgate.verdicts.measurement import Measurement

@@ -40,7 +40,7 @@ def merge(
         ConfigError: a folder that is not a shard's reports (no shard.json), or shards that
             split different selections.
     """
-    from quantgate.report.render import load_previous
+    from quantgate.report.changes import load_previous
 
     previous = load_previous(compare) if compare else None  # a bad one: before any writing
     manifests = {}

@@ -24,8 +24,8 @@ from quantgate.configuration.constants import (
 from quantgate.verdicts.stats import Interval, overall_interval, proportion_interval
 
 if TYPE_CHECKING:  # the evaluators' result types: no lm-eval or backend import at run time
+    from quantgate.evaluation.comparison import Comparison
     from quantgate.evaluation.quality import QualityResult
-    from quantgate.evaluation.retention import Comparison
     from quantgate.verdicts.sequential import SequentialVerdict
 
 

@@ -15,7 +15,7 @@ from quantgate.report.rows import ROW_PROPERTY
 from quantgate.verdicts.gates import Outcome
 
 if TYPE_CHECKING:
-    from quantgate.evaluation.retention import Comparison
+    from quantgate.evaluation.comparison import Comparison
 
 RecordProperty = Callable[[str, object], None]
 
