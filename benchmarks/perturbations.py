@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 import yaml
+from registry_copy import with_absolute_paths
 
 from quantgate.artifacts.cache import results_free_cache
-from quantgate.configuration.registry import with_absolute_paths
 from quantgate.report.rows import junit_outcomes
 
 REPO = Path(__file__).resolve().parents[1]

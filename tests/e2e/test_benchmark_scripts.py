@@ -82,8 +82,7 @@ def test_every_benchmark_script_has_a_tiny_run():
 def tiny_registry(tmp_path_factory) -> Path:
     """The shipped registry with 2 perplexity chunks instead of the excerpt's 13."""
     import yaml
-
-    from quantgate.configuration.registry import with_absolute_paths
+    from benchmarks.registry_copy import with_absolute_paths
 
     fixtures = REPO / "fixtures"
     doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)

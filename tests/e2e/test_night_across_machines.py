@@ -39,7 +39,7 @@ def _machine(tmp_path, name: str, store: str | None) -> dict[str, str]:
 def night(tmp_path_factory):
     """The shipped registry made small enough to run five times: 4 perplexity chunks, and 8
     items a benchmark for the baselines stage. Returns the selection's arguments."""
-    from quantgate.configuration.registry import with_absolute_paths
+    from benchmarks.registry_copy import with_absolute_paths
 
     fixtures = REPO / "fixtures"
     doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)

@@ -35,7 +35,7 @@ def registry_copy(tmp_path):
     """
 
     def make(edit) -> Path:
-        from quantgate.configuration.registry import with_absolute_paths
+        from benchmarks.registry_copy import with_absolute_paths
 
         fixtures = REPO / "fixtures"
         doc = with_absolute_paths(yaml.safe_load((fixtures / "models.yaml").read_text()), fixtures)

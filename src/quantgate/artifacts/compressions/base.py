@@ -131,7 +131,7 @@ class Compression(StrictModel):
     takes_input: ClassVar[bool] = True
     #: the entry's keys that hold a path relative to the registry file, dotted for a nested
     #: block ("imatrix.calibration"): a copy of the registry written elsewhere resolves them
-    #: (quantgate.configuration.registry.with_absolute_paths)
+    #: (benchmarks/registry_copy.py)
     relative_paths: ClassVar[tuple[str, ...]] = ()
 
     def provenance(self, variant: BuildInput) -> dict[str, Any]:
