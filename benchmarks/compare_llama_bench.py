@@ -6,7 +6,7 @@ threads and pp/tg lengths.
 
 Both sides run the llama-bench protocol (pp: one prompt of n_prompt random tokens; tg: n_gen
 single-token decodes from an empty context) with the same weight placement: on an AMX machine
-both with AMX refused (quantgate.backends.llama_placement), llama-bench through the same launcher.
+both with AMX refused (quantgate.llama_placement), llama-bench through the same launcher.
 Absolute numbers move 3-5x with the machine's other load; the ratio column is what counts:
 exits 1 when a ratio is beyond 1 ± tolerance.
 """
@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quantgate.artifacts.llama_tools import tool
-from quantgate.backends.llama_placement import current, machine_facts, tool_command
 from quantgate.configuration.registry import ThroughputSettings, load_registry
 from quantgate.configuration.thresholds import Thresholds
 from quantgate.evaluation.throughput import tokens_per_second, workloads
+from quantgate.llama_placement import current, machine_facts, tool_command
 from quantgate.night import machine
 from quantgate.session import GateSession
 
@@ -41,7 +41,7 @@ def llama_bench(
 ) -> dict[str, float]:
     """llama-bench's pp and tg tokens/s (pp alone where ``gen_lengths`` is ``[0]``); tg at
     several lengths is their mean (Study A's TPS). Run with the gate's placement: on an AMX
-    machine with AMX refused (quantgate.backends.llama_placement), as the gate loads its models."""
+    machine with AMX refused (quantgate.llama_placement), as the gate loads its models."""
     out = subprocess.run(
         tool_command(
             [

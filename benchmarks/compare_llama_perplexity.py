@@ -18,16 +18,16 @@ import tempfile
 from pathlib import Path
 
 from quantgate.artifacts.llama_tools import tool
-from quantgate.backends.llama_placement import tool_command
 from quantgate.configuration.registry import load_registry
 from quantgate.configuration.thresholds import Thresholds
+from quantgate.llama_placement import tool_command
 from quantgate.session import GateSession
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def llama_perplexity(args: list[str]) -> str:
-    # with the gate's placement (quantgate.backends.llama_placement): off AMX on an AMX machine
+    # with the gate's placement (quantgate.llama_placement): off AMX on an AMX machine
     command = tool_command([str(tool("llama-perplexity")), *args])
     proc = subprocess.run(command, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from _pytest import junitxml
 
-from quantgate import progress
-from quantgate.backends import llama_placement
+from quantgate import llama_placement, progress
 from quantgate.configuration.registry import ModelEntry, Pair, Registry
 from quantgate.configuration.thresholds import Thresholds
 from quantgate.configuration.validation import (

@@ -52,7 +52,7 @@ def test_inspection_is_memoized_by_the_file_identity(smollm2_artifacts, tmp_path
     """Every pytest process (each xdist worker) inspects the files it runs: the facts are kept
     in the cache by path, size and mtime, so a second process reads them, and a file cut
     short under the same name is inspected afresh (and named as truncated)."""
-    from quantgate.artifacts.store import store as artifacts
+    from quantgate.artifacts import store as artifacts
 
     monkeypatch.setenv("QUANTGATE_CACHE", str(tmp_path / "cache"))
     _, q2k = smollm2_artifacts

@@ -1,5 +1,5 @@
 """A native crash costs one pair, not the run (quantgate.backends.child), on the real model;
-and llama.cpp places the real model's weights where quantgate.backends.llama_placement says.
+and llama.cpp places the real model's weights where quantgate.llama_placement says.
 
 The crash is real: ``QUANTGATE_CRASH_IN`` makes the child that holds smollm2-Q4_K_M dereference
 a null pointer when the gate asks it for logits, a SIGSEGV in that process as llama.cpp's AMX
@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
+from quantgate import llama_placement
 from quantgate.artifacts.cache import results_free_cache
 from quantgate.artifacts.store import Artifact
-from quantgate.backends import llama_placement
 from quantgate.backends.child import CRASH_ENV, ChildBackend
 from quantgate.configuration.backend_settings import LlamaCppSettings
 

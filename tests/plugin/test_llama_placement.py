@@ -10,14 +10,14 @@ import sys
 
 import pytest
 
-from quantgate.backends import llama_placement as placement
+from quantgate import llama_placement as placement
 from quantgate.night.machine import cpu_facts
 
 pytestmark = pytest.mark.skipif(
     not placement.seccomp_available(), reason="seccomp filters exist on x86-64 Linux only"
 )
 
-ASK = "from quantgate.backends.llama_placement import amx_permission_refused as r; print(r())"
+ASK = "from quantgate.llama_placement import amx_permission_refused as r; print(r())"
 
 
 def _python(code: str, *prefix: str) -> str:
@@ -41,7 +41,7 @@ def test_after_the_filter_the_kernel_refuses_amx_and_nothing_else():
 
 
 def test_a_tool_started_through_the_launcher_inherits_the_refusal():
-    launcher = [sys.executable, "-m", "quantgate.backends.llama_placement", "no-amx", "--"]
+    launcher = [sys.executable, "-m", "quantgate.llama_placement", "no-amx", "--"]
     assert _python(ASK, *launcher) == "True"
     if placement.cpu_has_amx(cpu_facts().flags):
         assert _python(ASK) == "False"  # without it, granted

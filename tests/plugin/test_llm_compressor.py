@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.artifacts.store import llm_compressor_runner as llm_compressor
+from quantgate.artifacts import llm_compressor_runner as llm_compressor
 from quantgate.errors import ArtifactError, ConfigError
 from support.helpers import REPO
 

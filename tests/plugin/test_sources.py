@@ -38,7 +38,8 @@ def test_hub_offline_is_a_clear_error(tmp_path, spec, ref):
     # A real call into huggingface_hub with HF_HUB_OFFLINE=1 (read at its import: a child
     # process) and an empty cache: the same path a user without network takes.
     code = (
-        "from quantgate.configuration.registry import HubSource; from quantgate import sources\n"
+        "from quantgate.configuration.registry import HubSource\n"
+        "from quantgate.artifacts import sources\n"
         f"sources.fetch_hub_file(HubSource(**{spec.model_dump()!r}), 'models.llama31.baseline')\n"
     )
     proc = subprocess.run(

@@ -180,9 +180,14 @@ def _moment_property(name: str) -> bool:
 
 
 def machine_fingerprint() -> dict[str, object]:
-    """What the smoke tier's numbers depend on besides the code: the CPU (its kernels' order of
-    arithmetic), the thread count, and the scoring libraries' versions."""
+    """What the smoke tier's numbers depend on besides the code: the CPU and the feature flags
+    that choose its kernels (their order of arithmetic), the thread count, and the scoring
+    libraries' versions. The model name alone is not enough: two "AMD EPYC" VMs, one with
+    AVX-512 VNNI/BF16 and VP2INTERSECT and one without, scored the Q2_K canary's items apart
+    (arc_challenge 0.25 against 0.275; same verdicts)."""
     from importlib.metadata import version
+
+    from quantgate.night.machine import cpu_facts
 
     cpu = ""
     if Path("/proc/cpuinfo").exists():
@@ -190,6 +195,7 @@ def machine_fingerprint() -> dict[str, object]:
         cpu = found.group(1).strip() if found else ""
     return {
         "cpu": cpu,
+        "cpu_flags": cpu_facts().kernel_flags,
         "cores": os.cpu_count(),
         **{pkg: version(pkg) for pkg in ("llama_cpp_python", "lm_eval", "numpy", "scipy")},
     }

@@ -7,9 +7,11 @@ its summary row and fails the pair on it, and the report shows it. Nothing else 
 from __future__ import annotations
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from quantgate.configuration import constants
 from quantgate.configuration.constants import Direction, Metric
@@ -20,6 +22,7 @@ from quantgate.report.rows import ROW_PROPERTY
 from quantgate.report.tables import build_tables
 from quantgate.verdicts import measurement
 from quantgate.verdicts.judge import Judge
+from quantgate.verdicts.stats import Interval
 from support.helpers import REPO
 
 KLD_P90 = Metric("kld_p90", "kld", Direction.MAX, "nats", "90th percentile of the per-token KLD")
@@ -30,15 +33,23 @@ def registry():
     return load_registry(REPO / "fixtures" / "models.yaml")
 
 
-def _thresholds(tmp_path, registry, text: str) -> Thresholds:
-    (tmp_path / "default.yaml").write_text(text)
-    return Thresholds(tmp_path, registry)
+def _thresholds(tmp_path, registry, bound: float) -> Thresholds:
+    """The shipped thresholds with ``kld_p90: bound`` added to default.yaml's defaults."""
+    folder = tmp_path / "thresholds"
+    shutil.copytree(REPO / "thresholds", folder)
+    doc = yaml.safe_load((folder / "default.yaml").read_text())
+    doc["defaults"]["kld_p90"] = bound
+    (folder / "default.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return Thresholds(folder, registry)
 
 
 def _kld(**metrics: float) -> measurement.Measurement:
     """The kld gate's measurement from an evaluator result holding ``metrics``."""
-    values = {"kld_mean": 0.01, "kld_p99": 0.2, "top1_agreement_pct": 95.0, **metrics}
-    return measurement.kld(SimpleNamespace(metrics=values, intervals={}, sequential=None))
+    values = {"kld_mean": 0.004, "kld_p99": 0.02, "top1_agreement_pct": 95.6, **metrics}  # Q8_0
+    # the shipped bounds on these are in mode ci: they need their intervals
+    intervals = {k: Interval(v, 0.9 * v, 1.1 * v) for k, v in values.items() if k != "kld_p90"}
+    result = SimpleNamespace(metrics=values, intervals=intervals, sequential=None)
+    return measurement.kld(result)
 
 
 def _check(thresholds, registry, measured) -> list[dict]:
@@ -56,21 +67,21 @@ def _check(thresholds, registry, measured) -> list[dict]:
 
 def test_without_its_catalogue_entry_the_key_is_a_typo(tmp_path, registry):
     with pytest.raises(ConfigError, match="kld_p90"):
-        _thresholds(tmp_path, registry, "defaults:\n  kld_p90: 0.5\n")
+        _thresholds(tmp_path, registry, 0.5)
 
 
 def test_an_entry_whose_evaluator_does_not_compute_it_is_an_error_never_a_pass(
     tmp_path, registry, monkeypatch
 ):
     monkeypatch.setitem(constants.METRICS, "kld_p90", KLD_P90)
-    thresholds = _thresholds(tmp_path, registry, "defaults:\n  kld_p90: 0.5\n")
+    thresholds = _thresholds(tmp_path, registry, 0.5)
     with pytest.raises(EvaluationError, match=r"kld_p90 has a bound .* cannot measure it"):
         _check(thresholds, registry, _kld())
 
 
 def test_once_computed_it_is_judged_recorded_and_reported(tmp_path, registry, monkeypatch):
     monkeypatch.setitem(constants.METRICS, "kld_p90", KLD_P90)
-    thresholds = _thresholds(tmp_path, registry, "defaults:\n  kld_p90: 0.5\n")
+    thresholds = _thresholds(tmp_path, registry, 0.5)
     rows = _check(thresholds, registry, _kld(kld_p90=0.3))
     (row,) = [r for r in rows if r["metric"] == "kld_p90"]
     assert row["verdict"] == "pass" and row["threshold"] == 0.5 and row["gate"] == "kld"

@@ -44,6 +44,14 @@ def import_graph(package: Path) -> dict[str, set[str]]:
                 target = target.rpartition(".")[0]
             if target and target != name:
                 graph[name].add(target)
+            # importing pkg.sub runs pkg/__init__.py first: an edge to every package on the
+            # way (seen: imatrix -> backends.llama_placement ran backends/__init__, which
+            # imports backends.base -> artifacts.store -> imatrix)
+            parent = target.rpartition(".")[0]
+            while parent and parent in files:
+                if parent != name and not name.startswith(parent + "."):
+                    graph[name].add(parent)
+                parent = parent.rpartition(".")[0]
     return graph
 
 
@@ -75,3 +83,16 @@ def test_a_circle_through_a_function_or_type_checking_import_is_found(tmp_path):
     (package / "c.py").write_text("def f():\n    from . import a\n")
     found = circle(import_graph(package))
     assert found is not None and {"pkg.a", "pkg.b", "pkg.c"} <= set(found), found
+
+
+def test_a_circle_through_a_package_s_init_is_found(tmp_path):
+    """``from pkg.sub.leaf import x`` runs pkg/sub/__init__.py, and what it imports."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("from pkg.sub.base import thing\n")
+    (package / "sub" / "base.py").write_text("from pkg.store import other\nthing = 1\n")
+    (package / "sub" / "leaf.py").write_text("x = 1\n")
+    (package / "store.py").write_text("from pkg.sub.leaf import x\nother = 2\n")
+    found = circle(import_graph(package))
+    assert found is not None and {"pkg.sub", "pkg.store"} <= set(found), found

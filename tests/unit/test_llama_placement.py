@@ -1,11 +1,11 @@
-"""Where llama.cpp's weights go (quantgate.backends.llama_placement), decided from CPU-feature lines
+"""Where llama.cpp's weights go (quantgate.llama_placement), decided from CPU-feature lines
 and llama.cpp's system info line, with and without AMX; the machine record's parsing and line."""
 
 from __future__ import annotations
 
 import pytest
 
-from quantgate.backends import llama_placement as placement
+from quantgate import llama_placement as placement
 from quantgate.errors import ConfigError
 from quantgate.night.machine import CpuFacts, describe, parse_cpuinfo
 
@@ -83,7 +83,7 @@ def _on(monkeypatch, cpuinfo: str, build: str, seccomp: bool = True) -> None:
 def test_the_tools_run_through_the_launcher_only_where_amx_is_refused(monkeypatch):
     _on(monkeypatch, SAPPHIRE_RAPIDS, AMX_BUILD)
     wrapped = placement.tool_command(["llama-bench", "-m", "x.gguf"])
-    assert wrapped[1:5] == ["-m", "quantgate.backends.llama_placement", "no-amx", "--"]
+    assert wrapped[1:5] == ["-m", "quantgate.llama_placement", "no-amx", "--"]
     assert wrapped[-3:] == ["llama-bench", "-m", "x.gguf"]
     assert placement.tool_command(["llama-bench"], allow_amx=True) == ["llama-bench"]
     _on(monkeypatch, EPYC, AVX2_BUILD)
@@ -95,8 +95,7 @@ def test_the_tools_run_through_the_launcher_only_where_amx_is_refused(monkeypatc
 def test_the_launcher_says_how_to_call_it(capsys):
     assert placement.main(["sideways", "--", "true"]) == 2
     assert (
-        "usage: python -m quantgate.backends.llama_placement {default|no-amx|amx|"
-        in capsys.readouterr().out
+        "usage: python -m quantgate.llama_placement {default|no-amx|amx|" in capsys.readouterr().out
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from quantgate.artifacts.store import llama_tools
+from quantgate.artifacts import llama_tools
 
 TOP = (
     "add_subdirectory(src)\n"

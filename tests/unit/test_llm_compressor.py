@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantgate.artifacts.store import llm_compressor_runner as llm_compressor
+from quantgate.artifacts import llm_compressor_runner as llm_compressor
 from quantgate.errors import ConfigError
 
 

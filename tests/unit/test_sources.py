@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quantgate.artifacts.store import sources
+from quantgate.artifacts import sources
 from quantgate.configuration.registry import HubSource, Source, load_registry
 from quantgate.errors import ArtifactError
 from support.helpers import REPO

@@ -97,7 +97,7 @@ def test_an_unwritable_store_is_one_clear_error(tmp_path):
 def test_a_hub_download_is_made_once_for_every_machine(store_url, tmp_path, monkeypatch):
     """The Hub cannot be reached here: the download itself is replaced by a local file (what
     the test checks is around it: the store's key by commit, and the second machine)."""
-    from quantgate.artifacts.store import sources
+    from quantgate.artifacts import sources
     from quantgate.configuration.registry import HubSource
 
     commit = "a" * 40

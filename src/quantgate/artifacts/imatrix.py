@@ -21,8 +21,8 @@ from pathlib import Path
 from quantgate import progress
 from quantgate.artifacts.llama_tools import tool
 from quantgate.artifacts.tensor_types import NO_OVERRIDES, TensorTypes
-from quantgate.backends.llama_placement import tool_command
 from quantgate.errors import ToolError
+from quantgate.llama_placement import tool_command
 from quantgate.night.machine import available_cores
 
 

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from quantgate import llama_placement
 from quantgate.artifacts.store import Artifact
-from quantgate.backends import llama_placement
 from quantgate.configuration.backend_settings import BackendSettings, flat_settings
 from quantgate.versions import backend_versions
 
@@ -36,7 +36,7 @@ def result_settings(backend_name: str, settings: BackendSettings) -> dict[str, o
 
 def backend_placement(backend_name: str, settings: BackendSettings) -> str:
     """Where ``backend_name`` puts weights with ``settings`` on this machine: llama.cpp's
-    placement (quantgate.backends.llama_placement), "default" for the others."""
+    placement (quantgate.llama_placement), "default" for the others."""
     if backend_name != "llama_cpp":
         return "default"
     return llama_placement.current(bool(getattr(settings, "allow_amx", False)))

@@ -45,8 +45,9 @@ from typing import Any
 
 import numpy as np
 
+from quantgate import llama_placement
 from quantgate.artifacts.store import Artifact
-from quantgate.backends import backend_class, llama_placement
+from quantgate.backends import backend_class
 from quantgate.backends.base import Backend, backend_placement
 from quantgate.configuration.backend_settings import BackendSettings
 from quantgate.errors import EvaluationError
@@ -156,7 +157,7 @@ class ChildBackend(Backend):
 
     @property
     def placement(self) -> str:
-        """Where the child's llama.cpp put the weights (quantgate.backends.llama_placement)."""
+        """Where the child's llama.cpp put the weights (quantgate.llama_placement)."""
         return str(self._facts.get("placement", "default"))
 
     @property

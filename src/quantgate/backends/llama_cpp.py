@@ -12,8 +12,8 @@ import llama_cpp
 import numpy as np
 from llama_cpp import Llama, _internals, _logger
 
+from quantgate import llama_placement
 from quantgate.artifacts.store import Artifact
-from quantgate.backends import llama_placement
 from quantgate.backends.base import Backend
 from quantgate.backends.llama_cpp_lm import LlamaCppBackendLM, ScoringBackend
 from quantgate.backends.sequence_tree import Round, plan_rounds, score_rows
@@ -253,7 +253,7 @@ class LlamaCppBackend(ScoringBackend):
 
     @property
     def placement(self) -> str:
-        """Where this process's llama.cpp put the weights (quantgate.backends.llama_placement)."""
+        """Where this process's llama.cpp put the weights (quantgate.llama_placement)."""
         return llama_placement.applied() or llama_placement.DEFAULT
 
     @property

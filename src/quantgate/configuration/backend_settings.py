@@ -48,7 +48,7 @@ class LlamaCppSettings(BackendSettings):
     n_gpu_layers: int = Field(0, ge=-1)
     #: let llama.cpp put weights in its AMX buffer on a CPU with AMX (Intel Sapphire Rapids
     #: and later). Off: llama-cpp-python 0.3.36's AMX path segfaults on the first decode
-    #: (quantgate.backends.llama_placement says where); off, weights are placed as on a CPU
+    #: (quantgate.llama_placement says where); off, weights are placed as on a CPU
     #: without AMX, repacking kept. No effect on other CPUs.
     allow_amx: bool = False
 

@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCK = ROOT / "requirements" / "gpu.lock"
 #: what the GPU environment installs on top of the core dependencies
 EXTRAS = "hf,gpu"

@@ -104,7 +104,7 @@ def machine_record(
 ) -> dict[str, Any]:
     """What a verdict was made on. ``threads``: the run's ``--threads`` (None: each entry's
     own, all cores unless it sets n_threads); ``backends``: what the backends say of their
-    build (llama.cpp's system info line and placement: quantgate.backends.llama_placement)."""
+    build (llama.cpp's system info line and placement: quantgate.llama_placement)."""
     cpu = cpu_facts()
     return {
         "cpu": cpu.model,

@@ -136,11 +136,11 @@ class LlamaQuantize(Compression):
     ) -> tuple[Path, dict[str, Any]]:
         """llama-imatrix of ``src`` (the variant's input) over the entry's calibration text,
         cached by the input, the text and the settings."""
+        from quantgate import llama_placement
         from quantgate.artifacts.cache import build_once, cache_key, cache_root
         from quantgate.artifacts.imatrix import compute_imatrix
         from quantgate.artifacts.llama_quantizer import llama_cpp_version
         from quantgate.artifacts.sources import fetch
-        from quantgate.backends import llama_placement
 
         settings = self.imatrix
         assert settings is not None

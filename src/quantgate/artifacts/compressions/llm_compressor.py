@@ -52,7 +52,7 @@ class LlmCompressor(Compression):
         return self
 
     def build(self, store: BuildStore, pair: BuildPair, src: BuildInput | None) -> BuildInput:
-        from quantgate.artifacts.store import llm_compressor_runner as llm_compressor
+        from quantgate.artifacts import llm_compressor_runner as llm_compressor
         from quantgate.errors import ConfigError
 
         assert src is not None

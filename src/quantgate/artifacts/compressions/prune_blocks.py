@@ -34,6 +34,7 @@ class PruneBlocks(Compression):
         """Drop the least influential blocks of ``src``; the chosen blocks and every block's
         score are logged and kept beside the file."""
         from quantgate import progress
+        from quantgate.artifacts import block_pruning as prune
         from quantgate.artifacts.cache import (
             build_once,
             cache_key,
@@ -41,7 +42,6 @@ class PruneBlocks(Compression):
             read_json,
             write_json_atomic,
         )
-        from quantgate.artifacts.store import block_pruning as prune
         from quantgate.errors import ConfigError
 
         assert src is not None

@@ -35,7 +35,7 @@ Placements (what :func:`choose` returns, what reports and cache keys name):
 
 Usage as a launcher (what :func:`tool_command` builds)::
 
-    python -m quantgate.backends.llama_placement no-amx -- llama-bench -m model.gguf
+    python -m quantgate.llama_placement no-amx -- llama-bench -m model.gguf
 """
 
 from __future__ import annotations
