@@ -93,7 +93,8 @@ def main() -> int:
                 baseline = session.loading.baseline_backend(MODEL)
                 start = time.perf_counter()
                 if phase == "gate":
-                    gate = run_sequential(baseline, variant, BENCHMARK, bench, tasks, where, bound)
+                    items = PairedItems(baseline, variant, BENCHMARK, bench, tasks, where)
+                    gate = run_sequential(items, bound)
                     gates[name] = gate, time.perf_counter() - start
                     state = gate.sequential
                     print(f"gate {name}: {state.decision} after {state.n_used}", flush=True)

@@ -158,15 +158,7 @@ class PairedItems:
         self.used.extend(sorted(pairs, key=lambda bc: rank[bc[0]["doc_id"]]))
 
 
-def run_sequential(
-    baseline: ScoredModel,
-    compressed: ScoredModel,
-    name: str,
-    bench: Benchmark,
-    tasks: TaskIndex,
-    where: str,
-    threshold: float,
-) -> Comparison:
+def run_sequential(items: PairedItems, threshold: float) -> Comparison:
     """D_<name> in mode sequential: both models score the benchmark's items in one seeded
     random order, ``sequential_batch`` at a time (quantgate.verdicts.sequential.drive), until the
     confidence sequence decides or the items run out. Each batch is scored through lm-eval's
@@ -176,9 +168,10 @@ def run_sequential(
     Raises:
         ConfigError: a metric whose score is not the mean of per-item values in [0, 1].
     """
-    n = population_size(bench, tasks, where)
-    items = PairedItems(baseline, compressed, name, bench, tasks, where)
+    name, bench = items.name, items.bench
+    n = population_size(bench, items.tasks, items.where)
     used = items.used
+    label = items.models[1].artifact.label
 
     def look_open(open_bounds: Collection[str]) -> dict[str, SequentialVerdict]:
         b = np.array([float(bi[bench.metric]) for bi, _ in used])
@@ -187,7 +180,7 @@ def run_sequential(
 
     def say(_: str, state: SequentialVerdict) -> None:
         progress.say(
-            f"{compressed.artifact.label}: {name} sequential, {state.n_used}/{n} items: D "
+            f"{label}: {name} sequential, {state.n_used}/{n} items: D "
             f"{state.estimate:.3g} %, 95 % sequence [{state.low:.3g}, {state.high:.3g}] vs "
             f"{threshold:g}: {state.decision}"
         )

@@ -14,7 +14,7 @@ from quantgate.configuration.thresholds import Thresholds
 from quantgate.errors import ConfigError
 from quantgate.evaluation.comparison import BenchmarkResult, Comparison
 from quantgate.evaluation.loading import Loading
-from quantgate.evaluation.retention import TaskIndex, run_benchmark, run_sequential
+from quantgate.evaluation.retention import PairedItems, TaskIndex, run_benchmark, run_sequential
 from quantgate.verdicts import measurement
 from quantgate.verdicts.gates import Threshold
 from quantgate.verdicts.measurement import Measurement
@@ -97,8 +97,8 @@ class RetentionMeasurer:
         variant = self.loading.lazy_variant(pair)
         if (bound := self.sequential_bound(pair, name)) is not None:
             baseline = self.loading.lazy_baseline(pair.model_key)
-            tasks = self.task_index()
-            comparison = run_sequential(baseline, variant, name, bench, tasks, where, bound.value)
+            items = PairedItems(baseline, variant, name, bench, self.task_index(), where)
+            comparison = run_sequential(items, bound.value)
             self._save_items(pair, comparison)
             return comparison
         comp = self.benchmark(variant, pair.model_key, name)
