@@ -189,13 +189,10 @@ def machine_fingerprint() -> dict[str, object]:
 
     from quantgate.night.machine import cpu_facts
 
-    cpu = ""
-    if Path("/proc/cpuinfo").exists():
-        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = found.group(1).strip() if found else ""
+    cpu = cpu_facts()  # what the reports' "made on" line records
     return {
-        "cpu": cpu,
-        "cpu_flags": cpu_facts().kernel_flags,
+        "cpu": cpu.model,
+        "cpu_flags": cpu.kernel_flags,
         "cores": os.cpu_count(),
         **{pkg: version(pkg) for pkg in ("llama_cpp_python", "lm_eval", "numpy", "scipy")},
     }
