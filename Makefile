@@ -118,7 +118,7 @@ test:
 	exit $$status
 
 ## The quick tier for an edit loop: tests/unit, pure (no model, no child process), on every
-## core (pytest-xdist: 37 s on 2 cores against 61-80 s in one process).
+## core (pytest-xdist: 37-50 s on 2 cores against 61-80 s in one process).
 test-quick: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/pytest tests/unit -q -n auto --reports-dir=reports/unit
 
