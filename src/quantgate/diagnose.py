@@ -448,14 +448,24 @@ def check_types(label: str, path: Path, types: dict[str, str]) -> dict[str, Tens
     return got
 
 
-def _open(
-    registry_path: Path, thresholds_dir: Path, model: str, compression: str, n_threads: int | None
-) -> tuple[Loading, Pair]:
+def pair_arguments(parser: argparse.ArgumentParser, default_out: str) -> None:
+    """The options that name a pair and where its files go (diagnose and propose)."""
+    parser.add_argument("--model", required=True, help="the registry's model key")
+    parser.add_argument("--compression", required=True, help="the pair's compression name")
+    parser.add_argument("--registry", type=Path, default=Path("fixtures/models.yaml"))
+    parser.add_argument("--thresholds", type=Path, default=Path("thresholds"))
+    parser.add_argument("--threads", type=int, help="threads per probe (default: every core)")
+    parser.add_argument("--out", type=Path, default=Path(default_out))
+
+
+def open_pair(args: argparse.Namespace) -> tuple[Configuration, Loading, Pair]:
+    """The configuration, the loading and the pair that ``pair_arguments`` name."""
     config = load_configuration(
-        registry_path, thresholds_dir, [model], [compression], registry_path.parent.parent
-    )
-    (pair,) = config.registry.pairs([model], [compression])
-    return Loading(config.registry, n_threads=n_threads), pair
+        args.registry, args.thresholds, [args.model], [args.compression],
+        args.registry.parent.parent,
+    )  # fmt: skip
+    (pair,) = config.registry.pairs([args.model], [args.compression])
+    return config, Loading(config.registry, n_threads=args.threads), pair
 
 
 def write(d: Diagnosis, out: Path) -> dict[str, Path]:
@@ -515,10 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m quantgate.diagnose", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--model", required=True, help="the registry's model key")
-    parser.add_argument("--compression", required=True, help="the pair's compression name")
-    parser.add_argument("--registry", type=Path, default=Path("fixtures/models.yaml"))
-    parser.add_argument("--thresholds", type=Path, default=Path("thresholds"))
+    pair_arguments(parser, "reports/diagnosis")
     parser.add_argument(
         "--chunks", type=int, default=4, help="perplexity chunks per probe (default 4)"
     )
@@ -527,15 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         help="groups to probe: block numbers and ranges, token_embd, output "
         "(default: every group the variant re-types)",
     )
-    parser.add_argument("--threads", type=int, help="threads per probe (default: every core)")
-    parser.add_argument("--out", type=Path, default=Path("reports/diagnosis"))
     args = parser.parse_args(argv)
     if args.chunks < 1:
         parser.error("--chunks must be at least 1")
     try:
-        loading, pair = _open(
-            args.registry, args.thresholds, args.model, args.compression, args.threads
-        )
+        _, loading, pair = open_pair(args)
         try:
             diagnoser = Diagnoser(loading, pair, args.chunks)
             d = diagnoser.run(args.blocks)
