@@ -45,12 +45,14 @@ def test_slow_tier_holds_the_other_variants_and_the_benchmark_families(gate_run)
     # GSM8K's noise floor: how many answers the baseline changes with its arithmetic perturbed
     assert "tests/test_noise_floor.py::test_noise_floor[smollm2_gsm8k]" in ids
     pairs = {
-        re.search(r"\[(smollm2[^-]*-(?:pruned2-Q4_K_M|[^\]-]+(?:-imatrix)?))", i).group(1)
+        re.search(r"\[(smollm2[^-]*-(?:pruned2-Q4_K_M|[^\]-]+(?:-imatrix|-mixed)?))", i).group(1)
         for i in ids
         if "test_noise_floor[" not in i
     }
     assert pairs == {
         "smollm2-Q6_K",
+        "smollm2-Q2_K-mixed",
+        "smollm2-Q3_K_M",
         "smollm2-Q2_K-imatrix",
         "smollm2-Q4_K_M-imatrix",
         "smollm2-IQ2_XXS-imatrix",
