@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from quantgate.artifacts.block_pruning import drop_blocks
-from support.helpers import short_throughput
 
 
 @pytest.mark.real_model
@@ -39,12 +38,13 @@ def test_dropped_blocks_leave_a_file_llama_cpp_loads(smollm2_artifacts, tmp_path
 
 
 @pytest.mark.real_model
-def test_pruned_and_pruned_q4_k_m_run_through_every_gate(gate_run, registry_copy):
-    # the throughput gate's verdict is read, not its number: a short workload
-    registry = registry_copy(short_throughput)
-    run = gate_run(
-        "-m", "pruned", "--model", "smollm2", "--benchmark-disable", f"--registry={registry}"
-    )  # fmt: skip
+def test_pruned_and_pruned_q4_k_m_run_through_every_gate(gate_run):
+    # llama-bench's whole workload, not short_throughput's quarter: the F16 pruned file's tg
+    # ratio (1.07-1.11 on a quiet machine) lies only a quarter above its bound 0.8, and the
+    # quarter's mean of three 16-token rounds fell below it once in a fresh `make test` (AMD
+    # EPYC, 2 cores) while the lane beside wrote the diagnosis's probes; five 64-token rounds
+    # spread a neighbour's burst over more time (13 s more here)
+    run = gate_run("-m", "pruned", "--model", "smollm2", "--benchmark-disable")
     assert run.returncode == 0, run.output[-3000:]
     outcomes = run.outcomes()
     for pair in ("smollm2-pruned2", "smollm2-pruned2-Q4_K_M"):
