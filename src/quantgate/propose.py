@@ -36,6 +36,7 @@ import json
 import math
 import re
 import sys
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -320,6 +321,8 @@ class Proposer:
                 f"{thresholds.directory / pair.model_key}.yaml"
             )
         self.diagnoser = Diagnoser(loading, pair, n_chunks)
+        #: one for every proof: it reads the baseline's log-probs once
+        self.measurer = PerplexityMeasurer(loading, thresholds)
         self.n_chunks = n_chunks
         self.role_types = {**ROLE_TYPES, **(role_types or {})}
         self.parts = {p.name: p for p in parts_of(select_groups(self.diagnoser.found, blocks))}
@@ -361,8 +364,6 @@ class Proposer:
     def propose(self, targets: tuple[float, ...], uniform: tuple[str, ...]) -> Proposal:
         """The frontier, a recipe per target (a fraction of the kld_mean bound), and the gate's
         verdicts on them, the variant and the uniform types."""
-        import time
-
         start = time.perf_counter()
         whole = self.diagnoser.score(self.diagnoser.variant).kld_mean
         options = self.options()
@@ -431,9 +432,8 @@ class Proposer:
             written = check_types(label, artifact.path, expected)
         else:
             written = read_tensors(artifact.path)
-        measurer = PerplexityMeasurer(self.loading, self.thresholds)
         with progress.step(f"{label}: the perplexity and KLD gates on the whole text"):
-            result = measurer.compare(self.pair.model_key, artifact)
+            result = self.measurer.compare(self.pair.model_key, artifact)
         outcomes: list[Outcome] = []
         for gate, m in (
             ("perplexity", measurement.perplexity(result)),
